@@ -1,0 +1,34 @@
+"""The one place where errors become HTTP responses. Never a stack trace."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from pymongo.errors import PyMongoError
+from werkzeug.exceptions import HTTPException
+
+from exceptions import ServiceError
+
+log = logging.getLogger(__name__)
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(ServiceError)
+    def service_error(exc: ServiceError):
+        return jsonify({**exc.to_dict(), "message": exc.message}), exc.http_status
+
+    @app.errorhandler(PyMongoError)
+    def database_error(exc: PyMongoError):
+        log.warning("database unreachable: %s", exc)
+        return jsonify({"code": "database_unavailable",
+                        "message": "the database is unreachable; nothing was accepted"}), 503
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        return jsonify({"code": exc.name.lower().replace(" ", "_"),
+                        "message": exc.description}), exc.code
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        log.exception("unhandled error")
+        return jsonify({"code": "internal_error", "message": "internal error"}), 500

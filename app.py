@@ -1,0 +1,71 @@
+"""Content processor: Flask application factory and development entry point.
+
+    python app.py                                  serve the API and run jobs (development)
+    python app.py process VIDEO --frame-rate 5     process a local file, with a progress bar
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from flask import Flask
+
+from config import Config, load_config
+from service import Service
+
+
+def create_app(config: Config | None = None) -> Flask:
+    """The Flask app for ``config`` (read from config.cfg and the environment if None)."""
+    config = config or load_config()
+    app = Flask(__name__)
+    app.config["SERVICE"] = Service(config)
+    app.json.sort_keys = False
+
+    import api  # after the app exists: blueprints import current_app lazily
+    api.register(app)
+    return app
+
+
+def serve(config: Config) -> None:
+    """Development server with the embedded executor (gunicorn for production)."""
+    from executor import start_executor
+    from mongo_manager import resolve_uri
+
+    resolve_uri(config)  # start the embedded database before anything needs it
+    supervisor = start_executor(parent_pid=os.getpid())
+    try:
+        create_app(config).run(host=config.server.host, port=config.server.port, threaded=True)
+    finally:
+        supervisor.terminate()
+        supervisor.wait(timeout=30)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="content processor")
+    commands = parser.add_subparsers(dest="command")
+    process = commands.add_parser("process", help="process a local video or image set")
+    process.add_argument("path")
+    process.add_argument("--frame-rate", type=int, default=5)
+    process.add_argument("--content-type", type=int, choices=(1, 2), default=None,
+                         help="1 = video, 2 = images (default: guessed from the path)")
+    process.add_argument("--project-id", default="local")
+    process.add_argument("--upload-id", default=None)
+    process.add_argument("--force-write", type=int, choices=(0, 1), default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        config = load_config()
+    except Exception as exc:  # a ConfigError: say which key, no traceback
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "process":
+        from cli import process_local
+        return process_local(config, args)
+    serve(config)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

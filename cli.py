@@ -1,0 +1,91 @@
+"""``python app.py process PATH``: the API's code path, run here with a progress bar."""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from bson import ObjectId
+from tqdm import tqdm
+
+import uploads
+from config import Config
+from content_job import JobContext, job_id_for
+from exceptions import ServiceError
+from executor import get_executor, run_claimed
+from mongo_manager import get_mongo, owner_id
+from processors.image_source import IMAGE_SUFFIXES
+from schemas import parse_process_request
+
+
+def process_local(config: Config, args: argparse.Namespace) -> int:
+    source = Path(args.path)
+    if not source.exists():
+        print(f"{source}: not found", file=sys.stderr)
+        return 2
+    content_path = _inside_contents(config, source)
+    form = {"upload_id": args.upload_id or str(ObjectId()), "project_id": args.project_id,
+            "frame_rate": args.frame_rate, "content_path": str(content_path),
+            "force_write": args.force_write, "request_type": 0,
+            "content_type": args.content_type or _guess_content_type(source)}
+    mongo = get_mongo(config)
+    try:
+        req = parse_process_request(form, config.contents_dir)
+        code, body = uploads.accept(req, mongo, config, get_executor(config))
+    except ServiceError as exc:
+        print(f"error: {exc.message} {getattr(exc, 'errors', '')}", file=sys.stderr)
+        return 1
+    if code == 202:
+        _run_with_progress(config, req.upload_id)
+    upload = uploads.status(mongo, req.upload_id)
+    if upload["status"] != 1:
+        print(f"error: {(upload['errorMessage'] or {}).get('message')}", file=sys.stderr)
+        return 1
+    print(f"upload {req.upload_id}: {upload['taskCount']} task clips")
+    for task in mongo.tasks_of(req.upload_id):
+        print(f"  {task['videoPath']}  ({task['frameCount']} frames)")
+    return 0
+
+
+def _run_with_progress(config: Config, upload_id: str) -> None:
+    mongo = get_mongo(config)
+    with tqdm(total=100, unit="%", desc=f"upload {upload_id}", file=sys.stderr) as bar:
+        def show(fraction: float) -> None:
+            bar.update(max(0, int(fraction * 100) - bar.n))
+
+        job = mongo.claim_job(owner_id(), config.processing.lease_seconds, job_id_for(upload_id))
+        if job is not None:
+            run_claimed(job, JobContext(mongo, config, owner_id(), on_progress=show))
+            return
+        # A running executor took the job first: follow its progress instead.
+        while (upload := mongo.get_upload(upload_id)) and upload.get("status") == 0:
+            show((upload.get("progress") or 0) / 100)
+            time.sleep(0.5)
+
+
+def _inside_contents(config: Config, source: Path) -> Path:
+    """The path itself when inside contents_dir, else a link (or copy) under uploads/."""
+    root = config.contents_dir.resolve()
+    resolved = source.resolve()
+    if root in resolved.parents:
+        return resolved
+    target = root / "uploads" / "local" / resolved.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.exists():
+        if resolved.is_dir():
+            shutil.copytree(resolved, target)
+        else:
+            try:
+                os.link(resolved, target)
+            except OSError:  # another file system: copy instead
+                shutil.copy2(resolved, target)
+    return target
+
+
+def _guess_content_type(source: Path) -> int:
+    if source.is_dir() or source.suffix.lower() in IMAGE_SUFFIXES | {".zip"}:
+        return 2
+    return 1

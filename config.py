@@ -1,0 +1,224 @@
+"""Configuration: ``config.cfg`` + ``<SECTION>_<KEY>`` environment overrides.
+
+Read once at start-up and validated; a bad value raises ``ConfigError``
+naming the key. ``CONFIG_FILE`` points at another file.
+"""
+from __future__ import annotations
+
+import configparser
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping
+
+from exceptions import ConfigError
+
+ROOT = Path(__file__).resolve().parent
+DEFAULT_CONFIG_FILE = ROOT / "config.cfg"
+
+# Every known key with its default, as the strings an INI file holds.
+DEFAULTS: dict[str, dict[str, str]] = {
+    "server": {"auth_key": "", "host": "0.0.0.0", "port": "8081", "dev_mode": "false"},
+    "mongodb": {"uri": "embedded", "database": "AIData", "timeout_ms": "5000"},
+    "paths": {"contents_dir": "./contents"},
+    "processing": {"frames_per_task": "120", "workers": "", "keep_frames": "true",
+                   "preset": "veryfast", "crf": "23", "jpeg_quality": "90",
+                   "lease_seconds": "30", "max_attempts": "3", "poll_seconds": "0.5"},
+    "annotation": {},
+    "s3": {"endpoint_url": "", "bucket": "", "region": ""},
+    "queue": {"broker_url": ""},
+}
+
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
+                "slower", "veryslow")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    auth_key: str
+    host: str
+    port: int
+    dev_mode: bool
+
+
+@dataclass(frozen=True)
+class MongoConfig:
+    uri: str
+    database: str
+    timeout_ms: int
+
+
+@dataclass(frozen=True)
+class ProcessingConfig:
+    frames_per_task: int
+    workers: int
+    keep_frames: bool
+    preset: str
+    crf: int
+    jpeg_quality: int
+    lease_seconds: float
+    max_attempts: int
+    poll_seconds: float
+
+
+@dataclass(frozen=True)
+class S3Config:
+    endpoint_url: str
+    bucket: str
+    region: str
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig
+    mongodb: MongoConfig
+    contents_dir: Path
+    processing: ProcessingConfig
+    s3: S3Config
+    broker_url: str
+    annotation: dict[str, str]
+    source: str  # the file it was read from, for messages
+
+
+def load_config(path: str | os.PathLike | None = None,
+                env: Mapping[str, str] | None = None) -> Config:
+    """Read, override and validate the configuration."""
+    env = os.environ if env is None else env
+    path = Path(path or env.get("CONFIG_FILE") or DEFAULT_CONFIG_FILE)
+    raw = _read_raw(path, env)
+    return _validate(raw, path)
+
+
+def _read_raw(path: Path, env: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    parser = configparser.ConfigParser(interpolation=None)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found")
+    try:
+        parser.read(path)
+    except configparser.Error as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    raw = {section: dict(values) for section, values in DEFAULTS.items()}
+    for section in parser.sections():
+        if section not in DEFAULTS:
+            raise ConfigError(f"{path}: unknown section [{section}]")
+        for key, value in parser.items(section):
+            if key not in DEFAULTS[section] and not _is_open_key(section, key):
+                raise ConfigError(f"{path}: unknown key {section}.{key}")
+            raw[section][key] = value
+    for section, keys in raw.items():
+        for key in list(keys) + list(DEFAULTS[section]):
+            name = f"{section}_{key}".upper()
+            if name in env:
+                keys[key] = env[name]
+    for name, value in env.items():  # version_<n> keys exist only where set
+        section, _, key = name.lower().partition("_")
+        if section == "annotation" and _is_open_key(section, key):
+            raw[section][key] = value
+    return raw
+
+
+def _is_open_key(section: str, key: str) -> bool:
+    return section == "annotation" and key.startswith("version_")
+
+
+def _validate(raw: dict[str, dict[str, str]], path: Path) -> Config:
+    get = _Getter(raw)
+    server = ServerConfig(auth_key=get.text("server", "auth_key"), host=get.text("server", "host"),
+                          port=get.integer("server", "port", 1, 65535),
+                          dev_mode=get.boolean("server", "dev_mode"))
+    uri = get.text("mongodb", "uri")
+    if uri != "embedded" and not uri.startswith(("mongodb://", "mongodb+srv://")):
+        raise ConfigError("mongodb.uri must be 'embedded' or a mongodb:// URI")
+    mongodb = MongoConfig(uri=uri, database=get.text("mongodb", "database", required=True),
+                          timeout_ms=get.integer("mongodb", "timeout_ms", 100, 600000))
+    # Kept as configured: paths stored in documents read "contents/tasks/..."
+    # for the default, relative to the service's working directory.
+    contents_dir = Path(get.text("paths", "contents_dir", required=True))
+    processing = _processing(get)
+    broker = get.text("queue", "broker_url")
+    if broker and not broker.startswith(("redis://", "rediss://")):
+        raise ConfigError("queue.broker_url must be empty or a redis:// URL")
+    if broker:
+        raise ConfigError("queue.broker_url: the Celery engine is not available in this "
+                          "version; leave it empty to use the embedded executor")
+    s3 = S3Config(*(get.text("s3", key) for key in ("endpoint_url", "bucket", "region")))
+    config = Config(server=server, mongodb=mongodb, contents_dir=contents_dir,
+                    processing=processing, s3=s3, broker_url=broker,
+                    annotation=dict(raw["annotation"]), source=str(path))
+    return _with_auth_key(config)
+
+
+def _processing(get: "_Getter") -> ProcessingConfig:
+    preset = get.text("processing", "preset")
+    if preset not in X264_PRESETS:
+        raise ConfigError(f"processing.preset must be one of {', '.join(X264_PRESETS)}")
+    workers_text = get.text("processing", "workers")
+    workers = os.cpu_count() or 1
+    if workers_text:
+        workers = get.integer("processing", "workers", 1, 256)
+    return ProcessingConfig(
+        frames_per_task=get.integer("processing", "frames_per_task", 1, 100000),
+        workers=workers, keep_frames=get.boolean("processing", "keep_frames"), preset=preset,
+        crf=get.integer("processing", "crf", 0, 51),
+        jpeg_quality=get.integer("processing", "jpeg_quality", 1, 100),
+        lease_seconds=get.number("processing", "lease_seconds", 2, 3600),
+        max_attempts=get.integer("processing", "max_attempts", 1, 100),
+        poll_seconds=get.number("processing", "poll_seconds", 0.05, 60))
+
+
+def _with_auth_key(config: Config) -> Config:
+    """Refuse to start without a key, unless dev_mode makes (and keeps) one."""
+    if config.server.auth_key:
+        return config
+    if not config.server.dev_mode:
+        raise ConfigError("server.auth_key is not set (set SERVER_AUTH_KEY, or "
+                          "server.dev_mode = true to generate one)")
+    # Kept in a file so that every process of the service uses the same key.
+    key_file = config.contents_dir / ".dev_auth_key"
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    if not key_file.exists():
+        key_file.write_text(secrets.token_urlsafe(32))
+        print(f"dev_mode: generated auth key {key_file.read_text()} (in {key_file})")
+    server = ServerConfig(**{**config.server.__dict__, "auth_key": key_file.read_text().strip()})
+    return Config(**{**config.__dict__, "server": server})
+
+
+class _Getter:
+    """Typed reads of the raw strings, each failure naming its key."""
+
+    def __init__(self, raw: dict[str, dict[str, str]]) -> None:
+        self.raw = raw
+
+    def text(self, section: str, key: str, required: bool = False) -> str:
+        value = self.raw[section].get(key, "").strip()
+        if required and not value:
+            raise ConfigError(f"{section}.{key} must not be empty")
+        return value
+
+    def _parse(self, section: str, key: str, cast: Callable, kind: str):
+        value = self.text(section, key)
+        try:
+            return cast(value)
+        except ValueError:
+            raise ConfigError(f"{section}.{key} must be {kind}, got {value!r}") from None
+
+    def integer(self, section: str, key: str, low: int, high: int) -> int:
+        value = self._parse(section, key, int, "an integer")
+        if not low <= value <= high:
+            raise ConfigError(f"{section}.{key} must be between {low} and {high}, got {value}")
+        return value
+
+    def number(self, section: str, key: str, low: float, high: float) -> float:
+        value = self._parse(section, key, float, "a number")
+        if not low <= value <= high:
+            raise ConfigError(f"{section}.{key} must be between {low} and {high}, got {value}")
+        return value
+
+    def boolean(self, section: str, key: str) -> bool:
+        value = self.text(section, key).lower()
+        if value in ("1", "true", "yes", "on"):
+            return True
+        if value in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{section}.{key} must be true or false, got {value!r}")

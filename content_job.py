@@ -1,0 +1,244 @@
+"""Run one processContent job: pipeline -> staged tasks -> atomic commit.
+
+A run writes its clips and JPEGs into staging folders and its tasks into
+AnnotationTaskStaging; only when every task is done does one transaction
+swap the upload's tasks, after which the staging folders are renamed into
+place. So a reader never sees old and new tasks mixed, a failed run leaves
+nothing behind, and a run killed mid-way resumes from its staged tasks.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from bson import ObjectId
+from pymongo.errors import PyMongoError
+
+from config import Config
+from exceptions import ContentError, JobCancelled
+from mongo_manager import MongoManager, now, to_id
+from processors.clip_writer import EncoderSettings
+from processors.image_source import ImageSource
+from processors.pipeline import OutputLayout, PipelineSettings, Progress, TaskOutput, run_pipeline
+from processors.source import Source, SourceInfo
+from processors.video_source import VideoSource
+
+log = logging.getLogger(__name__)
+
+KIND = "processContent"
+HEARTBEAT_SECONDS = 0.5  # progress and lease updates: at least once a second
+
+
+def job_id_for(upload_id: str) -> str:
+    return f"{KIND}:{upload_id}"
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Final and staging folders of one run of one upload."""
+
+    contents: Path
+    project_id: str
+    upload_id: str
+    run_id: str
+
+    @property
+    def clips(self) -> Path:
+        return self.contents / "tasks" / self.project_id / self.upload_id
+
+    @property
+    def frames(self) -> Path:
+        return self.contents / "frames" / self.upload_id
+
+    def staging(self, final: Path) -> Path:
+        return final.with_name(f".staging-{final.name}-{self.run_id}")
+
+    def trash(self, final: Path) -> Path:
+        return final.with_name(f".trash-{final.name}-{self.run_id}")
+
+    def pairs(self) -> list[tuple[Path, Path]]:
+        return [(self.staging(self.clips), self.clips), (self.staging(self.frames), self.frames)]
+
+
+@dataclass
+class JobContext:
+    mongo: MongoManager
+    config: Config
+    owner: str
+    on_progress: Callable[[float], None] | None = None  # the CLI's progress bar
+
+
+def task_object_id(run_id: str, number: int) -> ObjectId:
+    """Deterministic per run and task, so a resumed run finds its own leftovers."""
+    return ObjectId(hashlib.sha1(f"{run_id}:{number}".encode()).digest()[:12])
+
+
+def run_content_job(job: dict, ctx: JobContext) -> None:
+    params, run_id = job["params"], job["runId"]
+    paths = RunPaths(ctx.config.contents_dir, params["project_id"], params["upload_id"], run_id)
+    if job["state"] == "committed":  # died after the commit: only the file swap is left
+        _finish(job, ctx, paths)
+        return
+    try:
+        _cut(job, ctx, paths)
+    except JobCancelled:
+        log.info("upload %s: run %s replaced, discarding it", params["upload_id"], run_id)
+        _discard(ctx, paths)
+        return
+    except ContentError as exc:
+        _fail(job, ctx, paths, exc.to_dict())
+        return
+    except Exception as exc:
+        if isinstance(exc, PyMongoError):
+            raise  # the lease runs out and the job is retried
+        log.exception("upload %s failed", params["upload_id"])
+        _fail(job, ctx, paths, {"code": "internal_error", "message": f"processing failed: {exc}"})
+        return
+    _finish(job, ctx, paths)
+
+
+def _cut(job: dict, ctx: JobContext, paths: RunPaths) -> None:
+    params, run_id, mongo = job["params"], job["runId"], ctx.mongo
+    started = time.monotonic()
+    mongo.update_upload(params["upload_id"], status=0, stage="cutting", startedAt=now(),
+                        errorMessage=None)
+    done = {doc["number"] for doc in mongo.staged_tasks(params["upload_id"], run_id)}
+    source = open_source(params)
+    try:
+        layout = OutputLayout(paths.staging(paths.clips),
+                              paths.staging(paths.frames) if ctx.config.processing.keep_frames
+                              else None, source.info.name)
+        heartbeat = _Heartbeat(job, ctx)
+        for event in run_pipeline(source, pipeline_settings(ctx.config, params), layout,
+                                  frozenset(done)):
+            if isinstance(event, TaskOutput):
+                task, frames = build_task(event, source.info, params, paths, run_id)
+                mongo.stage_task(params["upload_id"], run_id, event.number, task, frames)
+                done.add(event.number)
+            elif isinstance(event, Progress):
+                heartbeat.beat(event.fraction)
+    finally:
+        source.close()
+    heartbeat.beat(1.0, force=True)
+    fields = {"status": 1, "progress": 100, "stage": "done", "taskCount": len(done),
+              "finishedAt": now(), "errorMessage": None,
+              "timings": {"processingSeconds": round(time.monotonic() - started, 3),
+                          "attempts": job.get("attempts", 1)}}
+    if not mongo.commit_run(job["_id"], params["upload_id"], run_id, fields):
+        raise JobCancelled("the run was replaced before it could be committed")
+
+
+def open_source(params: dict) -> Source:
+    if params["content_type"] == 2:
+        return ImageSource(params["content_path"], params["frame_rate"])
+    return VideoSource(params["content_path"])
+
+
+def pipeline_settings(config: Config, params: dict) -> PipelineSettings:
+    processing = config.processing
+    return PipelineSettings(frame_rate=params["frame_rate"],
+                            frames_per_task=params["frames_per_task"],
+                            keep_frames=processing.keep_frames,
+                            jpeg_quality=processing.jpeg_quality,
+                            encoder=EncoderSettings(processing.preset, processing.crf))
+
+
+def build_task(out: TaskOutput, info: SourceInfo, params: dict, paths: RunPaths,
+               run_id: str) -> tuple[dict, list[dict]]:
+    """The AnnotationTask and AnnotationFrame documents of one finished task."""
+    task_id = task_object_id(run_id, out.number)
+    name = f"task-{out.number}-{info.name}"
+    frames = out.frames
+    task = {
+        "_id": task_id, "projectId": to_id(params["project_id"]),
+        "uploadId": to_id(params["upload_id"]), "taskName": name, "videoName": info.name,
+        "videoPath": str(paths.clips / out.clip_path.name),
+        "frameStart": frames[0].source_index, "frameEnd": frames[-1].source_index,
+        "frameStartTime": frames[0].timestamp, "frameCount": len(frames),
+        "original_frames": [f.source_index for f in frames], "frameRate": params["frame_rate"],
+        "Originalframerate": info.fps, "videoResolutionWidth": info.width,
+        "videoResolutionHeight": info.height, "videoDuration": info.duration,
+        "taskStatus": 0, "auditStatus": 0, "AutoAnnotationVersion": 0, "datasetVersions": [],
+        "createdAt": now(),
+    }
+    frame_docs = [{
+        "taskId": task_id, "frameId": f.frame_id, "sourceFrame": f.source_index,
+        "timestamp": f.timestamp,
+        "imagePath": str(paths.frames / f"task-{out.number}" / f.image_path.name)
+        if f.image_path else None,
+        "boxes": [], "isEmpty": True, "isUserAnnotated": False,
+    } for f in frames]
+    return task, frame_docs
+
+
+class _Heartbeat:
+    """Progress in the upload document and the job's lease, at most twice a second.
+
+    A lease that cannot be renewed means the run was replaced (force_write=1)
+    or taken over: the run stops with JobCancelled.
+    """
+
+    def __init__(self, job: dict, ctx: JobContext) -> None:
+        self.job, self.ctx = job, ctx
+        self.last = 0.0
+
+    def beat(self, fraction: float, force: bool = False) -> None:
+        if not force and time.monotonic() - self.last < HEARTBEAT_SECONDS:
+            return
+        self.last = time.monotonic()
+        ctx, job = self.ctx, self.job
+        if not ctx.mongo.renew_lease(job["_id"], job["runId"], ctx.owner,
+                                     ctx.config.processing.lease_seconds):
+            raise JobCancelled("the run was replaced")
+        # 99 at most until the commit: 100 means the tasks are there.
+        progress = min(99, int(fraction * 100))
+        ctx.mongo.update_upload(job["params"]["upload_id"], progress=progress)
+        if ctx.on_progress:
+            ctx.on_progress(fraction)
+
+
+def _finish(job: dict, ctx: JobContext, paths: RunPaths) -> None:
+    """After the commit: move the staging folders into place, drop what was replaced."""
+    for staging, final in paths.pairs():
+        if staging.exists():
+            trash = paths.trash(final)
+            if final.exists():
+                final.rename(trash)
+            staging.rename(final)
+        elif not final.exists():
+            final.mkdir(parents=True, exist_ok=True)
+        for leftover in final.parent.glob(f".trash-{final.name}-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+    ctx.mongo.cleanup_after_commit(job["_id"], job["params"]["upload_id"], job["runId"])
+    ctx.mongo.end_job(job["_id"], job["runId"], "done")
+    if ctx.on_progress:
+        ctx.on_progress(1.0)
+
+
+def _fail(job: dict, ctx: JobContext, paths: RunPaths, error: dict) -> None:
+    params = job["params"]
+    log.warning("upload %s: %s", params["upload_id"], error["message"])
+    _discard(ctx, paths)
+    if ctx.mongo.end_job(job["_id"], job["runId"], "failed", error):
+        ctx.mongo.update_upload(params["upload_id"], status=2, stage="error",
+                                errorMessage=error, finishedAt=now())
+
+
+def _discard(ctx: JobContext, paths: RunPaths) -> None:
+    """Remove a run's partial outputs: staging folders and staged documents."""
+    for staging, _ in paths.pairs():
+        shutil.rmtree(staging, ignore_errors=True)
+    ctx.mongo.discard_run(paths.upload_id, paths.run_id)
+
+
+def fail_job(job: dict, ctx: JobContext, error: dict[str, Any]) -> None:
+    """End a job that cannot be run (e.g. it crashed its worker too often)."""
+    params = job["params"]
+    paths = RunPaths(ctx.config.contents_dir, params["project_id"], params["upload_id"],
+                     job["runId"])
+    _fail(job, ctx, paths, error)

@@ -1,0 +1,228 @@
+"""The embedded executor: ``processing.workers`` job processes on this machine.
+
+Jobs are durable documents in MongoDB (ProcessingJob) before the API answers
+``202``; ``submit`` is the seam a distributed engine (Celery) plugs into. Here
+one supervisor process per contents folder (a file lock makes it a singleton,
+however many gunicorn workers there are) runs the job processes, which claim
+jobs with an atomic update and hold a lease while they work. Heavy work never
+runs inside a web worker. A job process that dies has its job released and
+resumed by a fresh process; after a crash of everything, the next start (or
+``dataset_creation_warm_start.py``) does the same.
+
+Run the supervisor with ``python executor.py``; it is started for you by
+``python app.py`` and by ``gunicorn.conf.py``.
+"""
+from __future__ import annotations
+
+import argparse
+import fcntl
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Protocol
+
+from pymongo.errors import PyMongoError
+
+import content_job
+from config import Config, load_config
+from mongo_manager import MongoManager, get_mongo, owner_id
+
+log = logging.getLogger("executor")
+
+# kind -> (run the job, end it as failed)
+JOB_KINDS: dict[str, tuple[Callable, Callable]] = {
+    content_job.KIND: (content_job.run_content_job, content_job.fail_job),
+}
+SUPERVISE_SECONDS = 0.5
+ORPHAN_SCAN_SECONDS = 5.0
+
+
+class Executor(Protocol):
+    def submit(self, job_id: str) -> None: ...
+
+
+class EmbeddedExecutor:
+    """The job document is the queue entry; workers poll for queued jobs."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    def submit(self, job_id: str) -> None:
+        # Nothing to send: the job was recorded (state "queued") before this
+        # call, and a worker claims it within processing.poll_seconds.
+        log.debug("job %s queued for the embedded executor", job_id)
+
+
+def get_executor(config: Config) -> Executor:
+    return EmbeddedExecutor(config)
+
+
+def run_claimed(job: dict, ctx: content_job.JobContext) -> None:
+    run, fail = JOB_KINDS[job["kind"]]
+    if job.get("attempts", 1) > ctx.config.processing.max_attempts:
+        fail(job, ctx, {"code": "crashed", "message": f"the job stopped its worker "
+                        f"{job['attempts'] - 1} times; giving up"})
+        return
+    run(job, ctx)
+
+
+def worker_loop(config: Config, stop: threading.Event, drain: bool = False) -> int:
+    """Claim and run jobs until ``stop`` (or, with ``drain``, until none is left)."""
+    mongo = get_mongo(config)
+    ctx = content_job.JobContext(mongo, config, owner_id())
+    parent = os.getppid()
+    ran = 0
+    while not stop.is_set():
+        try:
+            job = mongo.claim_job(ctx.owner, config.processing.lease_seconds)
+            if job is None:
+                if drain or os.getppid() != parent:
+                    return ran
+                stop.wait(config.processing.poll_seconds)
+                continue
+            run_claimed(job, ctx)
+            ran += 1
+        except PyMongoError as exc:
+            log.warning("database error, retrying: %s", exc)
+            stop.wait(1.0)
+    return ran
+
+
+def release_orphans(mongo: MongoManager) -> int:
+    """Release the jobs of dead processes of this host, so others take them now."""
+    host = socket.gethostname()
+    dead = [owner for owner in mongo.job_owners()
+            if owner and owner.rsplit(":", 1)[0] == host
+            and not _pid_alive(int(owner.rsplit(":", 1)[1]))]
+    return mongo.release_jobs(dead) if dead else 0
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _worker_main(config: Config) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    worker_loop(config, threading.Event())
+
+
+class Supervisor:
+    """Keeps ``processing.workers`` job processes alive; releases jobs of dead ones."""
+
+    def __init__(self, config: Config, parent_pid: int | None = None) -> None:
+        self.config = config
+        self.parent_pid = parent_pid
+        self.mongo = get_mongo(config)
+        self.context = multiprocessing.get_context("spawn")  # never fork a live client
+        self.workers: list[multiprocessing.Process] = []
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        release_orphans(self.mongo)
+        self.workers = [self._start() for _ in range(self.config.processing.workers)]
+        last_scan = time.monotonic()
+        while not self.stopping.wait(SUPERVISE_SECONDS):
+            if self.parent_pid and os.getppid() != self.parent_pid:
+                log.info("parent %s is gone; stopping", self.parent_pid)
+                break
+            self._replace_dead()
+            if time.monotonic() - last_scan > ORPHAN_SCAN_SECONDS:
+                self._safe(lambda: release_orphans(self.mongo))
+                last_scan = time.monotonic()
+        self._stop_workers()
+
+    def _start(self) -> multiprocessing.Process:
+        process = self.context.Process(target=_worker_main, args=(self.config,), daemon=True)
+        process.start()
+        return process
+
+    def _replace_dead(self) -> None:
+        for i, process in enumerate(self.workers):
+            if process.is_alive():
+                continue
+            log.warning("job process %s exited (%s); starting another", process.pid,
+                        process.exitcode)
+            owner = f"{socket.gethostname()}:{process.pid}"
+            self._safe(lambda: self.mongo.release_jobs([owner]))
+            self.workers[i] = self._start()
+
+    def _stop_workers(self) -> None:
+        for process in self.workers:
+            process.terminate()
+        for process in self.workers:
+            process.join(timeout=10)
+        owners = [f"{socket.gethostname()}:{p.pid}" for p in self.workers]
+        self._safe(lambda: self.mongo.release_jobs(owners))
+
+    @staticmethod
+    def _safe(action: Callable) -> None:
+        try:
+            action()
+        except PyMongoError as exc:
+            log.warning("database error: %s", exc)
+
+
+def executor_lock_path(config: Config) -> Path:
+    return config.contents_dir / "executor.lock"
+
+
+def executor_running(config: Config) -> bool:
+    """True when some process holds the supervisor lock of this contents folder."""
+    path = executor_lock_path(config)
+    if not path.exists():
+        return False
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+def start_executor(parent_pid: int | None = None) -> subprocess.Popen:
+    """Start the supervisor as its own process (not forked from a gevent worker)."""
+    args = [sys.executable, str(Path(__file__).resolve())]
+    if parent_pid:
+        args += ["--parent", str(parent_pid)]
+    # Own process group: a test (or an operator) can kill it with its workers.
+    return subprocess.Popen(args, start_new_session=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parent", type=int, help="stop when this process is gone")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    config = load_config()
+    path = executor_lock_path(config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        log.info("an executor already runs for %s", config.contents_dir)
+        return 0
+    supervisor = Supervisor(config, args.parent)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: supervisor.stopping.set())
+    log.info("executor: %d job processes", config.processing.workers)
+    supervisor.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,278 @@
+"""Every MongoDB query of the service, and the indexes those queries need.
+
+Collections (database ``AIData``): the Node.js backend's AnnotationProject,
+AnnotationContentUpload, AnnotationTask and AnnotationFrame, plus two of ours:
+ProcessingJob (the durable job queue of the embedded executor) and
+AnnotationTaskStaging (tasks of a run that is not committed yet).
+"""
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterable
+
+import pymongo
+from bson import ObjectId
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
+
+from config import Config
+from embedded_db import embedded_uri
+from exceptions import DatabaseUnavailable
+
+ACTIVE_JOB_STATES = ["accepting", "queued", "running", "committed"]
+# A request that died between recording its job and answering never got a
+# 202; after this long its "accepting" job no longer blocks a new request.
+ACCEPT_TIMEOUT = timedelta(seconds=60)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def to_id(value: Any) -> Any:
+    """A 24-hex string becomes an ObjectId; anything else is kept as is."""
+    if isinstance(value, str) and ObjectId.is_valid(value) and len(value) == 24:
+        return ObjectId(value)
+    return value
+
+
+def owner_id() -> str:
+    """Who holds a job lease: this host and process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class MongoManager:
+    def __init__(self, uri: str, database: str, timeout_ms: int = 5000) -> None:
+        self.client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=timeout_ms,
+                                          connectTimeoutMS=timeout_ms, tz_aware=True)
+        self.db = self.client[database]
+        self.uploads = self.db["AnnotationContentUpload"]
+        self.projects = self.db["AnnotationProject"]
+        self.tasks = self.db["AnnotationTask"]
+        self.frames = self.db["AnnotationFrame"]
+        self.jobs = self.db["ProcessingJob"]
+        self.staging = self.db["AnnotationTaskStaging"]
+
+    def ensure_indexes(self) -> None:
+        self.tasks.create_index([("uploadId", 1), ("taskName", 1)], unique=True)
+        self.tasks.create_index([("projectId", 1)])
+        self.frames.create_index([("taskId", 1), ("frameId", 1)], unique=True)
+        self.uploads.create_index([("projectId", 1)])
+        self.jobs.create_index([("state", 1), ("createdAt", 1)])
+        self.jobs.create_index([("owner", 1)])
+        self.staging.create_index([("uploadId", 1), ("runId", 1), ("number", 1)], unique=True)
+
+    def ping(self) -> None:
+        self.client.admin.command("ping")
+
+    def close(self) -> None:
+        self.client.close()
+
+    # -- uploads -----------------------------------------------------------
+
+    def get_upload(self, upload_id: Any) -> dict | None:
+        return self.uploads.find_one({"_id": to_id(upload_id)})
+
+    def record_upload_queued(self, upload_id: Any, project_id: Any, fields: dict) -> None:
+        """The upload document of a newly accepted request (status 0, queued)."""
+        state = {"projectId": to_id(project_id), "status": 0, "progress": 0, "stage": "queued",
+                 "taskCount": 0, "startedAt": None, "finishedAt": None, "errorMessage": None,
+                 **fields}
+        self.uploads.update_one({"_id": to_id(upload_id)},
+                                {"$set": state, "$setOnInsert": {"createdAt": now()}},
+                                upsert=True)
+        self.projects.update_one({"_id": to_id(project_id)},
+                                 {"$addToSet": {"contentUploads": to_id(upload_id)}},
+                                 upsert=True)
+
+    def update_upload(self, upload_id: Any, **fields: Any) -> None:
+        self.uploads.update_one({"_id": to_id(upload_id)}, {"$set": fields})
+
+    def count_tasks(self, upload_id: Any) -> int:
+        return self.tasks.count_documents({"uploadId": to_id(upload_id)})
+
+    # -- jobs --------------------------------------------------------------
+
+    def start_job(self, job_id: str, kind: str, params: dict, run_id: str,
+                  replace_active: bool) -> bool:
+        """Record a new run of ``job_id`` as "accepting" (not yet claimable).
+
+        Returns False when a run is active and may not be replaced. One
+        document per job id, so concurrent duplicate requests race on a single
+        atomic upsert: exactly one of them wins. ``queue_job`` then makes the
+        run claimable, once the upload document is written.
+        """
+        fields = {"kind": kind, "params": params, "runId": run_id, "state": "accepting",
+                  "attempts": 0, "owner": None, "leaseUntil": _EPOCH, "error": None,
+                  "createdAt": now()}
+        query: dict = {"_id": job_id}
+        if not replace_active:
+            query["$or"] = [{"state": {"$nin": ACTIVE_JOB_STATES}},
+                            {"state": "accepting", "createdAt": {"$lt": now() - ACCEPT_TIMEOUT}}]
+        try:
+            self.jobs.update_one(query, {"$set": fields}, upsert=True)
+        except DuplicateKeyError:
+            return False  # the document exists and is active
+        return True
+
+    def queue_job(self, job_id: str, run_id: str) -> None:
+        self.jobs.update_one({"_id": job_id, "runId": run_id, "state": "accepting"},
+                             {"$set": {"state": "queued"}})
+
+    def get_job(self, job_id: str) -> dict | None:
+        return self.jobs.find_one({"_id": job_id})
+
+    def claim_job(self, owner: str, lease_seconds: float,
+                  job_id: str | None = None) -> dict | None:
+        """Take the oldest queued job (or ``job_id``), or one whose holder's lease ran out."""
+        lease = {"owner": owner, "leaseUntil": now() + timedelta(seconds=lease_seconds)}
+        only = {"_id": job_id} if job_id else {}
+        job = self.jobs.find_one_and_update(
+            {**only, "state": "queued"}, {"$set": {**lease, "state": "running"}, "$inc": {"attempts": 1}},
+            sort=[("createdAt", 1)], return_document=ReturnDocument.AFTER)
+        if job is None:
+            job = self.jobs.find_one_and_update(
+                {**only, "state": {"$in": ["running", "committed"]}, "leaseUntil": {"$lt": now()}},
+                {"$set": lease, "$inc": {"attempts": 1}},
+                sort=[("createdAt", 1)], return_document=ReturnDocument.AFTER)
+        return job
+
+    def renew_lease(self, job_id: str, run_id: str, owner: str, lease_seconds: float) -> bool:
+        """Extend the lease; False when the run was replaced or taken over."""
+        result = self.jobs.update_one(
+            {"_id": job_id, "runId": run_id, "owner": owner},
+            {"$set": {"leaseUntil": now() + timedelta(seconds=lease_seconds)}})
+        return result.matched_count == 1
+
+    def release_jobs(self, owners: Iterable[str]) -> int:
+        """Make the jobs of dead holders claimable at once (their lease expires now)."""
+        result = self.jobs.update_many(
+            {"owner": {"$in": list(owners)}, "state": {"$in": ["running", "committed"]}},
+            {"$set": {"leaseUntil": _EPOCH}})
+        return result.modified_count
+
+    def job_owners(self) -> list[str]:
+        return self.jobs.distinct("owner", {"state": {"$in": ["running", "committed"]}})
+
+    def end_job(self, job_id: str, run_id: str, state: str, error: dict | None = None) -> bool:
+        result = self.jobs.update_one({"_id": job_id, "runId": run_id},
+                                      {"$set": {"state": state, "error": error, "owner": None,
+                                                "finishedAt": now()}})
+        return result.matched_count == 1
+
+    def job_counts(self) -> dict[str, int]:
+        counts = {state: 0 for state in ACTIVE_JOB_STATES + ["done", "failed"]}
+        for row in self.jobs.aggregate([{"$group": {"_id": "$state", "n": {"$sum": 1}}}]):
+            counts[row["_id"]] = row["n"]
+        return counts
+
+    # -- staged tasks of a run ---------------------------------------------
+
+    def staged_tasks(self, upload_id: Any, run_id: str, session: Any = None) -> list[dict]:
+        return list(self.staging.find({"uploadId": to_id(upload_id), "runId": run_id},
+                                      sort=[("number", 1)], session=session))
+
+    def stage_task(self, upload_id: Any, run_id: str, number: int, task: dict,
+                   frames: list[dict]) -> None:
+        """Record a finished task of a run: its frames first, then the task.
+
+        Idempotent: a resumed run that redoes task ``number`` (same
+        deterministic task id) first drops the frames its crashed attempt left.
+        """
+        self.frames.delete_many({"taskId": task["_id"]})
+        if frames:
+            self.frames.insert_many(frames, ordered=False)
+        self.staging.replace_one({"_id": task["_id"]},
+                                 {"uploadId": to_id(upload_id), "runId": run_id,
+                                  "number": number, "task": task}, upsert=True)
+
+    def discard_run(self, upload_id: Any, run_id: str) -> None:
+        """Forget everything a run staged (it failed or was replaced)."""
+        staged = self.staged_tasks(upload_id, run_id)
+        self.frames.delete_many({"taskId": {"$in": [doc["_id"] for doc in staged]}})
+        self.staging.delete_many({"uploadId": to_id(upload_id), "runId": run_id})
+
+    def commit_run(self, job_id: str, upload_id: Any, run_id: str, upload_fields: dict) -> bool:
+        """Swap the upload's tasks for the run's staged tasks, atomically.
+
+        Fenced on the job's ``runId``: a run that was replaced commits nothing.
+        Returns False in that case.
+        """
+        with self.client.start_session() as session:
+            try:
+                return session.with_transaction(
+                    lambda s: self._commit(s, job_id, upload_id, run_id, upload_fields))
+            except OperationFailure as exc:
+                if exc.code != 20:  # 20: transactions need a replica set
+                    raise
+        # Standalone mongod: delete-then-insert never shows old and new tasks
+        # together, only (for a moment) fewer tasks.
+        return self._commit(None, job_id, upload_id, run_id, upload_fields)
+
+    def _commit(self, session: Any, job_id: str, upload_id: Any, run_id: str,
+                upload_fields: dict) -> bool:
+        job = self.jobs.find_one({"_id": job_id, "runId": run_id}, session=session)
+        if job is None:
+            return False
+        upload = to_id(upload_id)
+        old = [doc["_id"] for doc in self.tasks.find({"uploadId": upload}, {"_id": 1},
+                                                     session=session)]
+        staged = self.staged_tasks(upload, run_id, session)
+        self.tasks.delete_many({"uploadId": upload}, session=session)
+        if staged:
+            self.tasks.insert_many([doc["task"] for doc in staged], session=session)
+        self.uploads.update_one({"_id": upload}, {"$set": upload_fields}, session=session)
+        self.jobs.update_one({"_id": job_id}, {"$set": {"state": "committed", "oldTasks": old}},
+                             session=session)
+        return True
+
+    def cleanup_after_commit(self, job_id: str, upload_id: Any, run_id: str) -> None:
+        """Remove what the committed run replaced: old frames, staging documents."""
+        job = self.jobs.find_one({"_id": job_id}) or {}
+        old = job.get("oldTasks") or []
+        if old:
+            self.frames.delete_many({"taskId": {"$in": old}})
+        self.staging.delete_many({"uploadId": to_id(upload_id), "runId": run_id})
+        self.jobs.update_one({"_id": job_id}, {"$unset": {"oldTasks": ""}})
+
+    # -- reads for the API -------------------------------------------------
+
+    def tasks_of(self, upload_id: Any) -> list[dict]:
+        return list(self.tasks.find({"uploadId": to_id(upload_id)}).sort("frameStart", 1))
+
+    def frames_of(self, task_id: ObjectId) -> list[dict]:
+        return list(self.frames.find({"taskId": task_id}).sort("frameId", 1))
+
+
+_managers: dict[tuple[int, str, str], MongoManager] = {}
+_lock = threading.Lock()
+
+
+def get_mongo(config: Config) -> MongoManager:
+    """This process's manager, created lazily (pymongo is not fork-safe)."""
+    key = (os.getpid(), config.mongodb.uri, config.mongodb.database)
+    manager = _managers.get(key)
+    if manager is not None:
+        return manager
+    with _lock:
+        manager = _managers.get(key)
+        if manager is None:
+            manager = MongoManager(resolve_uri(config), config.mongodb.database,
+                                   config.mongodb.timeout_ms)
+            try:
+                manager.ensure_indexes()
+            except PyMongoError as exc:
+                manager.close()
+                raise DatabaseUnavailable(f"the database is unreachable: {exc}") from exc
+            _managers[key] = manager
+    return manager
+
+
+def resolve_uri(config: Config) -> str:
+    if config.mongodb.uri == "embedded":
+        return embedded_uri(config.contents_dir / "db")
+    return config.mongodb.uri

@@ -1,0 +1,259 @@
+"""The streaming pipeline: decode -> sample -> (encode task clips | write JPEGs).
+
+Three threads overlap the stages so both cores stay busy: the decoder thread
+(PyAV decodes with its own frame threads), an encoder thread (libx264) and a
+JPEG thread (OpenCV). Queues between them are bounded, so memory does not grow
+with the video's length. The caller iterates ``run_pipeline`` and receives
+``Progress`` and ``TaskOutput`` events in its own thread, which is where the
+job runner does its database writes.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Iterator
+
+import av
+
+from processors.clip_writer import ClipWriter, EncoderSettings
+from processors.frame_ops import encode_jpeg, normalize
+from processors.sampling import TimestampSampler, task_number
+from processors.source import Source
+
+QUEUE_FRAMES = 24  # frames in flight per queue: a few MB at 1080p
+PROGRESS_INTERVAL = 0.5  # seconds between Progress events
+_END = object()
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    frame_rate: int
+    frames_per_task: int
+    keep_frames: bool = True
+    jpeg_quality: int = 90
+    encoder: EncoderSettings = field(default_factory=EncoderSettings)
+
+
+@dataclass(frozen=True)
+class OutputLayout:
+    """Where task ``n``'s clip and frame ``k`` (1-based) of it are written."""
+
+    clip_dir: Path
+    frame_dir: Path | None
+    video_name: str
+
+    def clip_path(self, task: int) -> Path:
+        return self.clip_dir / f"task-{task}-{self.video_name}.mp4"
+
+    def frame_path(self, task: int, frame_id: int) -> Path | None:
+        if self.frame_dir is None:
+            return None
+        return self.frame_dir / f"task-{task}" / f"{frame_id}.jpg"
+
+
+@dataclass(frozen=True)
+class FrameRecord:
+    frame_id: int  # 1-based within the task
+    source_index: int
+    timestamp: float
+    image_path: Path | None
+
+
+@dataclass(frozen=True)
+class TaskOutput:
+    number: int
+    clip_path: Path
+    frames: list[FrameRecord]
+
+
+@dataclass(frozen=True)
+class Progress:
+    fraction: float  # 0..1 of the source consumed
+
+
+@dataclass
+class _Sample:
+    sample: int
+    task: int
+    source_index: int
+    timestamp: Fraction
+    frame: av.VideoFrame
+
+
+class _Run:
+    """Shared state of one pipeline run: stop flag, first error, JPEG counts."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        self.position = 0.0
+        self.jpegs_done: dict[int, int] = {}
+        self.jpeg_cond = threading.Condition()
+
+    def fail(self, exc: BaseException) -> None:
+        if self.error is None:
+            self.error = exc
+        self.stop.set()
+
+    def put(self, q: queue.Queue, item: object) -> bool:
+        """Blocking put that gives up when the run is stopped."""
+        while not self.stop.is_set():
+            try:
+                q.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def get(self, q: queue.Queue) -> object:
+        while True:
+            try:
+                return q.get(timeout=0.2)
+            except queue.Empty:
+                if self.stop.is_set():
+                    return _END
+
+
+def run_pipeline(source: Source, settings: PipelineSettings, layout: OutputLayout,
+                 skip_tasks: frozenset[int] = frozenset(),
+                 should_stop: Callable[[], bool] = lambda: False
+                 ) -> Iterator[Progress | TaskOutput]:
+    """Cut ``source`` into task clips (and JPEGs); yields events as they happen.
+
+    Tasks in ``skip_tasks`` (already finished by an earlier, interrupted run)
+    are decoded for sampling but not written again.
+    """
+    run = _Run()
+    encode_q: queue.Queue = queue.Queue(QUEUE_FRAMES)
+    jpeg_q: queue.Queue | None = queue.Queue(QUEUE_FRAMES) if layout.frame_dir else None
+    events: queue.Queue = queue.Queue()
+    duration = source.info.duration
+    threads = [
+        threading.Thread(target=_guard(run, _decode_stage), name="decode",
+                         args=(run, source, settings, skip_tasks, encode_q, jpeg_q)),
+        threading.Thread(target=_guard(run, _encode_stage), name="encode",
+                         args=(run, source, settings, layout, encode_q, events)),
+    ]
+    if jpeg_q is not None:
+        threads.append(threading.Thread(target=_guard(run, _jpeg_stage), name="jpeg",
+                                        args=(run, settings, layout, jpeg_q)))
+    for thread in threads:
+        thread.start()
+    try:
+        while True:
+            try:
+                event = events.get(timeout=PROGRESS_INTERVAL)
+            except queue.Empty:
+                event = None
+            if should_stop():
+                run.stop.set()
+            if event is _END or (run.stop.is_set() and event is None):
+                break
+            if event is not None:
+                yield event
+            yield Progress(min(1.0, run.position / duration) if duration > 0 else 0.0)
+    finally:
+        run.stop.set()  # ends the stages early when the caller stopped iterating
+        for thread in threads:
+            thread.join()
+    if run.error is not None:
+        raise run.error
+
+
+def _guard(run: _Run, stage: Callable) -> Callable:
+    def wrapper(*args: object) -> None:
+        try:
+            stage(*args)
+        except BaseException as exc:  # handed to the caller's thread
+            run.fail(exc)
+    return wrapper
+
+
+def _decode_stage(run: _Run, source: Source, settings: PipelineSettings,
+                  skip: frozenset[int], encode_q: queue.Queue,
+                  jpeg_q: queue.Queue | None) -> None:
+    info = source.info
+    sampler = TimestampSampler(settings.frame_rate)
+    sample = 0
+    try:
+        for item in source.frames():
+            if run.stop.is_set():
+                return
+            run.position = float(item.timestamp)
+            if not source.samples_every_frame and not sampler.accept(item.timestamp):
+                continue
+            task = task_number(sample, settings.frames_per_task)
+            sample += 1
+            if task in skip:
+                continue
+            frame = normalize(item.frame, info.rotation, info.width, info.height)
+            work = _Sample(sample - 1, task, item.index, item.timestamp, frame)
+            if not run.put(encode_q, work) or (jpeg_q is not None and not run.put(jpeg_q, work)):
+                return
+        run.position = info.duration
+    finally:
+        run.put(encode_q, _END)
+        if jpeg_q is not None:
+            run.put(jpeg_q, _END)
+
+
+def _encode_stage(run: _Run, source: Source, settings: PipelineSettings,
+                  layout: OutputLayout, encode_q: queue.Queue, events: queue.Queue) -> None:
+    info = source.info
+    writer: ClipWriter | None = None
+    task, frames = 0, []
+    try:
+        while True:
+            work = run.get(encode_q)
+            if work is _END and run.stop.is_set():
+                return  # stopped or failed: the open clip is discarded below
+            if work is _END or work.task != task:
+                if writer is not None:
+                    writer.close()
+                    writer = None
+                    _wait_for_jpegs(run, task, len(frames), layout)
+                    if run.stop.is_set():
+                        return
+                    events.put(TaskOutput(task, layout.clip_path(task), frames))
+                if work is _END:
+                    return
+                task, frames = work.task, []
+                layout.clip_path(task).parent.mkdir(parents=True, exist_ok=True)
+                writer = ClipWriter(layout.clip_path(task), info.width, info.height,
+                                    settings.frame_rate, settings.encoder)
+            writer.write(work.frame)
+            frame_id = len(frames) + 1
+            frames.append(FrameRecord(frame_id, work.source_index, float(work.timestamp),
+                                      layout.frame_path(task, frame_id)))
+    finally:
+        if writer is not None:
+            writer.abort()
+        events.put(_END)
+
+
+def _jpeg_stage(run: _Run, settings: PipelineSettings, layout: OutputLayout,
+                jpeg_q: queue.Queue) -> None:
+    first_sample: dict[int, int] = {}
+    while True:
+        work = run.get(jpeg_q)
+        if work is _END:
+            return
+        start = first_sample.setdefault(work.task, work.sample)
+        path = layout.frame_path(work.task, work.sample - start + 1)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(encode_jpeg(work.frame, settings.jpeg_quality))
+        with run.jpeg_cond:
+            run.jpegs_done[work.task] = run.jpegs_done.get(work.task, 0) + 1
+            run.jpeg_cond.notify_all()
+
+
+def _wait_for_jpegs(run: _Run, task: int, count: int, layout: OutputLayout) -> None:
+    """A task is reported only once its JPEGs are on disk too."""
+    if layout.frame_dir is None:
+        return
+    with run.jpeg_cond:
+        while run.jpegs_done.get(task, 0) < count and not run.stop.is_set():
+            run.jpeg_cond.wait(timeout=0.2)
