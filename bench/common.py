@@ -1,0 +1,109 @@
+"""Shared helpers of the benchmark scripts: test videos, ffmpeg, child-process timing.
+
+Test videos are generated on first use into ``bench/data/`` (git-ignored) with
+the ffmpeg binary that ships in the imageio-ffmpeg wheel (there is no system
+ffmpeg on the benchmark machines).
+"""
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "bench" / "data"
+
+if str(ROOT) not in sys.path:  # the scripts run as ``python bench/x.py`` from the repo root
+    sys.path.insert(0, str(ROOT))
+
+
+def ffmpeg_exe() -> str:
+    import imageio_ffmpeg
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def test_video(seconds: int, width: int = 1920, height: int = 1080, rate: int = 30,
+               preset: str = "veryfast") -> Path:
+    """``bench/data/testsrc2-<w>x<h>-<rate>-<s>s.mp4``: H.264 yuv420p, made once.
+
+    testsrc2 (moving colour bars, a counter and gradients) through libx264 at
+    crf 23 with a 2 s GOP, like a phone or camera recording's structure
+    (I + P + B frames). Long videos are the 60 s one looped with ``-c copy``
+    so that generating them costs no encoding time.
+    """
+    DATA.mkdir(parents=True, exist_ok=True)
+    path = DATA / f"testsrc2-{width}x{height}-{rate}-{seconds}s.mp4"
+    if path.exists():
+        return path
+    tmp = path.with_suffix(".tmp.mp4")
+    if seconds > 60 and seconds % 60 == 0 and (width, height) == (1920, 1080):
+        base = test_video(60, width, height, rate, preset)
+        cmd = [ffmpeg_exe(), "-v", "error", "-y", "-stream_loop", str(seconds // 60 - 1),
+               "-i", str(base), "-c", "copy", "-movflags", "+faststart", str(tmp)]
+    else:
+        cmd = [ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi",
+               "-i", f"testsrc2=size={width}x{height}:rate={rate}", "-t", str(seconds),
+               "-c:v", "libx264", "-preset", preset, "-crf", "23", "-g", str(2 * rate),
+               "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(tmp)]
+    print(f"generating {path.name} ...", file=sys.stderr, flush=True)
+    subprocess.run(cmd, check=True)
+    tmp.replace(path)
+    return path
+
+
+@dataclass
+class ChildRun:
+    wall: float  # seconds
+    cpu: float  # user + sys seconds of the child (and its children)
+    maxrss_mb: float  # peak resident set size of the child, MiB
+    stdout: str
+
+
+def run_child(cmd: list[str], env: dict | None = None) -> ChildRun:
+    """Run ``cmd``; wall time, CPU seconds and peak RSS of this child alone (os.wait4)."""
+    import tempfile
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=ROOT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd[:3]}... exited {proc.returncode}:\n{stderr[-2000:]}")
+    return ChildRun(wall=wall, cpu=usage.ru_utime + usage.ru_stime,
+                    maxrss_mb=usage.ru_maxrss / 1024, stdout=stdout)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
+            f"{platform.system()} {platform.release()}")
+
+
+def table(headers: list[str], rows: list[list[object]]) -> str:
+    """A Markdown table (also readable in a terminal)."""
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    line = lambda row: "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |"
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(headers), sep, *(line(r) for r in cells)])

@@ -1,0 +1,251 @@
+"""POST/GET /api/processContent and /api/health: every rule and error code."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import AUTH_KEY
+from media import cfr_video
+
+
+@pytest.fixture
+def video(contents: Path) -> Path:
+    return cfr_video(contents / "uploads" / "clip.mp4", 30)
+
+
+def valid(**fields):
+    body = {"auth_key": AUTH_KEY, "upload_id": "u1", "project_id": "p1", "frame_rate": 5,
+            "content_path": "uploads/clip.mp4", "force_write": 0, "auto_anno_version": 0,
+            "request_type": 0, "content_type": 1}
+    body.update(fields)
+    return {k: v for k, v in body.items() if v is not None}
+
+
+# -- authentication ------------------------------------------------------------
+
+@pytest.mark.parametrize("headers,body_key,status", [
+    ({}, None, 401),
+    ({}, "wrong", 401),
+    ({}, "", 401),
+    ({"X-Auth-Key": "wrong"}, None, 401),
+    ({}, AUTH_KEY[:-1], 401),
+    ({}, AUTH_KEY + "x", 401),
+    ({"X-Auth-Key": AUTH_KEY}, None, 202),
+    ({}, AUTH_KEY, 202),
+])
+def test_auth(client, mongo, video, headers, body_key, status):
+    response = client.post("/api/processContent", json=valid(auth_key=body_key), headers=headers)
+    assert response.status_code == status
+    assert response.json["message"]
+
+
+def test_auth_checked_before_validation(client, mongo):
+    response = client.post("/api/processContent", json={"upload_id": "x"})
+    assert response.status_code == 401
+    assert mongo.get_upload("x") is None
+
+
+def test_status_needs_key(client, mongo):
+    assert client.get("/api/processContent/u1").status_code == 401
+
+
+# -- validation ----------------------------------------------------------------
+
+@pytest.mark.parametrize("fields,bad", [
+    ({"upload_id": None}, {"upload_id"}),
+    ({"project_id": None}, {"project_id"}),
+    ({"upload_id": "a/b"}, {"upload_id"}),
+    ({"upload_id": "x" * 65}, {"upload_id"}),
+    ({"upload_id": 12}, {"upload_id"}),
+    ({"frame_rate": None}, {"frame_rate"}),
+    ({"frame_rate": 0}, {"frame_rate"}),
+    ({"frame_rate": 121}, {"frame_rate"}),
+    ({"frame_rate": "abc"}, {"frame_rate"}),
+    ({"frame_rate": 2.5}, {"frame_rate"}),
+    ({"frame_rate": True}, {"frame_rate"}),
+    ({"force_write": 2}, {"force_write"}),
+    ({"request_type": 3}, {"request_type"}),
+    ({"request_type": -1}, {"request_type"}),
+    ({"content_type": 0}, {"content_type"}),
+    ({"content_type": 3}, {"content_type"}),
+    ({"auto_anno_version": -1}, {"auto_anno_version"}),
+    ({"content_path": None}, {"content_path"}),
+    ({"request_type": 1, "auto_anno_version": 0}, {"auto_anno_version"}),
+    ({"upload_id": None, "frame_rate": "x", "content_type": 9},
+     {"upload_id", "frame_rate", "content_type"}),
+])
+def test_bad_fields_are_all_listed(client, mongo, video, fields, bad):
+    response = client.post("/api/processContent", json=valid(**fields))
+    assert response.status_code == 400
+    assert set(response.json["errors"]) == bad
+    assert "Traceback" not in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("fields", [
+    {"frame_rate": "5", "force_write": "0", "request_type": "0", "content_type": "1"},
+    {"frame_rate": " 5 "},
+    {"frame_rate": 120},
+    {"frame_rate": 1},
+    {"frame_rate": 5.0},
+    {"auto_anno_version": "3"},
+    {"upload_id": "5f0c6b2e9d3e4a1b2c3d4e5f", "project_id": "5f0c6b2e9d3e4a1b2c3d4e60"},
+])
+def test_valid_variants_accepted(client, mongo, video, fields):
+    assert client.post("/api/processContent", json=valid(**fields)).status_code == 202
+
+
+@pytest.mark.parametrize("request_type", [1, 2])
+def test_annotation_requests_not_available_yet(client, mongo, video, request_type):
+    response = client.post("/api/processContent",
+                           json=valid(request_type=request_type, auto_anno_version=1))
+    assert response.status_code == 501
+    assert "auto-annotation" in response.json["message"]
+
+
+# -- bodies --------------------------------------------------------------------
+
+def test_urlencoded_body(client, mongo, video):
+    response = client.post("/api/processContent", data=valid())
+    assert response.status_code == 202
+
+
+def test_multipart_body(client, mongo, video):
+    response = client.post("/api/processContent", data=valid(),
+                           content_type="multipart/form-data")
+    assert response.status_code == 202
+
+
+@pytest.mark.parametrize("raw", ["[1, 2]", "not json", "\"text\""])
+def test_json_body_must_be_object(client, mongo, raw):
+    response = client.post("/api/processContent", data=raw, content_type="application/json",
+                           headers={"X-Auth-Key": AUTH_KEY})
+    assert response.status_code == 400
+    assert "body" in response.json["errors"]
+
+
+# -- content_path confinement ------------------------------------------------
+
+def test_missing_path_is_404(client, mongo):
+    response = client.post("/api/processContent", json=valid(content_path="uploads/none.mp4"))
+    assert response.status_code == 404
+    assert "none.mp4" in response.json["message"]
+
+
+@pytest.mark.parametrize("path", ["../outside.mp4", "uploads/../../outside.mp4",
+                                  "/etc/passwd", "/tmp", "uploads/../../../etc/passwd"])
+def test_path_escapes_rejected(client, mongo, contents, path):
+    (contents.parent / "outside.mp4").write_bytes(b"x")
+    response = client.post("/api/processContent", json=valid(content_path=path))
+    assert response.status_code == 400
+    assert set(response.json["errors"]) == {"content_path"}
+
+
+def test_symlink_escape_rejected(client, mongo, contents, tmp_path):
+    secret = tmp_path / "secret.mp4"
+    secret.write_bytes(b"secret")
+    os.symlink(secret, contents / "uploads" / "link.mp4")
+    response = client.post("/api/processContent", json=valid(content_path="uploads/link.mp4"))
+    assert response.status_code == 400
+
+
+def test_absolute_path_inside_accepted(client, mongo, video):
+    response = client.post("/api/processContent", json=valid(content_path=str(video)))
+    assert response.status_code == 202
+
+
+def test_contents_prefixed_path_accepted(client, mongo, contents, video, monkeypatch):
+    monkeypatch.chdir(contents.parent)
+    response = client.post("/api/processContent",
+                           json=valid(content_path="contents/uploads/clip.mp4"))
+    assert response.status_code == 202
+
+
+# -- what a 202 leaves behind ----------------------------------------------------
+
+def test_accept_records_job_and_upload_before_answering(client, mongo, video):
+    response = client.post("/api/processContent", json=valid(
+        upload_id="5f0c6b2e9d3e4a1b2c3d4e5f", project_id="5f0c6b2e9d3e4a1b2c3d4e60"))
+    assert response.status_code == 202
+    body = response.json
+    assert body["status_url"] == "/api/processContent/5f0c6b2e9d3e4a1b2c3d4e5f"
+    from bson import ObjectId
+    upload = mongo.uploads.find_one({"_id": ObjectId("5f0c6b2e9d3e4a1b2c3d4e5f")})
+    assert upload["status"] == 0 and upload["progress"] == 0 and upload["stage"] == "queued"
+    assert upload["projectId"] == ObjectId("5f0c6b2e9d3e4a1b2c3d4e60")
+    assert upload["frame_rate"] == 5 and upload["frames_per_task"] == 10
+    assert upload["sourceFilePath"] == str(video.resolve())
+    project = mongo.projects.find_one({"_id": ObjectId("5f0c6b2e9d3e4a1b2c3d4e60")})
+    assert project["contentUploads"] == [ObjectId("5f0c6b2e9d3e4a1b2c3d4e5f")]
+    job = mongo.get_job("processContent:5f0c6b2e9d3e4a1b2c3d4e5f")
+    assert job["state"] == "queued"
+
+
+def test_project_lists_upload_once(client, mongo, video, run_jobs):
+    client.post("/api/processContent", json=valid())
+    run_jobs()
+    client.post("/api/processContent", json=valid(force_write=1))
+    assert mongo.projects.find_one({"_id": "p1"})["contentUploads"] == ["u1"]
+
+
+def test_busy_upload_is_409(client, mongo, video):
+    assert client.post("/api/processContent", json=valid()).status_code == 202
+    response = client.post("/api/processContent", json=valid())
+    assert response.status_code == 409
+    assert response.json["code"] == "in_progress"
+
+
+def test_status_of_unknown_upload_is_404(client, mongo):
+    response = client.get("/api/processContent/nope", headers={"X-Auth-Key": AUTH_KEY})
+    assert response.status_code == 404
+
+
+def test_status_reports_progress_and_result(client, mongo, video, run_jobs):
+    client.post("/api/processContent", json=valid())
+    queued = client.get("/api/processContent/u1", headers={"X-Auth-Key": AUTH_KEY}).json
+    assert (queued["status"], queued["progress"], queued["stage"]) == (0, 0, "queued")
+    run_jobs()
+    done = client.get("/api/processContent/u1", headers={"X-Auth-Key": AUTH_KEY}).json
+    assert (done["status"], done["progress"], done["stage"]) == (1, 100, "done")
+    assert done["taskCount"] == 1 and done["errorMessage"] is None
+    assert done["startedAt"] and done["finishedAt"] and done["timings"]["processingSeconds"] > 0
+
+
+def test_unknown_route_is_json_404(client):
+    response = client.get("/api/nothing")
+    assert response.status_code == 404 and response.json["message"]
+
+
+# -- dependencies down ----------------------------------------------------------
+
+def test_database_down_is_503(make_config, contents):
+    from app import create_app
+    down = make_config(MONGODB_URI="mongodb://127.0.0.1:9/?directConnection=true",
+                       MONGODB_TIMEOUT_MS="300")
+    cfr_video(contents / "uploads" / "clip.mp4", 10)
+    client = create_app(down).test_client()
+    response = client.post("/api/processContent", json=valid())
+    assert response.status_code == 503
+    assert "Traceback" not in response.get_data(as_text=True)
+    health = client.get("/api/health")
+    assert health.status_code == 503
+    assert health.json["checks"]["database"]["ok"] is False
+
+
+def test_health_reports_each_dependency(client, mongo):
+    response = client.get("/api/health")
+    checks = response.json["checks"]
+    assert set(checks) == {"database", "storage", "queue"}
+    assert checks["database"]["ok"] and checks["storage"]["ok"]
+    # No executor runs in this test, so accepted work would wait: not healthy.
+    assert checks["queue"]["ok"] is False and response.status_code == 503
+    assert AUTH_KEY not in response.get_data(as_text=True)
+
+
+def test_health_ok_with_executor(client, mongo, contents):
+    import fcntl
+    with open(contents / "executor.lock", "a") as handle:  # what a running executor holds
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        response = client.get("/api/health")
+    assert response.status_code == 200 and response.json["status"] == "ok"
