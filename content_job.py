@@ -1,10 +1,11 @@
 """Run one processContent job: pipeline -> staged tasks -> atomic commit.
 
 A run writes its clips and JPEGs into staging folders and its tasks into
-AnnotationTaskStaging; only when every task is done does one transaction
-swap the upload's tasks, after which the staging folders are renamed into
-place. So a reader never sees old and new tasks mixed, a failed run leaves
-nothing behind, and a run killed mid-way resumes from its staged tasks.
+AnnotationTaskStaging. Only when every task is done are the staging folders
+renamed into place and, in one transaction, the upload's tasks swapped and
+its status set to 1, so status 1 always means the files are there. A reader
+never sees old and new tasks mixed, a failed run leaves nothing behind, and
+a run killed mid-way resumes from its staged tasks.
 """
 from __future__ import annotations
 
@@ -81,8 +82,8 @@ def task_object_id(run_id: str, number: int) -> ObjectId:
 def run_content_job(job: dict, ctx: JobContext) -> None:
     params, run_id = job["params"], job["runId"]
     paths = RunPaths(ctx.config.contents_dir, params["project_id"], params["upload_id"], run_id)
-    if job["state"] == "committed":  # died after the commit: only the file swap is left
-        _finish(job, ctx, paths)
+    if job["state"] == "committed":  # died after the commit: only the clean-up is left
+        _clean_up(job, ctx, paths)
         return
     try:
         _cut(job, ctx, paths)
@@ -99,7 +100,7 @@ def run_content_job(job: dict, ctx: JobContext) -> None:
         log.exception("upload %s failed", params["upload_id"])
         _fail(job, ctx, paths, {"code": "internal_error", "message": f"processing failed: {exc}"})
         return
-    _finish(job, ctx, paths)
+    _clean_up(job, ctx, paths)
 
 
 def _cut(job: dict, ctx: JobContext, paths: RunPaths) -> None:
@@ -129,6 +130,9 @@ def _cut(job: dict, ctx: JobContext, paths: RunPaths) -> None:
               "finishedAt": now(), "errorMessage": None,
               "timings": {"processingSeconds": round(time.monotonic() - started, 3),
                           "attempts": job.get("attempts", 1)}}
+    if not mongo.renew_lease(job["_id"], run_id, ctx.owner, ctx.config.processing.lease_seconds):
+        raise JobCancelled("the run was replaced before its files were moved into place")
+    _move_into_place(paths)
     if not mongo.commit_run(job["_id"], params["upload_id"], run_id, fields):
         raise JobCancelled("the run was replaced before it could be committed")
 
@@ -202,16 +206,22 @@ class _Heartbeat:
             ctx.on_progress(fraction)
 
 
-def _finish(job: dict, ctx: JobContext, paths: RunPaths) -> None:
-    """After the commit: move the staging folders into place, drop what was replaced."""
+def _move_into_place(paths: RunPaths) -> None:
+    """Rename the staging folders to their final names; the old ones go to trash.
+
+    Idempotent, so a run that died half-way through here redoes it safely.
+    """
     for staging, final in paths.pairs():
-        if staging.exists():
-            trash = paths.trash(final)
-            if final.exists():
-                final.rename(trash)
-            staging.rename(final)
-        elif not final.exists():
-            final.mkdir(parents=True, exist_ok=True)
+        if not staging.exists():
+            continue
+        if final.exists():
+            final.rename(paths.trash(final))
+        staging.rename(final)
+
+
+def _clean_up(job: dict, ctx: JobContext, paths: RunPaths) -> None:
+    """After the commit: drop what the run replaced (old files, frames, staging)."""
+    for _, final in paths.pairs():
         for leftover in final.parent.glob(f".trash-{final.name}-*"):
             shutil.rmtree(leftover, ignore_errors=True)
     ctx.mongo.cleanup_after_commit(job["_id"], job["params"]["upload_id"], job["runId"])

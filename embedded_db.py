@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Iterator
 
 from exceptions import DatabaseUnavailable
+from processes import pid_alive
 
 START_TIMEOUT = 60.0
 
@@ -41,13 +42,13 @@ def embedded_uri(db_dir: Path, start: bool = True) -> str:
 def stop_embedded(db_dir: Path, timeout: float = 20.0) -> None:
     """Stop the server of ``db_dir`` (tests and operators; the service never does)."""
     state = _read_state(db_dir)
-    if not state or not _pid_alive(state["pid"]):
+    if not state or not pid_alive(state["pid"]):
         return
     os.kill(state["pid"], signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _pid_alive(state["pid"]) and time.monotonic() < deadline:
+    while pid_alive(state["pid"]) and time.monotonic() < deadline:
         time.sleep(0.1)
-    if _pid_alive(state["pid"]):
+    if pid_alive(state["pid"]):
         os.kill(state["pid"], signal.SIGKILL)
     (db_dir / "server.json").unlink(missing_ok=True)
 
@@ -77,7 +78,7 @@ def _start(db_dir: Path) -> str:
 
 def _running_uri(db_dir: Path) -> str | None:
     state = _read_state(db_dir)
-    if state and _pid_alive(state["pid"]) and _port_open(state["port"]):
+    if state and pid_alive(state["pid"]) and _port_open(state["port"]):
         return _uri(state["port"])
     return None
 
@@ -93,16 +94,6 @@ def _uri(port: int) -> str:
     # directConnection: the server advertises a single-node replica set whose
     # member name may not resolve from here.
     return f"mongodb://127.0.0.1:{port}/?directConnection=true"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _port_open(port: int) -> bool:

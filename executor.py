@@ -33,6 +33,7 @@ from pymongo.errors import PyMongoError
 import content_job
 from config import Config, load_config
 from mongo_manager import MongoManager, get_mongo, owner_id
+from processes import pid_alive
 
 log = logging.getLogger("executor")
 
@@ -100,18 +101,8 @@ def release_orphans(mongo: MongoManager) -> int:
     host = socket.gethostname()
     dead = [owner for owner in mongo.job_owners()
             if owner and owner.rsplit(":", 1)[0] == host
-            and not _pid_alive(int(owner.rsplit(":", 1)[1]))]
+            and not pid_alive(int(owner.rsplit(":", 1)[1]))]
     return mongo.release_jobs(dead) if dead else 0
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _worker_main(config: Config) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import struct
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
@@ -109,11 +110,28 @@ def _open_container(path: Path) -> av.container.InputContainer:
         return av.open(str(path), "r")
     except av.FFmpegError as exc:
         text = str(exc)
-        if "moov atom not found" in text:
+        # FFmpeg logs "moov atom not found" but raises a generic error, so the
+        # file's top-level boxes are checked here to name the real problem.
+        if _mp4_without_moov(path):
             raise ContentError(f"{path.name}: the MP4 has no moov atom (the upload was cut off "
                                "before the file was finished)", code="no_moov") from exc
         raise ContentError(f"{path.name}: not a video file that can be read ({text})",
                            code="not_a_video") from exc
+
+
+def _mp4_without_moov(path: Path) -> bool:
+    """True for an MP4/MOV whose top-level boxes hold no moov (an unfinished upload)."""
+    kinds = []
+    with open(path, "rb") as handle:
+        while len(header := handle.read(8)) == 8:
+            size, kind = struct.unpack(">I4s", header)
+            if size == 1:
+                size = struct.unpack(">Q", handle.read(8))[0] - 8
+            kinds.append(kind)
+            if size < 8:
+                break
+            handle.seek(size - 8, os.SEEK_CUR)
+    return bool(kinds) and kinds[0] == b"ftyp" and b"moov" not in kinds
 
 
 def _video_stream(container: av.container.InputContainer, path: Path) -> av.VideoStream:
@@ -122,7 +140,7 @@ def _video_stream(container: av.container.InputContainer, path: Path) -> av.Vide
     stream = container.streams.video[0]
     codec = stream.codec_context
     if codec is None or codec.codec is None or codec.name in ("none", ""):
-        tag = getattr(codec, "codec_tag", "") if codec is not None else ""
-        raise ContentError(f"{path.name}: unsupported video codec {tag!r}",
+        # PyAV gives no codec context when FFmpeg has no decoder for the stream.
+        raise ContentError(f"{path.name}: unsupported video codec (no decoder for this stream)",
                            code="unsupported_codec")
     return stream

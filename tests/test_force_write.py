@@ -1,0 +1,132 @@
+"""force_write both ways, retries after errors, and concurrent duplicate requests."""
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from conftest import AUTH_KEY
+from executor import worker_loop
+from media import cfr_video
+
+
+def finished(post, run_jobs, mongo, **fields) -> list[dict]:
+    assert post(**fields).status_code == 202
+    assert run_jobs() == 1
+    assert mongo.get_upload("u1")["status"] == 1
+    return mongo.tasks_of("u1")
+
+
+def files(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+
+
+def test_same_request_again_redoes_nothing(contents, post, run_jobs, mongo):
+    cfr_video(contents / "uploads" / "v.mp4", 60)
+    tasks = finished(post, run_jobs, mongo, content_path="uploads/v.mp4")
+    run_id = mongo.get_job("processContent:u1")["runId"]
+    clip = Path(tasks[0]["videoPath"])
+    stamp = clip.stat().st_mtime_ns
+    response = post(content_path="uploads/v.mp4", frame_rate="5")
+    assert response.status_code == 200
+    assert response.json["status"] == 1 and response.json["taskCount"] == len(tasks)
+    assert run_jobs() == 0
+    assert mongo.get_job("processContent:u1")["runId"] == run_id
+    assert [t["_id"] for t in mongo.tasks_of("u1")] == [t["_id"] for t in tasks]
+    assert clip.stat().st_mtime_ns == stamp
+
+
+def test_other_parameters_without_force_is_409(contents, post, run_jobs, mongo):
+    cfr_video(contents / "uploads" / "v.mp4", 60)
+    finished(post, run_jobs, mongo, content_path="uploads/v.mp4")
+    response = post(content_path="uploads/v.mp4", frame_rate=10)
+    assert response.status_code == 409 and response.json["code"] == "already_processed"
+
+
+def test_force_write_replaces_everything(contents, post, run_jobs, mongo):
+    cfr_video(contents / "uploads" / "v.mp4", 60)
+    old = finished(post, run_jobs, mongo, content_path="uploads/v.mp4", frame_rate=5)
+    assert len(old) == 1
+    new = finished(post, run_jobs, mongo, content_path="uploads/v.mp4", frame_rate=15,
+                   force_write=1)
+    assert [t["frameCount"] for t in new] == [10, 10, 10]
+    assert all(t["frameRate"] == 15 for t in new)
+    assert not {t["_id"] for t in old} & {t["_id"] for t in new}
+    assert mongo.frames.count_documents({"taskId": {"$in": [t["_id"] for t in old]}}) == 0
+    assert mongo.frames.count_documents({}) == 30
+    assert files(contents / "tasks" / "p1" / "u1") == {f"task-{n}-v.mp4" for n in (1, 2, 3)}
+    assert files(contents / "frames" / "u1") == {f"task-{n}/{k}.jpg" for n in (1, 2, 3)
+                                                 for k in range(1, 11)}
+    assert mongo.staging.count_documents({}) == 0
+    assert [p.name for p in (contents / "tasks" / "p1").iterdir()] == ["u1"]
+
+
+def test_reader_never_sees_old_and_new_tasks_mixed(contents, post, run_jobs, mongo, config):
+    cfr_video(contents / "uploads" / "v.mp4", 240)
+    finished(post, run_jobs, mongo, content_path="uploads/v.mp4", frame_rate=10)
+    post(content_path="uploads/v.mp4", frame_rate=30, force_write=1)
+    snapshots, stop = [], threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            snapshots.append({t["frameRate"] for t in mongo.tasks_of("u1")})
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    worker_loop(config, threading.Event(), drain=True)
+    stop.set()
+    reader.join()
+    assert {10} in snapshots or {30} in snapshots
+    assert all(len(rates) == 1 for rates in snapshots), [s for s in snapshots if len(s) != 1]
+    assert {t["frameRate"] for t in mongo.tasks_of("u1")} == {30}
+
+
+def test_force_write_while_running_restarts_the_job(contents, post, mongo, config):
+    cfr_video(contents / "uploads" / "long.mp4", 600, size=(640, 480))
+    assert post(content_path="uploads/long.mp4", frame_rate=30).status_code == 202
+    worker = threading.Thread(target=worker_loop, args=(config, threading.Event(), True))
+    worker.start()
+    deadline = time.monotonic() + 60
+    while mongo.get_upload("u1")["progress"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert post(content_path="uploads/long.mp4", frame_rate=2, force_write=1).status_code == 202
+    worker.join()
+    worker_loop(config, threading.Event(), drain=True)  # the replacement run, if not yet taken
+    upload = mongo.get_upload("u1")
+    assert upload["status"] == 1 and upload["frame_rate"] == 2
+    tasks = mongo.tasks_of("u1")
+    assert {t["frameRate"] for t in tasks} == {2} and sum(t["frameCount"] for t in tasks) == 40
+    assert mongo.staging.count_documents({}) == 0
+    assert mongo.frames.count_documents({}) == 40
+    assert not list((contents / "tasks" / "p1").glob(".staging-*"))
+
+
+def test_failed_upload_can_be_retried_without_force(contents, post, run_jobs, mongo):
+    (contents / "uploads" / "v.mp4").write_text("not yet a video")
+    post(content_path="uploads/v.mp4")
+    run_jobs()
+    assert mongo.get_upload("u1")["status"] == 2
+    cfr_video(contents / "uploads" / "v.mp4", 30)
+    tasks = finished(post, run_jobs, mongo, content_path="uploads/v.mp4")
+    assert len(tasks) == 1 and mongo.get_upload("u1")["errorMessage"] is None
+
+
+def test_concurrent_duplicate_requests_run_one_job(app, contents, mongo, run_jobs):
+    cfr_video(contents / "uploads" / "v.mp4", 30)
+    body = {"auth_key": AUTH_KEY, "upload_id": "u1", "project_id": "p1", "frame_rate": 5,
+            "content_path": "uploads/v.mp4"}
+    barrier = threading.Barrier(12)
+
+    def send(_):
+        client = app.test_client()
+        barrier.wait()
+        return client.post("/api/processContent", json=body).status_code
+
+    with ThreadPoolExecutor(12) as pool:
+        codes = list(pool.map(send, range(12)))
+    assert sorted(codes) == [202] + [409] * 11
+    assert mongo.jobs.count_documents({}) == 1
+    assert run_jobs() == 1
+    assert run_jobs() == 0
+    assert len(mongo.tasks_of("u1")) == 1

@@ -1,0 +1,124 @@
+"""kill -9 of a real job process mid-video: the upload still ends exact."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, service_env
+from media import cfr_video, clip_barcodes
+
+FRAMES = 900  # 30 fps sampled at 30: 900 samples, 90 tasks of 10
+
+
+@pytest.fixture
+def long_video(contents: Path) -> Path:
+    return cfr_video(contents / "uploads" / "long.mp4", FRAMES, size=(480, 360))
+
+
+def start_executor(env: dict) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(ROOT / "executor.py")], env=service_env(env),
+                            cwd=ROOT, start_new_session=True)
+
+
+def wait_for(predicate, timeout: float = 120.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def kill_mid_video(mongo) -> int:
+    """Wait until some tasks are staged, then kill -9 the process holding the job."""
+    job = wait_for(lambda: (j := mongo.get_job("processContent:u1")) and j.get("owner") and j,
+                   what="a worker to claim the job")
+    wait_for(lambda: mongo.staging.count_documents({}) >= 5, what="tasks to be staged")
+    pid = int(job["owner"].rsplit(":", 1)[1])
+    os.kill(pid, signal.SIGKILL)
+    staged = mongo.staging.count_documents({})
+    assert staged < FRAMES // 10, "the job finished before it could be killed"
+    return pid
+
+
+def assert_exact(mongo, contents: Path) -> None:
+    upload = mongo.get_upload("u1")
+    assert upload["status"] == 1, upload["errorMessage"]
+    tasks = mongo.tasks_of("u1")
+    expected = [list(range(i, i + 10)) for i in range(0, FRAMES, 10)]
+    assert [t["original_frames"] for t in tasks] == expected
+    assert [t["taskName"] for t in tasks] == [f"task-{n}-long" for n in range(1, 91)]
+    assert mongo.frames.count_documents({}) == FRAMES
+    for task in tasks:
+        frames = mongo.frames_of(task["_id"])
+        assert [f["sourceFrame"] for f in frames] == task["original_frames"]
+    for task in tasks[::9]:
+        assert clip_barcodes(Path(task["videoPath"])) == task["original_frames"]
+    assert len(list((contents / "tasks" / "p1" / "u1").iterdir())) == 90
+    assert mongo.staging.count_documents({}) == 0
+    assert not list((contents / "tasks" / "p1").glob(".*"))
+    assert not list((contents / "frames").glob(".*"))
+
+
+def test_killed_job_process_is_replaced_and_job_resumed(env, post, mongo, contents, long_video):
+    executor = start_executor({**env, "PROCESSING_WORKERS": "1"})
+    try:
+        assert post(content_path="uploads/long.mp4", frame_rate=30).status_code == 202
+        killed = kill_mid_video(mongo)
+        wait_for(lambda: mongo.get_job("processContent:u1")["state"] in ("done", "failed"),
+                 what="the job to end")
+        job = mongo.get_job("processContent:u1")
+        assert job["attempts"] == 2 and job["state"] == "done"
+        assert not job["owner"] and str(killed) not in str(job)
+        assert_exact(mongo, contents)
+    finally:
+        os.killpg(executor.pid, signal.SIGTERM)
+        executor.wait(timeout=30)
+
+
+@pytest.mark.parametrize("recover_with", ["warm_start", "service_restart"])
+def test_everything_killed_then_recovered(env, post, mongo, contents, long_video, recover_with):
+    executor = start_executor({**env, "PROCESSING_WORKERS": "1"})
+    assert post(content_path="uploads/long.mp4", frame_rate=30).status_code == 202
+    wait_for(lambda: mongo.staging.count_documents({}) >= 3, what="tasks to be staged")
+    os.killpg(executor.pid, signal.SIGKILL)  # the supervisor and its job process
+    executor.wait(timeout=10)
+    assert mongo.get_upload("u1")["status"] == 0
+    if recover_with == "warm_start":
+        result = subprocess.run([sys.executable, "dataset_creation_warm_start.py"],
+                                env=service_env(env), cwd=ROOT, capture_output=True, text=True,
+                                timeout=300)
+        assert result.returncode == 0, result.stderr
+        assert "finished 1 job" in result.stdout
+    else:
+        restarted = start_executor(env)
+        try:
+            wait_for(lambda: mongo.get_job("processContent:u1")["state"] in ("done", "failed"),
+                     what="the job to end")
+        finally:
+            os.killpg(restarted.pid, signal.SIGTERM)
+            restarted.wait(timeout=30)
+    assert_exact(mongo, contents)
+    assert mongo.get_job("processContent:u1")["attempts"] == 2
+
+
+def test_second_executor_for_same_contents_exits(env, mongo):
+    first = start_executor(env)
+    try:
+        time.sleep(2)
+        second = subprocess.run([sys.executable, str(ROOT / "executor.py")],
+                                env=service_env(env), cwd=ROOT, capture_output=True, text=True,
+                                timeout=60)
+        assert second.returncode == 0
+        assert "already runs" in second.stderr
+        assert first.poll() is None
+    finally:
+        os.killpg(first.pid, signal.SIGTERM)
+        first.wait(timeout=30)
