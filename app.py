@@ -30,7 +30,7 @@ def create_app(config: Config | None = None) -> Flask:
 
 def serve(config: Config) -> None:
     """Development server with the embedded executor (gunicorn for production)."""
-    from executor import start_executor
+    from executor_control import start_executor
     from mongo_manager import resolve_uri
 
     resolve_uri(config)  # start the embedded database before anything needs it

@@ -21,17 +21,16 @@ import multiprocessing
 import os
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Callable, Protocol
 
 from pymongo.errors import PyMongoError
 
 import content_job
 from config import Config, load_config
+from executor_control import executor_lock_path
 from mongo_manager import MongoManager, get_mongo, owner_id
 from processes import pid_alive
 
@@ -164,33 +163,6 @@ class Supervisor:
             action()
         except PyMongoError as exc:
             log.warning("database error: %s", exc)
-
-
-def executor_lock_path(config: Config) -> Path:
-    return config.contents_dir / "executor.lock"
-
-
-def executor_running(config: Config) -> bool:
-    """True when some process holds the supervisor lock of this contents folder."""
-    path = executor_lock_path(config)
-    if not path.exists():
-        return False
-    with open(path, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        return False
-
-
-def start_executor(parent_pid: int | None = None) -> subprocess.Popen:
-    """Start the supervisor as its own process (not forked from a gevent worker)."""
-    args = [sys.executable, str(Path(__file__).resolve())]
-    if parent_pid:
-        args += ["--parent", str(parent_pid)]
-    # Own process group: a test (or an operator) can kill it with its workers.
-    return subprocess.Popen(args, start_new_session=True)
 
 
 def main(argv: list[str] | None = None) -> int:

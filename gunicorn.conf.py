@@ -30,10 +30,13 @@ accesslog = os.environ.get("GUNICORN_ACCESSLOG")  # "-" for stdout
 
 
 def when_ready(server):
-    from executor import start_executor
-    from mongo_manager import resolve_uri
+    # Nothing here may import pymongo: the workers are forked from this
+    # process and gevent must patch them before pymongo loads.
+    from embedded_db import embedded_uri
+    from executor_control import start_executor
 
-    resolve_uri(_config)  # starts the embedded database once, before the workers
+    if _config.mongodb.uri == "embedded":  # start it once, before the workers need it
+        embedded_uri(_config.contents_dir / "db")
     server.content_executor = start_executor(parent_pid=os.getpid())
 
 

@@ -5,7 +5,7 @@ import shutil
 
 from flask import Blueprint, current_app, jsonify
 
-from executor import executor_running
+from executor_control import executor_running
 
 bp = Blueprint("health", __name__, url_prefix="/api")
 

@@ -1,0 +1,42 @@
+"""Starting the executor and asking whether one runs, without importing pymongo.
+
+The gunicorn master uses this before forking its gevent workers: pymongo (and
+its ssl import) must not be loaded there before gevent patches the workers.
+"""
+from __future__ import annotations
+
+import fcntl
+import subprocess
+import sys
+from pathlib import Path
+
+from config import Config
+
+EXECUTOR_SCRIPT = Path(__file__).resolve().parent / "executor.py"
+
+
+def executor_lock_path(config: Config) -> Path:
+    return config.contents_dir / "executor.lock"
+
+
+def executor_running(config: Config) -> bool:
+    """True when some process holds the supervisor lock of this contents folder."""
+    path = executor_lock_path(config)
+    if not path.exists():
+        return False
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+def start_executor(parent_pid: int | None = None) -> subprocess.Popen:
+    """Start the supervisor as its own process (not forked from a gevent worker)."""
+    args = [sys.executable, str(EXECUTOR_SCRIPT)]
+    if parent_pid:
+        args += ["--parent", str(parent_pid)]
+    # Own process group: a test (or an operator) can kill it with its workers.
+    return subprocess.Popen(args, start_new_session=True)

@@ -1,0 +1,99 @@
+"""Configuration: defaults, environment overrides, and errors that name the key."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from config import load_config
+from exceptions import ConfigError
+
+BASE = {"SERVER_AUTH_KEY": "k"}
+
+
+def test_defaults_from_repo_config():
+    config = load_config(env=BASE)
+    assert config.server.port == 8081
+    assert config.mongodb.uri == "embedded" and config.mongodb.database == "AIData"
+    assert config.contents_dir == Path("contents")
+    assert config.processing.frames_per_task == 120 and config.processing.keep_frames is True
+    assert config.processing.workers >= 1
+    assert config.s3.bucket == "" and config.broker_url == ""
+
+
+def test_environment_overrides_every_section():
+    config = load_config(env={**BASE, "SERVER_PORT": "9000", "MONGODB_DATABASE": "Other",
+                              "PATHS_CONTENTS_DIR": "/data/c", "PROCESSING_FRAMES_PER_TASK": "60",
+                              "PROCESSING_KEEP_FRAMES": "no", "S3_BUCKET": "b",
+                              "PROCESSING_WORKERS": "3"})
+    assert config.server.port == 9000 and config.mongodb.database == "Other"
+    assert config.contents_dir == Path("/data/c")
+    assert config.processing.frames_per_task == 60 and config.processing.keep_frames is False
+    assert config.processing.workers == 3 and config.s3.bucket == "b"
+
+
+def test_config_file_variable(tmp_path):
+    path = tmp_path / "other.cfg"
+    path.write_text("[server]\nauth_key = fromfile\nport = 7000\n[processing]\ncrf = 30\n")
+    config = load_config(env={"CONFIG_FILE": str(path)})
+    assert config.server.auth_key == "fromfile" and config.server.port == 7000
+    assert config.processing.crf == 30 and config.processing.frames_per_task == 120
+
+
+@pytest.mark.parametrize("name,value,key", [
+    ("SERVER_PORT", "0", "server.port"),
+    ("SERVER_PORT", "http", "server.port"),
+    ("SERVER_DEV_MODE", "maybe", "server.dev_mode"),
+    ("MONGODB_URI", "postgres://x", "mongodb.uri"),
+    ("MONGODB_DATABASE", "", "mongodb.database"),
+    ("PATHS_CONTENTS_DIR", "", "paths.contents_dir"),
+    ("PROCESSING_FRAMES_PER_TASK", "0", "processing.frames_per_task"),
+    ("PROCESSING_FRAMES_PER_TASK", "ten", "processing.frames_per_task"),
+    ("PROCESSING_WORKERS", "-2", "processing.workers"),
+    ("PROCESSING_KEEP_FRAMES", "2", "processing.keep_frames"),
+    ("PROCESSING_PRESET", "turbo", "processing.preset"),
+    ("PROCESSING_CRF", "52", "processing.crf"),
+    ("PROCESSING_JPEG_QUALITY", "0", "processing.jpeg_quality"),
+    ("QUEUE_BROKER_URL", "amqp://x", "queue.broker_url"),
+])
+def test_bad_values_name_the_key(name, value, key):
+    with pytest.raises(ConfigError) as error:
+        load_config(env={**BASE, name: value})
+    assert key in str(error.value)
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("[server]\nauth_kee = x\n", "server.auth_kee"),
+    ("[nonsense]\na = 1\n", "[nonsense]"),
+    ("not an ini file", "other.cfg"),
+])
+def test_bad_files(tmp_path, text, needle):
+    path = tmp_path / "other.cfg"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as error:
+        load_config(env={**BASE, "CONFIG_FILE": str(path)})
+    assert needle in str(error.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(env={"CONFIG_FILE": str(tmp_path / "none.cfg")})
+
+
+def test_refuses_to_start_without_key():
+    with pytest.raises(ConfigError, match="server.auth_key"):
+        load_config(env={})
+
+
+def test_dev_mode_generates_one_key_for_every_process(tmp_path):
+    env = {"SERVER_DEV_MODE": "true", "PATHS_CONTENTS_DIR": str(tmp_path)}
+    first, second = load_config(env=env), load_config(env=env)
+    assert len(first.server.auth_key) >= 32
+    assert first.server.auth_key == second.server.auth_key
+
+
+def test_annotation_versions_are_open_keys(tmp_path):
+    path = tmp_path / "other.cfg"
+    path.write_text("[server]\nauth_key = k\n[annotation]\nversion_1 = models/v1\n")
+    config = load_config(env={"CONFIG_FILE": str(path), "ANNOTATION_VERSION_2": "models/v2"})
+    assert config.annotation == {"version_1": "models/v1", "version_2": "models/v2"}
