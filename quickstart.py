@@ -87,7 +87,7 @@ def wait_healthy(base: str, timeout: float = 120.0) -> None:
         try:
             if requests.get(f"{base}/api/health", timeout=2).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except requests.RequestException:  # not up yet, or still warming up
             pass
         time.sleep(0.3)
     raise SystemExit("the server did not become healthy; see the messages above")

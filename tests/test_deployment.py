@@ -28,7 +28,7 @@ def wait_until(predicate, timeout: float = 60.0) -> None:
         try:
             if predicate():
                 return
-        except requests.ConnectionError:
+        except requests.RequestException:  # not up yet, or still warming up
             pass
         time.sleep(0.2)
     raise AssertionError("timed out")
