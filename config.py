@@ -25,7 +25,7 @@ DEFAULTS: dict[str, dict[str, str]] = {
     "processing": {"frames_per_task": "120", "workers": "", "keep_frames": "true",
                    "preset": "veryfast", "crf": "23", "jpeg_quality": "90",
                    "lease_seconds": "30", "max_attempts": "3", "poll_seconds": "0.5"},
-    "annotation": {},
+    "annotation": {"device": "auto", "threads": "1", "batch_size": "8"},
     "s3": {"endpoint_url": "", "bucket": "", "region": ""},
     "queue": {"broker_url": ""},
 }
@@ -63,6 +63,14 @@ class ProcessingConfig:
 
 
 @dataclass(frozen=True)
+class AnnotationConfig:
+    device: str  # "cpu", "cuda", "cuda:N", or "auto" (CUDA when present)
+    threads: int  # torch / onnxruntime CPU threads per job process
+    batch_size: int  # frames per inference call
+    versions: dict[int, Path]  # version number -> model folder (relative: to the repo)
+
+
+@dataclass(frozen=True)
 class S3Config:
     endpoint_url: str
     bucket: str
@@ -77,7 +85,7 @@ class Config:
     processing: ProcessingConfig
     s3: S3Config
     broker_url: str
-    annotation: dict[str, str]
+    annotation: AnnotationConfig
     source: str  # the file it was read from, for messages
 
 
@@ -145,7 +153,7 @@ def _validate(raw: dict[str, dict[str, str]], path: Path) -> Config:
     s3 = S3Config(*(get.text("s3", key) for key in ("endpoint_url", "bucket", "region")))
     config = Config(server=server, mongodb=mongodb, contents_dir=contents_dir,
                     processing=processing, s3=s3, broker_url=broker,
-                    annotation=dict(raw["annotation"]), source=str(path))
+                    annotation=_annotation(get, raw["annotation"]), source=str(path))
     return _with_auth_key(config)
 
 
@@ -165,6 +173,26 @@ def _processing(get: "_Getter") -> ProcessingConfig:
         lease_seconds=get.number("processing", "lease_seconds", 2, 3600),
         max_attempts=get.integer("processing", "max_attempts", 1, 100),
         poll_seconds=get.number("processing", "poll_seconds", 0.05, 60))
+
+
+def _annotation(get: "_Getter", raw: dict[str, str]) -> AnnotationConfig:
+    device = get.text("annotation", "device")
+    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
+        raise ConfigError("annotation.device must be auto, cpu, cuda or cuda:<n>")
+    versions = {}
+    for key, value in raw.items():
+        if not _is_open_key("annotation", key):
+            continue
+        number = key.removeprefix("version_")
+        if not number.isdigit() or int(number) < 1:
+            raise ConfigError(f"annotation.{key}: the version must be a number >= 1")
+        if not value.strip():
+            raise ConfigError(f"annotation.{key} must name a model folder")
+        folder = Path(value.strip())
+        versions[int(number)] = folder if folder.is_absolute() else ROOT / folder
+    return AnnotationConfig(device=device, threads=get.integer("annotation", "threads", 1, 256),
+                            batch_size=get.integer("annotation", "batch_size", 1, 1024),
+                            versions=versions)
 
 
 def _with_auth_key(config: Config) -> Config:

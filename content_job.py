@@ -20,9 +20,13 @@ from typing import Any, Callable
 from bson import ObjectId
 from pymongo.errors import PyMongoError
 
+from annotate_job import annotate_existing
+from annotation.registry import get_registry
+from content_job_boxes import box_documents
 from config import Config
-from exceptions import ContentError, JobCancelled
-from mongo_manager import MongoManager, now, to_id
+from exceptions import JobCancelled, ServiceError
+from job_context import Heartbeat, JobContext
+from mongo_manager import now, to_id
 from processors.clip_writer import EncoderSettings
 from processors.image_source import ImageSource
 from processors.pipeline import OutputLayout, PipelineSettings, Progress, TaskOutput, run_pipeline
@@ -32,7 +36,6 @@ from processors.video_source import VideoSource
 log = logging.getLogger(__name__)
 
 KIND = "processContent"
-HEARTBEAT_SECONDS = 0.5  # progress and lease updates: at least once a second
 
 
 def job_id_for(upload_id: str) -> str:
@@ -66,14 +69,6 @@ class RunPaths:
         return [(self.staging(self.clips), self.clips), (self.staging(self.frames), self.frames)]
 
 
-@dataclass
-class JobContext:
-    mongo: MongoManager
-    config: Config
-    owner: str
-    on_progress: Callable[[float], None] | None = None  # the CLI's progress bar
-
-
 def task_object_id(run_id: str, number: int) -> ObjectId:
     """Deterministic per run and task, so a resumed run finds its own leftovers."""
     return ObjectId(hashlib.sha1(f"{run_id}:{number}".encode()).digest()[:12])
@@ -86,12 +81,15 @@ def run_content_job(job: dict, ctx: JobContext) -> None:
         _clean_up(job, ctx, paths)
         return
     try:
-        _cut(job, ctx, paths)
+        if params["request_type"] == 2:
+            annotate_existing(job, ctx)
+        else:
+            _cut(job, ctx, paths)
     except JobCancelled:
         log.info("upload %s: run %s replaced, discarding it", params["upload_id"], run_id)
         _discard(ctx, paths)
         return
-    except ContentError as exc:
+    except ServiceError as exc:  # bad content, an unusable model
         _fail(job, ctx, paths, exc.to_dict())
         return
     except Exception as exc:
@@ -114,7 +112,7 @@ def _cut(job: dict, ctx: JobContext, paths: RunPaths) -> None:
         layout = OutputLayout(paths.staging(paths.clips),
                               paths.staging(paths.frames) if ctx.config.processing.keep_frames
                               else None, source.info.name)
-        heartbeat = _Heartbeat(job, ctx)
+        heartbeat = Heartbeat(job, ctx)
         for event in run_pipeline(source, pipeline_settings(ctx.config, params), layout,
                                   frozenset(done)):
             if isinstance(event, TaskOutput):
@@ -145,11 +143,15 @@ def open_source(params: dict) -> Source:
 
 def pipeline_settings(config: Config, params: dict) -> PipelineSettings:
     processing = config.processing
+    annotate = None
+    if params["request_type"] == 1:  # annotate the sampled frames while cutting
+        annotate = get_registry(config.annotation).detector(params["auto_anno_version"]).detect
     return PipelineSettings(frame_rate=params["frame_rate"],
                             frames_per_task=params["frames_per_task"],
                             keep_frames=processing.keep_frames,
                             jpeg_quality=processing.jpeg_quality,
-                            encoder=EncoderSettings(processing.preset, processing.crf))
+                            encoder=EncoderSettings(processing.preset, processing.crf),
+                            annotate=annotate, annotate_batch=config.annotation.batch_size)
 
 
 def build_task(out: TaskOutput, info: SourceInfo, params: dict, paths: RunPaths,
@@ -157,6 +159,7 @@ def build_task(out: TaskOutput, info: SourceInfo, params: dict, paths: RunPaths,
     """The AnnotationTask and AnnotationFrame documents of one finished task."""
     task_id = task_object_id(run_id, out.number)
     name = f"task-{out.number}-{info.name}"
+    version = params["auto_anno_version"] if params["request_type"] == 1 else 0
     frames = out.frames
     task = {
         "_id": task_id, "projectId": to_id(params["project_id"]),
@@ -167,43 +170,19 @@ def build_task(out: TaskOutput, info: SourceInfo, params: dict, paths: RunPaths,
         "original_frames": [f.source_index for f in frames], "frameRate": params["frame_rate"],
         "Originalframerate": info.fps, "videoResolutionWidth": info.width,
         "videoResolutionHeight": info.height, "videoDuration": info.duration,
-        "taskStatus": 0, "auditStatus": 0, "AutoAnnotationVersion": 0, "datasetVersions": [],
-        "createdAt": now(),
+        "taskStatus": 0, "auditStatus": 0, "AutoAnnotationVersion": version,
+        "datasetVersions": [], "createdAt": now(),
     }
-    frame_docs = [{
-        "taskId": task_id, "frameId": f.frame_id, "sourceFrame": f.source_index,
-        "timestamp": f.timestamp,
-        "imagePath": str(paths.frames / f"task-{out.number}" / f.image_path.name)
-        if f.image_path else None,
-        "boxes": [], "isEmpty": True, "isUserAnnotated": False,
-    } for f in frames]
+    frame_docs = []
+    for f in frames:
+        boxes = box_documents(f.boxes or [], version)
+        frame_docs.append({
+            "taskId": task_id, "frameId": f.frame_id, "sourceFrame": f.source_index,
+            "timestamp": f.timestamp,
+            "imagePath": str(paths.frames / f"task-{out.number}" / f.image_path.name)
+            if f.image_path else None,
+            "boxes": boxes, "isEmpty": not boxes, "isUserAnnotated": False})
     return task, frame_docs
-
-
-class _Heartbeat:
-    """Progress in the upload document and the job's lease, at most twice a second.
-
-    A lease that cannot be renewed means the run was replaced (force_write=1)
-    or taken over: the run stops with JobCancelled.
-    """
-
-    def __init__(self, job: dict, ctx: JobContext) -> None:
-        self.job, self.ctx = job, ctx
-        self.last = 0.0
-
-    def beat(self, fraction: float, force: bool = False) -> None:
-        if not force and time.monotonic() - self.last < HEARTBEAT_SECONDS:
-            return
-        self.last = time.monotonic()
-        ctx, job = self.ctx, self.job
-        if not ctx.mongo.renew_lease(job["_id"], job["runId"], ctx.owner,
-                                     ctx.config.processing.lease_seconds):
-            raise JobCancelled("the run was replaced")
-        # 99 at most until the commit: 100 means the tasks are there.
-        progress = min(99, int(fraction * 100))
-        ctx.mongo.update_upload(job["params"]["upload_id"], progress=progress)
-        if ctx.on_progress:
-            ctx.on_progress(fraction)
 
 
 def _move_into_place(paths: RunPaths) -> None:

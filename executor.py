@@ -29,6 +29,7 @@ from typing import Callable, Protocol
 from pymongo.errors import PyMongoError
 
 import content_job
+from annotation.registry import get_registry
 from config import Config, load_config
 from executor_control import executor_lock_path
 from mongo_manager import MongoManager, get_mongo, owner_id
@@ -171,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     config = load_config()
+    get_registry(config.annotation)  # a bad model manifest stops start-up here
     path = executor_lock_path(config)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = open(path, "a")

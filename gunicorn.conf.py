@@ -9,11 +9,13 @@ import multiprocessing
 import os
 import sys
 
+from annotation.registry import ModelRegistry
 from config import load_config
 from exceptions import ConfigError
 
 try:
     _config = load_config()
+    ModelRegistry(_config.annotation)  # a bad model manifest stops start-up here
 except ConfigError as exc:
     print(f"configuration error: {exc}", file=sys.stderr)
     sys.exit(2)

@@ -80,7 +80,7 @@ class MongoManager:
     def record_upload_queued(self, upload_id: Any, project_id: Any, fields: dict) -> None:
         """The upload document of a newly accepted request (status 0, queued)."""
         state = {"projectId": to_id(project_id), "status": 0, "progress": 0, "stage": "queued",
-                 "taskCount": 0, "startedAt": None, "finishedAt": None, "errorMessage": None,
+                 "startedAt": None, "finishedAt": None, "errorMessage": None,
                  **fields}
         self.uploads.update_one({"_id": to_id(upload_id)},
                                 {"$set": state, "$setOnInsert": {"createdAt": now()}},
@@ -238,6 +238,33 @@ class MongoManager:
             self.frames.delete_many({"taskId": {"$in": old}})
         self.staging.delete_many({"uploadId": to_id(upload_id), "runId": run_id})
         self.jobs.update_one({"_id": job_id}, {"$unset": {"oldTasks": ""}})
+
+    # -- auto-annotations (request_type 2) ------------------------------------
+
+    def write_auto_boxes(self, updates: list[tuple[dict, list[dict]]], source: str) -> None:
+        """Replace ``source``'s boxes on each frame; user boxes stay, and frames a
+        person marked ``isUserAnnotated`` are not touched at all."""
+        ops = []
+        for frame, new in updates:
+            if frame.get("isUserAnnotated"):
+                continue
+            kept = [b for b in frame.get("boxes") or [] if b.get("source") != source]
+            ops.append(pymongo.UpdateOne(
+                {"_id": frame["_id"], "isUserAnnotated": {"$ne": True}},
+                {"$set": {"boxes": kept + new, "isEmpty": not (kept or new)}}))
+        if ops:
+            self.frames.bulk_write(ops, ordered=False)
+
+    def set_annotation_version(self, task_id: ObjectId, version: int) -> None:
+        self.tasks.update_one({"_id": task_id}, {"$set": {"AutoAnnotationVersion": version}})
+
+    def complete_run(self, job_id: str, run_id: str, upload_id: Any, upload_fields: dict) -> bool:
+        """End a run that changed no tasks (request_type 2), fenced on its runId."""
+        result = self.jobs.update_one({"_id": job_id, "runId": run_id},
+                                      {"$set": {"state": "committed"}})
+        if result.matched_count:
+            self.uploads.update_one({"_id": to_id(upload_id)}, {"$set": upload_fields})
+        return bool(result.matched_count)
 
     # -- reads for the API -------------------------------------------------
 

@@ -1,6 +1,6 @@
 """Quick start: process a sample video through the real HTTP API, on the embedded defaults.
 
-    pip install -r requirements.txt && python quickstart.py
+    ./install.sh && python3 quickstart.py
 
 Makes a 20 s 720p sample video, starts the production server
 (``gunicorn -c gunicorn.conf.py wsgi:app``: gevent workers, the embedded

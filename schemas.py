@@ -8,9 +8,9 @@ import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
-from exceptions import BadRequest, NotFound, NotImplementedYet
+from exceptions import BadRequest, NotFound
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # ids become folder names
 REQUEST_TYPES = {0: "tasks only", 1: "tasks plus auto-annotations", 2: "auto-annotations only"}
@@ -34,8 +34,12 @@ class ProcessRequest:
         return {**asdict(self), "frames_per_task": frames_per_task}
 
 
-def parse_process_request(form: Mapping[str, Any], contents_dir: Path) -> ProcessRequest:
-    """A checked request, or BadRequest listing every bad field (404 for a missing path)."""
+def parse_process_request(form: Mapping[str, Any], contents_dir: Path,
+                          versions: Collection[int] = ()) -> ProcessRequest:
+    """A checked request, or BadRequest listing every bad field (404 for a missing path).
+
+    ``versions``: the registered auto-annotation versions.
+    """
     errors: dict[str, str] = {}
     upload_id = _identifier(form, "upload_id", errors)
     project_id = _identifier(form, "project_id", errors)
@@ -46,17 +50,19 @@ def parse_process_request(form: Mapping[str, Any], contents_dir: Path) -> Proces
     needs_content = request_type in (0, 1)
     frame_rate = _integer(form, "frame_rate", errors, 1, MAX_FRAME_RATE,
                           default=None if needs_content else 0)
-    if request_type in (1, 2) and version == 0 and "auto_anno_version" not in errors:
-        errors["auto_anno_version"] = "must be >= 1 for request_type 1 and 2"
+    if request_type in (1, 2) and "auto_anno_version" not in errors:
+        if version == 0:
+            errors["auto_anno_version"] = "must be >= 1 for request_type 1 and 2"
+        elif version not in versions:
+            known = ", ".join(map(str, sorted(versions))) or "none"
+            errors["auto_anno_version"] = (f"version {version} is not registered "
+                                           f"(registered: {known})")
     path = _content_path(form, contents_dir, errors, required=needs_content)
     if errors:
         raise BadRequest(errors)
     if path is not None and not path.exists():
         raise NotFound(f"content_path {form.get('content_path')!r} does not exist",
                        code="content_not_found")
-    if request_type in (1, 2):
-        raise NotImplementedYet("auto-annotation (request_type 1 and 2) is not available yet; "
-                                "use request_type 0")
     return ProcessRequest(upload_id=upload_id, project_id=project_id, frame_rate=frame_rate,
                           content_path=str(path) if path else "", force_write=force_write,
                           auto_anno_version=version, request_type=request_type,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from annotation.registry import ModelRegistry, get_registry
 from config import Config
 from executor import Executor, get_executor
 from mongo_manager import MongoManager, get_mongo
@@ -13,8 +14,12 @@ class Service:
     config: Config
     executor: Executor = field(init=False)
 
+    registry: ModelRegistry = field(init=False)
+
     def __post_init__(self) -> None:
         self.executor = get_executor(self.config)
+        # Every registered model version is checked now: a bad manifest stops start-up.
+        self.registry = get_registry(self.config.annotation)
 
     def mongo(self) -> MongoManager:
         # Lazy and per process: gunicorn forks workers after loading nothing.

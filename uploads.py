@@ -27,13 +27,17 @@ def accept(req: ProcessRequest, mongo: MongoManager, config: Config,
     """
     fields = _upload_fields(req, config)
     existing = mongo.get_upload(req.upload_id)
+    if req.request_type == 2 and (existing is None or not mongo.count_tasks(req.upload_id)):
+        raise Conflict("this upload has no tasks to annotate; cut it first (request_type 0 "
+                       "or 1)", code="no_tasks")
     if existing and existing.get("status") == 1 and not req.force_write:
-        if all(existing.get(k) == fields[k] for k in SAME_REQUEST_FIELDS) and \
-                existing.get("projectId") == to_id(req.project_id):
+        if all(existing.get(k) == v for k, v in fields.items() if k in SAME_REQUEST_FIELDS) \
+                and existing.get("projectId") == to_id(req.project_id):
             return 200, {**describe(existing), "message": "already processed; nothing redone "
                          "(send force_write=1 to process it again)"}
-        raise Conflict("this upload was already processed with other parameters; "
-                       "send force_write=1 to replace the result", code="already_processed")
+        if req.request_type != 2:  # annotating existing tasks again needs no force
+            raise Conflict("this upload was already processed with other parameters; "
+                           "send force_write=1 to replace the result", code="already_processed")
     job_id, run_id = job_id_for(req.upload_id), str(ObjectId())
     params = req.as_params(config.processing.frames_per_task)
     if not mongo.start_job(job_id, KIND, params, run_id, replace_active=bool(req.force_write)):
@@ -48,10 +52,14 @@ def accept(req: ProcessRequest, mongo: MongoManager, config: Config,
 
 
 def _upload_fields(req: ProcessRequest, config: Config) -> dict:
-    return {"request_type": req.request_type, "request_annotation_version": req.auto_anno_version,
-            "content_type": req.content_type, "force_write": req.force_write,
-            "frame_rate": req.frame_rate, "frames_per_task": config.processing.frames_per_task,
-            "sourceFilePath": req.content_path}
+    fields = {"request_type": req.request_type,
+              "request_annotation_version": req.auto_anno_version,
+              "content_type": req.content_type, "force_write": req.force_write}
+    if req.request_type != 2:  # annotating existing tasks keeps the cutting parameters
+        fields.update({"frame_rate": req.frame_rate,
+                       "frames_per_task": config.processing.frames_per_task,
+                       "sourceFilePath": req.content_path, "taskCount": 0})
+    return fields
 
 
 def status(mongo: MongoManager, upload_id: str) -> dict:

@@ -15,7 +15,7 @@ def process_content():
     body = request_body()
     check_key(body)
     service = current_app.config["SERVICE"]
-    req = parse_process_request(body, service.config.contents_dir)
+    req = parse_process_request(body, service.config.contents_dir, service.registry.versions)
     code, payload = uploads.accept(req, service.mongo(), service.config, service.executor)
     return jsonify(payload), code
 

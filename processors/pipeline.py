@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import queue
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterator
 
 import av
+import numpy as np
 
 from processors.clip_writer import ClipWriter, EncoderSettings
 from processors.frame_ops import encode_jpeg, normalize
@@ -35,6 +36,9 @@ class PipelineSettings:
     keep_frames: bool = True
     jpeg_quality: int = 90
     encoder: EncoderSettings = field(default_factory=EncoderSettings)
+    # Annotate sampled frames while cutting: RGB frames in, one result per frame out.
+    annotate: Callable[[list[np.ndarray]], list[list]] | None = None
+    annotate_batch: int = 8
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,7 @@ class FrameRecord:
     source_index: int
     timestamp: float
     image_path: Path | None
+    boxes: list | None = None  # what settings.annotate found, in clip pixels
 
 
 @dataclass(frozen=True)
@@ -84,14 +89,27 @@ class _Sample:
 
 
 class _Run:
-    """Shared state of one pipeline run: stop flag, first error, JPEG counts."""
+    """Shared state of one pipeline run: stop flag, first error, side-stage progress."""
 
     def __init__(self) -> None:
         self.stop = threading.Event()
         self.error: BaseException | None = None
         self.position = 0.0
-        self.jpegs_done: dict[int, int] = {}
-        self.jpeg_cond = threading.Condition()
+        # (stage, task) -> frames of the task that the JPEG / annotation stage finished
+        self.done: dict[tuple[str, int], int] = {}
+        self.boxes: dict[int, list] = {}  # sample -> annotation result
+        self.cond = threading.Condition()
+
+    def mark_done(self, stage: str, task: int, count: int = 1) -> None:
+        with self.cond:
+            self.done[(stage, task)] = self.done.get((stage, task), 0) + count
+            self.cond.notify_all()
+
+    def wait_done(self, stage: str, task: int, count: int) -> None:
+        """A task is reported only once its JPEGs (and boxes) are done too."""
+        with self.cond:
+            while self.done.get((stage, task), 0) < count and not self.stop.is_set():
+                self.cond.wait(timeout=0.2)
 
     def fail(self, exc: BaseException) -> None:
         if self.error is None:
@@ -128,18 +146,23 @@ def run_pipeline(source: Source, settings: PipelineSettings, layout: OutputLayou
     """
     run = _Run()
     encode_q: queue.Queue = queue.Queue(QUEUE_FRAMES)
-    jpeg_q: queue.Queue | None = queue.Queue(QUEUE_FRAMES) if layout.frame_dir else None
     events: queue.Queue = queue.Queue()
     duration = source.info.duration
+    # Side stages: each gets every sampled frame and reports per task.
+    sides: dict[str, tuple[queue.Queue, Callable]] = {}
+    if layout.frame_dir:
+        sides["jpeg"] = (queue.Queue(QUEUE_FRAMES), _jpeg_stage)
+    if settings.annotate:
+        sides["annotate"] = (queue.Queue(QUEUE_FRAMES), _annotate_stage)
     threads = [
         threading.Thread(target=_guard(run, _decode_stage), name="decode",
-                         args=(run, source, settings, skip_tasks, encode_q, jpeg_q)),
+                         args=(run, source, settings, skip_tasks,
+                               [encode_q] + [q for q, _ in sides.values()])),
         threading.Thread(target=_guard(run, _encode_stage), name="encode",
-                         args=(run, source, settings, layout, encode_q, events)),
-    ]
-    if jpeg_q is not None:
-        threads.append(threading.Thread(target=_guard(run, _jpeg_stage), name="jpeg",
-                                        args=(run, settings, layout, jpeg_q)))
+                         args=(run, source, settings, layout, encode_q, events, list(sides))),
+    ] + [threading.Thread(target=_guard(run, stage), name=name,
+                          args=(run, settings, layout, side_q))
+         for name, (side_q, stage) in sides.items()]
     for thread in threads:
         thread.start()
     try:
@@ -173,11 +196,19 @@ def _guard(run: _Run, stage: Callable) -> Callable:
 
 
 def _decode_stage(run: _Run, source: Source, settings: PipelineSettings,
-                  skip: frozenset[int], encode_q: queue.Queue,
-                  jpeg_q: queue.Queue | None) -> None:
+                  skip: frozenset[int], outputs: list[queue.Queue]) -> None:
     info = source.info
     sampler = TimestampSampler(settings.frame_rate)
     sample = 0
+    skip_unsampled = getattr(source, "skip_unsampled", None)
+    if skip_unsampled is not None and not source.samples_every_frame:
+        # PERFORMANCE: a video source may then leave undecoded the frames
+        # this sampler would drop anyway (non-reference frames that are not
+        # the first of their 1/frame_rate bucket): the same frames are
+        # sampled, with the same indexes and pixels, and on a 1080p30 video
+        # with B-frames at 5 fps decoding takes ~40% less CPU (the whole job
+        # ~20% less). See VideoSource.skip_unsampled and BENCHMARKS.md.
+        skip_unsampled(settings.frame_rate)
     try:
         for item in source.frames():
             if run.stop.is_set():
@@ -191,17 +222,17 @@ def _decode_stage(run: _Run, source: Source, settings: PipelineSettings,
                 continue
             frame = normalize(item.frame, info.rotation, info.width, info.height)
             work = _Sample(sample - 1, task, item.index, item.timestamp, frame)
-            if not run.put(encode_q, work) or (jpeg_q is not None and not run.put(jpeg_q, work)):
+            if not all(run.put(q, work) for q in outputs):
                 return
         run.position = info.duration
     finally:
-        run.put(encode_q, _END)
-        if jpeg_q is not None:
-            run.put(jpeg_q, _END)
+        for q in outputs:
+            run.put(q, _END)
 
 
 def _encode_stage(run: _Run, source: Source, settings: PipelineSettings,
-                  layout: OutputLayout, encode_q: queue.Queue, events: queue.Queue) -> None:
+                  layout: OutputLayout, encode_q: queue.Queue, events: queue.Queue,
+                  sides: list[str]) -> None:
     info = source.info
     writer: ClipWriter | None = None
     task, frames = 0, []
@@ -214,10 +245,11 @@ def _encode_stage(run: _Run, source: Source, settings: PipelineSettings,
                 if writer is not None:
                     writer.close()
                     writer = None
-                    _wait_for_jpegs(run, task, len(frames), layout)
+                    for side in sides:
+                        run.wait_done(side, task, len(frames))
                     if run.stop.is_set():
                         return
-                    events.put(TaskOutput(task, layout.clip_path(task), frames))
+                    events.put(_task_output(run, task, layout, frames))
                 if work is _END:
                     return
                 task, frames = work.task, []
@@ -226,12 +258,21 @@ def _encode_stage(run: _Run, source: Source, settings: PipelineSettings,
                                     settings.frame_rate, settings.encoder)
             writer.write(work.frame)
             frame_id = len(frames) + 1
-            frames.append(FrameRecord(frame_id, work.source_index, float(work.timestamp),
-                                      layout.frame_path(task, frame_id)))
+            frames.append((work.sample, FrameRecord(frame_id, work.source_index,
+                                                    float(work.timestamp),
+                                                    layout.frame_path(task, frame_id))))
     finally:
         if writer is not None:
             writer.abort()
         events.put(_END)
+
+
+def _task_output(run: _Run, task: int, layout: OutputLayout,
+                 frames: list[tuple[int, FrameRecord]]) -> TaskOutput:
+    with run.cond:
+        boxes = [run.boxes.pop(sample, None) for sample, _ in frames]
+    records = [replace(record, boxes=found) for (_, record), found in zip(frames, boxes)]
+    return TaskOutput(task, layout.clip_path(task), records)
 
 
 def _jpeg_stage(run: _Run, settings: PipelineSettings, layout: OutputLayout,
@@ -245,15 +286,31 @@ def _jpeg_stage(run: _Run, settings: PipelineSettings, layout: OutputLayout,
         path = layout.frame_path(work.task, work.sample - start + 1)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(encode_jpeg(work.frame, settings.jpeg_quality))
-        with run.jpeg_cond:
-            run.jpegs_done[work.task] = run.jpegs_done.get(work.task, 0) + 1
-            run.jpeg_cond.notify_all()
+        run.mark_done("jpeg", work.task)
 
 
-def _wait_for_jpegs(run: _Run, task: int, count: int, layout: OutputLayout) -> None:
-    """A task is reported only once its JPEGs are on disk too."""
-    if layout.frame_dir is None:
-        return
-    with run.jpeg_cond:
-        while run.jpegs_done.get(task, 0) < count and not run.stop.is_set():
-            run.jpeg_cond.wait(timeout=0.2)
+def _annotate_stage(run: _Run, settings: PipelineSettings, layout: OutputLayout,
+                    annotate_q: queue.Queue) -> None:
+    """Batches sampled frames for the detector; a batch is cut short when no frame
+    is waiting, so the model never idles while a full batch gathers."""
+    ended = False
+    while not ended:
+        batch = []
+        work = run.get(annotate_q)
+        while work is not _END:
+            batch.append(work)
+            if len(batch) >= settings.annotate_batch:
+                break
+            try:
+                work = annotate_q.get_nowait()
+            except queue.Empty:
+                break
+        ended = work is _END
+        if not batch:
+            continue
+        found = settings.annotate([w.frame.to_ndarray(format="rgb24") for w in batch])
+        with run.cond:
+            for w, boxes in zip(batch, found):
+                run.boxes[w.sample] = boxes
+        for w in batch:
+            run.mark_done("annotate", w.task)

@@ -97,11 +97,18 @@ def test_valid_variants_accepted(client, mongo, video, fields):
 
 
 @pytest.mark.parametrize("request_type", [1, 2])
-def test_annotation_requests_not_available_yet(client, mongo, video, request_type):
+def test_unknown_annotation_version_names_registered_ones(client, mongo, video, request_type):
     response = client.post("/api/processContent",
-                           json=valid(request_type=request_type, auto_anno_version=1))
-    assert response.status_code == 501
-    assert "auto-annotation" in response.json["message"]
+                           json=valid(request_type=request_type, auto_anno_version=7))
+    assert response.status_code == 400
+    assert response.json["errors"]["auto_anno_version"] == \
+        "version 7 is not registered (registered: 1)"
+
+
+def test_annotations_only_needs_existing_tasks(client, mongo):
+    response = client.post("/api/processContent", json=valid(
+        request_type=2, auto_anno_version=1, content_path=None, frame_rate=None))
+    assert response.status_code == 409 and response.json["code"] == "no_tasks"
 
 
 # -- bodies --------------------------------------------------------------------

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from config import load_config
+from config import ROOT, load_config
 from exceptions import ConfigError
 
 BASE = {"SERVER_AUTH_KEY": "k"}
@@ -96,4 +96,4 @@ def test_annotation_versions_are_open_keys(tmp_path):
     path = tmp_path / "other.cfg"
     path.write_text("[server]\nauth_key = k\n[annotation]\nversion_1 = models/v1\n")
     config = load_config(env={"CONFIG_FILE": str(path), "ANNOTATION_VERSION_2": "models/v2"})
-    assert config.annotation == {"version_1": "models/v1", "version_2": "models/v2"}
+    assert config.annotation.versions == {1: ROOT / "models/v1", 2: ROOT / "models/v2"}

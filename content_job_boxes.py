@@ -1,0 +1,11 @@
+"""Detections as AnnotationFrame box documents (request types 1 and 2)."""
+from __future__ import annotations
+
+from bson import ObjectId
+
+
+def box_documents(found: list, version: int) -> list[dict]:
+    """Detections as AnnotationFrame boxes: x, y top-left, w, h in clip pixels."""
+    return [{"id": str(ObjectId()), "label": d.label, "x": round(d.x, 2), "y": round(d.y, 2),
+             "w": round(d.w, 2), "h": round(d.h, 2), "confidence": round(d.score, 4),
+             "source": f"auto:v{version}"} for d in found]

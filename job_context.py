@@ -1,0 +1,46 @@
+"""What a running job has at hand, and its heartbeat (progress + lease)."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from config import Config
+from exceptions import JobCancelled
+from mongo_manager import MongoManager
+
+HEARTBEAT_SECONDS = 0.5  # progress and lease updates: at least once a second
+
+
+@dataclass
+class JobContext:
+    mongo: MongoManager
+    config: Config
+    owner: str
+    on_progress: Callable[[float], None] | None = None  # the CLI's progress bar
+
+
+class Heartbeat:
+    """Progress in the upload document and the job's lease, at most twice a second.
+
+    A lease that cannot be renewed means the run was replaced (force_write=1)
+    or taken over: the run stops with JobCancelled.
+    """
+
+    def __init__(self, job: dict, ctx: JobContext) -> None:
+        self.job, self.ctx = job, ctx
+        self.last = 0.0
+
+    def beat(self, fraction: float, force: bool = False) -> None:
+        if not force and time.monotonic() - self.last < HEARTBEAT_SECONDS:
+            return
+        self.last = time.monotonic()
+        ctx, job = self.ctx, self.job
+        if not ctx.mongo.renew_lease(job["_id"], job["runId"], ctx.owner,
+                                     ctx.config.processing.lease_seconds):
+            raise JobCancelled("the run was replaced")
+        # 99 at most until the commit: 100 means the tasks are there.
+        progress = min(99, int(fraction * 100))
+        ctx.mongo.update_upload(job["params"]["upload_id"], progress=progress)
+        if ctx.on_progress:
+            ctx.on_progress(fraction)
