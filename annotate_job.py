@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from annotation.registry import get_registry
-from content_job_boxes import box_documents
+from box_documents import box_documents
 from exceptions import ContentError
 from job_context import Heartbeat, JobContext
 from mongo_manager import now

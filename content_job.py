@@ -22,7 +22,7 @@ from pymongo.errors import PyMongoError
 
 from annotate_job import annotate_existing
 from annotation.registry import get_registry
-from content_job_boxes import box_documents
+from box_documents import box_documents
 from config import Config
 from exceptions import JobCancelled, ServiceError
 from job_context import Heartbeat, JobContext

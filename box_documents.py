@@ -1,4 +1,4 @@
-"""Detections as AnnotationFrame box documents (request types 1 and 2)."""
+"""AnnotationFrame box documents made from detections (request types 1 and 2)."""
 from __future__ import annotations
 
 from bson import ObjectId
