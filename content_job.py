@@ -92,9 +92,9 @@ def run_content_job(job: dict, ctx: JobContext) -> None:
     except ServiceError as exc:  # bad content, an unusable model
         _fail(job, ctx, paths, exc.to_dict())
         return
+    except PyMongoError:
+        raise  # the database is away: the lease runs out and the job is retried
     except Exception as exc:
-        if isinstance(exc, PyMongoError):
-            raise  # the lease runs out and the job is retried
         log.exception("upload %s failed", params["upload_id"])
         _fail(job, ctx, paths, {"code": "internal_error", "message": f"processing failed: {exc}"})
         return
