@@ -5,6 +5,7 @@
 # the MTCNN weights its wheel carries (the built-in face detector), and its
 # metadata pins old torch/numpy versions that would otherwise be pulled in.
 set -euo pipefail
+export PIP_ROOT_USER_ACTION=ignore
 cd "$(dirname "$0")"
 pip=(python3 -m pip install --quiet --disable-pip-version-check)
 if [ "${1:-}" = "dev" ]; then
