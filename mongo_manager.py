@@ -77,14 +77,21 @@ class MongoManager:
     def get_upload(self, upload_id: Any) -> dict | None:
         return self.uploads.find_one({"_id": to_id(upload_id)})
 
-    def record_upload_queued(self, upload_id: Any, project_id: Any, fields: dict) -> None:
-        """The upload document of a newly accepted request (status 0, queued)."""
+    def record_upload_queued(self, upload_id: Any, project_id: Any, fields: dict,
+                             listed: bool = False) -> None:
+        """The upload document of a newly accepted request (status 0, queued).
+
+        ``listed``: the project already lists this upload, so the $addToSet, which
+        rewrites the project's whole upload list, is skipped.
+        """
         state = {"projectId": to_id(project_id), "status": 0, "progress": 0, "stage": "queued",
                  "startedAt": None, "finishedAt": None, "errorMessage": None,
                  **fields}
         self.uploads.update_one({"_id": to_id(upload_id)},
                                 {"$set": state, "$setOnInsert": {"createdAt": now()}},
                                 upsert=True)
+        if listed:
+            return
         self.projects.update_one({"_id": to_id(project_id)},
                                  {"$addToSet": {"contentUploads": to_id(upload_id)}},
                                  upsert=True)
@@ -109,15 +116,21 @@ class MongoManager:
         fields = {"kind": kind, "params": params, "runId": run_id, "state": "accepting",
                   "attempts": 0, "owner": None, "leaseUntil": _EPOCH, "error": None,
                   "createdAt": now()}
-        query: dict = {"_id": job_id}
-        if not replace_active:
-            query["$or"] = [{"state": {"$nin": ACTIVE_JOB_STATES}},
-                            {"state": "accepting", "createdAt": {"$lt": now() - ACCEPT_TIMEOUT}}]
+        if replace_active:
+            self.jobs.update_one({"_id": job_id}, {"$set": fields}, upsert=True)
+            return True
+        # Two plain filters rather than one $or: an $or keeps the embedded
+        # server from using the _id index, and this collection grows with every
+        # upload ever accepted (measured: 15 ms at 1000 uploads instead of 1 ms).
         try:
-            self.jobs.update_one(query, {"$set": fields}, upsert=True)
-        except DuplicateKeyError:
-            return False  # the document exists and is active
-        return True
+            self.jobs.update_one({"_id": job_id, "state": {"$nin": ACTIVE_JOB_STATES}},
+                                 {"$set": fields}, upsert=True)
+            return True
+        except DuplicateKeyError:  # the document exists and is active...
+            stale = self.jobs.update_one(  # ...unless a request died while accepting it
+                {"_id": job_id, "state": "accepting", "createdAt": {"$lt": now() - ACCEPT_TIMEOUT}},
+                {"$set": fields})
+            return stale.matched_count == 1
 
     def queue_job(self, job_id: str, run_id: str) -> None:
         self.jobs.update_one({"_id": job_id, "runId": run_id, "state": "accepting"},

@@ -43,7 +43,9 @@ def accept(req: ProcessRequest, mongo: MongoManager, config: Config,
     if not mongo.start_job(job_id, KIND, params, run_id, replace_active=bool(req.force_write)):
         raise Conflict("this upload is being processed now; wait for it to finish or send "
                        "force_write=1 to restart it", code="in_progress")
-    mongo.record_upload_queued(req.upload_id, req.project_id, fields)
+    # An upload already recorded under this project is already in its list.
+    listed = bool(existing) and existing.get("projectId") == to_id(req.project_id)
+    mongo.record_upload_queued(req.upload_id, req.project_id, fields, listed=listed)
     mongo.queue_job(job_id, run_id)
     executor.submit(job_id)
     return 202, {"upload_id": req.upload_id, "status": 0, "stage": "queued",

@@ -130,8 +130,9 @@ def main() -> int:
                  "peak RSS MiB"], rows))
     print()
     ratio_rows = []
+    extras = [n for n in names if n not in ("ours", "ffmpeg", "decode-only")]
     for a in [n for n in names if n not in ("ffmpeg", "decode-only")]:
-        for b in ("ffmpeg", "decode-only"):
+        for b in ("ffmpeg", "decode-only", *(extras if a == "ours" else ())):
             wall_of_medians = median([r.wall for r in runs[a]]) / median([r.wall for r in runs[b]])
             per_round = median([x.wall / y.wall for x, y in zip(runs[a], runs[b])])
             cpu_ratio = median([r.cpu for r in runs[a]]) / median([r.cpu for r in runs[b]])

@@ -256,3 +256,14 @@ def test_health_ok_with_executor(client, mongo, contents):
         fcntl.flock(handle, fcntl.LOCK_EX)
         response = client.get("/api/health")
     assert response.status_code == 200 and response.json["status"] == "ok"
+
+
+@pytest.mark.parametrize("age_seconds,status", [(5, 409), (120, 202)])
+def test_request_that_died_while_accepting(client, mongo, video, age_seconds, status):
+    """A job left "accepting" (its request died before answering) blocks only briefly."""
+    from datetime import timedelta
+
+    from mongo_manager import now
+    mongo.jobs.insert_one({"_id": "processContent:u1", "state": "accepting", "runId": "x",
+                           "createdAt": now() - timedelta(seconds=age_seconds)})
+    assert client.post("/api/processContent", json=valid()).status_code == status
