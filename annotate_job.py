@@ -61,30 +61,38 @@ def _batches(task: dict, frames: list[dict], size: int) -> Iterator[tuple[list, 
     stop = threading.Event()
     errors: list[BaseException] = []
 
+    def offer(item: object) -> bool:
+        """Put ``item`` unless the consumer has gone (stop set)."""
+        while not stop.is_set():
+            try:
+                loaded.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def load() -> None:
         try:
             for image in _images(task, frames):
-                while not stop.is_set():
-                    try:
-                        loaded.put(image, timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
+                if not offer(image):
+                    return
         except BaseException as exc:  # handed to the consuming thread
             errors.append(exc)
-        finally:
-            loaded.put(_END)
+        offer(_END)
 
     loader = threading.Thread(target=load, name="frame-loader", daemon=True)
     loader.start()
     try:
         for start in range(0, len(frames), size):
             batch = frames[start:start + size]
-            images = [loaded.get() for _ in batch]
-            if errors or any(image is _END for image in images):
-                raise errors[0] if errors else ContentError(
-                    f"{task['taskName']}: fewer frames than its {len(frames)} frame documents",
-                    code="frames_missing")
+            images = []
+            while len(images) < len(batch) and (image := loaded.get()) is not _END:
+                images.append(image)
+            if errors:
+                raise errors[0]
+            if len(images) < len(batch):
+                raise ContentError(f"{task['taskName']}: fewer frames than its {len(frames)} "
+                                   "frame documents", code="frames_missing")
             yield batch, images
     finally:
         stop.set()

@@ -58,7 +58,8 @@ class ModelRegistry:
         return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-_registries: dict[tuple[int, int], ModelRegistry] = {}
+# The settings object is kept with its registry so that its id is never reused.
+_registries: dict[tuple[int, int], tuple[AnnotationConfig, ModelRegistry]] = {}
 _registries_lock = threading.Lock()
 
 
@@ -67,5 +68,5 @@ def get_registry(settings: AnnotationConfig) -> ModelRegistry:
     key = (os.getpid(), id(settings))
     with _registries_lock:
         if key not in _registries:
-            _registries[key] = ModelRegistry(settings)
-        return _registries[key]
+            _registries[key] = (settings, ModelRegistry(settings))
+        return _registries[key][1]

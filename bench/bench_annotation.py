@@ -46,6 +46,7 @@ import json
 import os
 import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -60,8 +61,6 @@ from common import DATA, ROOT, ffmpeg_exe, machine, median, table  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
-
-import subprocess  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -539,6 +538,19 @@ def main() -> int:
         r = median(rt1) / median(both)
         print(f"- rt1 job / (rt0 job + rt2 job), {name}: {ratio(rt1, both)} -> "
               f"{'met' if r < 1 else 'NOT met'} (< 1)")
+
+    print("\nper rep (see the neighbours below for the reps a neighbour disturbed):\n")
+    rows = []
+    for i in range(args.reps):
+        def at(key: str, field: str = "wall") -> float:
+            return results[key][i][field]
+        rows.append([str(i + 1), f"{at('pipe-mtcnn') / at('bare-mtcnn'):.3f}",
+                     f"{at('job-rt2-mtcnn', 'processing') / at('bare-jpeg-mtcnn'):.3f}",
+                     *(f"{at(f'job-rt1-{m}') / (at(f'job-rt0-{m}') + at(f'job-rt2-{m}')):.3f}"
+                       for m in ("mtcnn", "tiny-onnx")),
+                     f"{at('bare-mtcnn'):.2f}", f"{at('pipe-cut'):.2f}"])
+    print(table(["rep", "mtcnn pipeline / bare", "mtcnn rt2 / bare", "mtcnn rt1 / (rt0 + rt2)",
+                 "tiny-onnx rt1 / (rt0 + rt2)", "bare mtcnn s", "cut-only s"], rows))
 
     print("\nneighbours (checked before each rep, >= 30% of a core over 2 s counts):")
     for line in neighbours.log:

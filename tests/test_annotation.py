@@ -277,3 +277,18 @@ def test_unreadable_manifest_files(tmp_path, content):
     config = load_config(env={"SERVER_AUTH_KEY": "k", "ANNOTATION_VERSION_3": str(tmp_path)})
     with pytest.raises(ConfigError, match="model.json"):
         ModelRegistry(config.annotation)
+
+
+def test_missing_frames_end_with_a_reason_not_a_hang(aa_client, versions_env, mongo, contents):
+    square_video(contents / "uploads" / "sq.mp4", 20)
+    post_aa(aa_client, auto_anno_version=2)
+    run_all(versions_env)
+    task = mongo.tasks_of("u1")[0]
+    for frame in mongo.frames_of(task["_id"])[3:]:
+        Path(frame["imagePath"]).unlink()  # frames lost: the clip is decoded instead...
+    square_video(Path(task["videoPath"]), 3)  # ...which holds fewer frames than its documents
+    assert post_aa(aa_client, request_type=2, auto_anno_version=2, content_path=None,
+                   frame_rate=None).status_code == 202
+    run_all(versions_env)
+    upload = mongo.get_upload("u1")
+    assert upload["status"] == 2 and upload["errorMessage"]["code"] == "frames_missing"
