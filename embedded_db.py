@@ -54,7 +54,7 @@ def stop_embedded(db_dir: Path, timeout: float = 20.0) -> None:
 
 
 def _start(db_dir: Path) -> str:
-    port = _free_port()
+    port = free_port()
     log = open(db_dir / "server.log", "ab")
     # Detached (own session) so that it outlives the process that started it:
     # every later process of the service connects to it.
@@ -104,7 +104,7 @@ def _port_open(port: int) -> bool:
         return False
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]

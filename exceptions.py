@@ -57,11 +57,6 @@ class Conflict(ServiceError):
     code = "conflict"
 
 
-class NotImplementedYet(ServiceError):
-    http_status = 501
-    code = "not_implemented"
-
-
 class DatabaseUnavailable(ServiceError):
     http_status = 503
     code = "database_unavailable"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ import numpy as np
 import requests
 
 from config import load_config
-from embedded_db import embedded_uri, stop_embedded
+from embedded_db import embedded_uri, free_port, stop_embedded
 
 ROOT = Path(__file__).resolve().parent
 
@@ -46,12 +45,6 @@ def make_sample(path: Path, seconds: int = 20, fps: int = 30) -> None:
             frame.pts, frame.time_base = i, Fraction(1, fps)
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def main() -> int:

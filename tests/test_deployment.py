@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,14 +11,9 @@ from pathlib import Path
 import requests
 
 from conftest import AUTH_KEY, ROOT, service_env
+from embedded_db import free_port
 from executor_control import executor_running
 from media import cfr_video, clip_barcodes
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until(predicate, timeout: float = 60.0) -> None:
