@@ -137,17 +137,21 @@ class _Run:
 
 def run_pipeline(source: Source, settings: PipelineSettings, layout: OutputLayout,
                  skip_tasks: frozenset[int] = frozenset(),
-                 should_stop: Callable[[], bool] = lambda: False
-                 ) -> Iterator[Progress | TaskOutput]:
+                 should_stop: Callable[[], bool] = lambda: False, *,
+                 first_sample: int = 0) -> Iterator[Progress | TaskOutput]:
     """Cut ``source`` into task clips (and JPEGs); yields events as they happen.
 
     Tasks in ``skip_tasks`` (already finished by an earlier, interrupted run)
-    are decoded for sampling but not written again.
+    are decoded for sampling but not written again. ``first_sample``: the
+    global number of the source's first sample, for a source that is one
+    segment of a video (processors.segments): task numbers and frame ids
+    then continue those of the segments before it. It must start a task.
     """
+    start, end = _span(source, settings, first_sample)
     run = _Run()
+    run.position = start
     encode_q: queue.Queue = queue.Queue(QUEUE_FRAMES)
     events: queue.Queue = queue.Queue()
-    duration = source.info.duration
     # Side stages: each gets every sampled frame and reports per task.
     sides: dict[str, tuple[queue.Queue, Callable]] = {}
     if layout.frame_dir:
@@ -156,7 +160,7 @@ def run_pipeline(source: Source, settings: PipelineSettings, layout: OutputLayou
         sides["annotate"] = (queue.Queue(QUEUE_FRAMES), _annotate_stage)
     threads = [
         threading.Thread(target=_guard(run, _decode_stage), name="decode",
-                         args=(run, source, settings, skip_tasks,
+                         args=(run, source, settings, skip_tasks, first_sample, end,
                                [encode_q] + [q for q, _ in sides.values()])),
         threading.Thread(target=_guard(run, _encode_stage), name="encode",
                          args=(run, source, settings, layout, encode_q, events, list(sides))),
@@ -177,13 +181,26 @@ def run_pipeline(source: Source, settings: PipelineSettings, layout: OutputLayou
                 break
             if event is not None:
                 yield event
-            yield Progress(min(1.0, run.position / duration) if duration > 0 else 0.0)
+            yield Progress(_fraction(run.position, start, end))
     finally:
         run.stop.set()  # ends the stages early when the caller stopped iterating
         for thread in threads:
             thread.join()
     if run.error is not None:
         raise run.error
+
+
+def _span(source: Source, settings: PipelineSettings, first_sample: int) -> tuple[float, float]:
+    """The source times that progress goes from 0 to 1 over: a segment of a
+    video (processors.segments) reports over its own part only."""
+    if first_sample < 0 or first_sample % settings.frames_per_task:
+        raise ValueError(f"first_sample {first_sample} does not start a task of "
+                         f"{settings.frames_per_task} frames")
+    return getattr(source, "progress_span", (0.0, source.info.duration))
+
+
+def _fraction(position: float, start: float, end: float) -> float:
+    return min(1.0, max(0.0, (position - start) / (end - start))) if end > start else 0.0
 
 
 def _guard(run: _Run, stage: Callable) -> Callable:
@@ -196,10 +213,11 @@ def _guard(run: _Run, stage: Callable) -> Callable:
 
 
 def _decode_stage(run: _Run, source: Source, settings: PipelineSettings,
-                  skip: frozenset[int], outputs: list[queue.Queue]) -> None:
+                  skip: frozenset[int], first_sample: int, end: float,
+                  outputs: list[queue.Queue]) -> None:
     info = source.info
     sampler = TimestampSampler(settings.frame_rate)
-    sample = 0
+    sample = first_sample  # global: a segment's samples follow those before it
     skip_unsampled = getattr(source, "skip_unsampled", None)
     if skip_unsampled is not None and not source.samples_every_frame:
         # PERFORMANCE: a video source may then leave undecoded the frames
@@ -224,7 +242,7 @@ def _decode_stage(run: _Run, source: Source, settings: PipelineSettings,
             work = _Sample(sample - 1, task, item.index, item.timestamp, frame)
             if not all(run.put(q, work) for q in outputs):
                 return
-        run.position = info.duration
+        run.position = end
     finally:
         for q in outputs:
             run.put(q, _END)

@@ -143,19 +143,27 @@ class VideoSource:
                                code="corrupt") from exc
 
     def _check_complete(self) -> None:
-        info = self.info
-        declared = info.frame_count
-        count = self._count
-        if declared and count < declared * (1 - TRUNCATION_TOLERANCE) - 1:
-            raise ContentError(f"{self.path.name}: the file is truncated: only {count} of "
-                               f"{declared} frames could be read", code="truncated")
-        seen = float(self._seen)
-        if info.duration > 2 and seen < info.duration * (1 - TRUNCATION_TOLERANCE) - 1:
-            raise ContentError(f"{self.path.name}: the file is truncated: only {seen:.1f} s of "
-                               f"{info.duration:.1f} s could be read", code="truncated")
+        check_complete(self.path.name, self.info, self._count, self._seen)
 
     def close(self) -> None:
         self._container.close()
+
+
+def check_complete(name: str, info: SourceInfo, count: int, seen: Fraction) -> None:
+    """Raise ContentError when ``count`` frames read up to ``seen`` seconds fall
+    short of what the container declares (a truncated file).
+
+    A module function so that a plan made without decoding
+    (processors.segments) can tell beforehand whether a single pass would fail.
+    """
+    declared = info.frame_count
+    if declared and count < declared * (1 - TRUNCATION_TOLERANCE) - 1:
+        raise ContentError(f"{name}: the file is truncated: only {count} of "
+                           f"{declared} frames could be read", code="truncated")
+    seconds = float(seen)
+    if info.duration > 2 and seconds < info.duration * (1 - TRUNCATION_TOLERANCE) - 1:
+        raise ContentError(f"{name}: the file is truncated: only {seconds:.1f} s of "
+                           f"{info.duration:.1f} s could be read", code="truncated")
 
 
 class _UnsampledSkipper:

@@ -1,0 +1,375 @@
+"""Cut one long video in time segments that separate workers process at once.
+
+A single pass (``run_pipeline`` over a ``VideoSource``) decodes the whole
+video in one process. Here a cheap plan, made from a demux-only scan (packet
+timestamps, no decoding), numbers every frame exactly as ``VideoSource``
+would, samples them with the same ``TimestampSampler``, groups the samples
+into tasks and splits the tasks into contiguous runs of about equal source
+duration. Each run (a ``Segment``) is then cut on its own: it seeks to the
+keyframe at or before its first frame, decodes from there and hands the
+pipeline only its sampled frames, with their global index, timestamp,
+sample number and task number. Cutting every segment of a plan, in any
+order and in any process, gives the very tasks the single pass gives: same
+numbers, frame ids, source frames, clips and JPEGs.
+
+How a job uses it::
+
+    plan = plan_segments(path, frame_rate, frames_per_task, segments=4)  # once
+    params = [segment.to_dict() for segment in plan]  # one job per segment, as JSON
+    # in each job:
+    segment = Segment.from_dict(params)
+    source = open_segment(path, segment)      # a Source, like VideoSource(path)
+    for event in run_pipeline(source, settings, layout, done_tasks,
+                              first_sample=segment.first_sample):
+        ...  # stage each TaskOutput under its (global) event.number
+    source.close()
+    # (or ``run_segment``, which does the three steps above)
+
+All segments of an upload write into the same staging layout and stage their
+tasks by global task number; the upload is committed once every task
+``1 .. plan[-1].last_task`` is staged, i.e. when the last segment job is done.
+A segment job that is retried redoes only its own tasks (``skip_tasks`` works
+with global numbers as before).
+
+A plan of one segment (``Segment.whole``) is the single pass itself:
+``open_segment`` returns a plain ``VideoSource``. The plan is forced to one
+segment, whatever was asked, when the scan cannot promise the single pass's
+numbering (``Segment.reason`` says why): packets without timestamps or with
+duplicate ones, timestamps further out of order than any decoder reorders,
+a damaged packet, a decoder that drops frames at the start, or a file that
+the single pass would report as truncated (so that it still does).
+
+Should the decoded frames still disagree with the plan at run time, the
+segment raises ``SegmentMismatch`` before it yields a wrong frame: the job
+should then process the upload in a single pass.
+"""
+from __future__ import annotations
+
+import os
+from bisect import bisect_left
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Iterator
+
+import av
+
+from exceptions import ContentError
+from processors.packet_scan import PacketScan, scan_packets
+from processors.pipeline import (OutputLayout, PipelineSettings, Progress, TaskOutput,
+                                 run_pipeline)
+from processors.sampling import TimestampSampler
+from processors.source import Source, SourceFrame
+from processors.video_source import VideoSource, check_complete
+
+FORMAT = 1  # of to_dict(); bumped when the meaning of a field changes
+
+
+class SegmentMismatch(RuntimeError):
+    """The decoded frames are not the ones the plan expected: cut the upload in a
+    single pass instead (nothing wrong was yielded)."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One run of whole tasks of a plan, and what a worker needs to cut it alone."""
+
+    number: int  # 1-based, in time order
+    count: int  # segments in the plan
+    first_task: int  # global task numbers (1-based)
+    last_task: int | None  # None: unknown (a whole video whose packets could not be scanned)
+    first_sample: int  # global 0-based sample number of the segment's first sample
+    frame_rate: int
+    frames_per_task: int
+    file_size: int  # of the video the plan was made from: a replaced file is refused
+    time_base: Fraction = Fraction(1)
+    origin_pts: int = 0  # pts of the video's first frame (timestamps count from it)
+    # The keyframe to seek to (seek_pts None: decode from the start of the
+    # file; seek_dts None: the format stores no dts, seek by pts).
+    seek_pts: int | None = None
+    seek_dts: int | None = None
+    frames: tuple[tuple[int, int], ...] = ()  # (source index, pts) of every sampled frame
+    # Seconds where the next segment starts (the video's duration for the
+    # last): the segments' spans [start_time, end_time) tile the video, so a
+    # job can weigh each segment's progress by its span.
+    end_time: float = 0.0
+    reason: str = ""  # why the plan is one segment whatever was asked ("" if not forced)
+
+    @property
+    def whole(self) -> bool:
+        """The only segment of its plan: cut by a plain single pass."""
+        return self.count == 1
+
+    @property
+    def samples(self) -> list[tuple[int, Fraction]]:
+        """(global source index, timestamp) of each frame the segment samples."""
+        return [(index, self.timestamp(pts)) for index, pts in self.frames]
+
+    def timestamp(self, pts: int) -> Fraction:
+        """Seconds from the first frame, as VideoSource computes them."""
+        return (pts - self.origin_pts) * self.time_base
+
+    @property
+    def start_time(self) -> float:
+        """Seconds of the segment's first sample (0 for the first segment)."""
+        return float(self.timestamp(self.frames[0][1])) if self.frames else 0.0
+
+    def to_dict(self) -> dict:
+        """Plain JSON types (a job's params); ``from_dict`` reads it back."""
+        return {"format": FORMAT, "number": self.number, "count": self.count,
+                "first_task": self.first_task, "last_task": self.last_task,
+                "first_sample": self.first_sample, "frame_rate": self.frame_rate,
+                "frames_per_task": self.frames_per_task, "file_size": self.file_size,
+                "time_base": str(self.time_base), "origin_pts": self.origin_pts,
+                "seek_pts": self.seek_pts, "seek_dts": self.seek_dts,
+                "indexes": [index for index, _ in self.frames],
+                "pts": [pts for _, pts in self.frames], "end_time": self.end_time,
+                "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Segment:
+        if data.get("format") != FORMAT:
+            raise ValueError(f"not a segment of format {FORMAT}: {data.get('format')!r}")
+        try:
+            indexes, pts = data["indexes"], data["pts"]
+            if len(indexes) != len(pts):
+                raise ValueError("indexes and pts differ in length")
+            return cls(number=int(data["number"]), count=int(data["count"]),
+                       first_task=int(data["first_task"]),
+                       last_task=_int_or_none(data["last_task"]),
+                       first_sample=int(data["first_sample"]), frame_rate=int(data["frame_rate"]),
+                       frames_per_task=int(data["frames_per_task"]),
+                       file_size=int(data["file_size"]), time_base=Fraction(data["time_base"]),
+                       origin_pts=int(data["origin_pts"]), seek_pts=_int_or_none(data["seek_pts"]),
+                       seek_dts=_int_or_none(data["seek_dts"]),
+                       frames=tuple(zip(map(int, indexes), map(int, pts))),
+                       end_time=float(data["end_time"]), reason=str(data["reason"]))
+        except (KeyError, TypeError, ZeroDivisionError) as exc:
+            raise ValueError(f"not a valid segment: {exc!r}") from exc
+
+
+def _int_or_none(value: object) -> int | None:
+    return None if value is None else int(value)
+
+
+def plan_segments(path: str | os.PathLike, frame_rate: int, frames_per_task: int,
+                  segments: int) -> list[Segment]:
+    """Split the tasks of the video at ``path`` into at most ``segments`` runs of
+    whole tasks, balanced by source duration (fewer when there are fewer tasks).
+
+    Raises ContentError for a file that a single pass would refuse at once
+    (not a video, no frames, ...), ValueError for a bad argument.
+    """
+    for name, value in (("frame_rate", frame_rate), ("frames_per_task", frames_per_task),
+                        ("segments", segments)):
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    path = Path(path)
+    scan, duration, reason = _checked_scan(path)
+    size = path.stat().st_size
+    if reason:
+        return [Segment(1, 1, 1, None, 0, frame_rate, frames_per_task, size,
+                        end_time=duration, reason=reason)]
+    sampler = TimestampSampler(frame_rate)
+    sampled = [i for i, pts in enumerate(scan.pts)
+               if sampler.accept((pts - scan.pts[0]) * scan.time_base)]
+    tasks = (len(sampled) + frames_per_task - 1) // frames_per_task
+    if segments == 1 or tasks == 1:
+        return [Segment(1, 1, 1, tasks, 0, frame_rate, frames_per_task, size,
+                        scan.time_base, scan.pts[0], end_time=duration)]
+    starts = [scan.pts[sampled[t * frames_per_task]] for t in range(tasks)]
+    firsts = _balance(starts, scan.pts[-1], segments)
+    ends = [float((starts[f] - scan.pts[0]) * scan.time_base) for f in firsts[1:]]
+    ends.append(max(duration, float((scan.pts[-1] - scan.pts[0]) * scan.time_base)))
+    bounds = list(zip(firsts, firsts[1:] + [tasks], ends))
+    plan = []
+    for number, (first, end, end_time) in enumerate(bounds, start=1):
+        chosen = sampled[first * frames_per_task:end * frames_per_task]
+        seek = scan.seek_point(scan.pts[chosen[0]]) if first else None
+        plan.append(Segment(number, len(bounds), first + 1, end, first * frames_per_task,
+                            frame_rate, frames_per_task, size, scan.time_base, scan.pts[0],
+                            seek[0] if seek else None, seek[1] if seek else None,
+                            tuple((i, scan.pts[i]) for i in chosen), end_time))
+    return plan
+
+
+def _checked_scan(path: Path) -> tuple[PacketScan, float, str]:
+    """The packet scan, the video's duration, and why the scan cannot stand for
+    a single pass ("" if it can)."""
+    # VideoSource first: the same errors as a single pass for a bad file, and
+    # the frame that really comes out of the decoder first.
+    source = VideoSource(path)
+    try:
+        first = next(source.frames()).frame
+        info = source.info
+    finally:
+        source.close()
+    scan = scan_packets(path)
+    if scan.problem:
+        return scan, info.duration, scan.problem
+    if first.pts != scan.pts[0] or first.time_base is None \
+            or Fraction(first.time_base) != scan.time_base:
+        # e.g. leading pictures of an open GOP that the decoder drops at the start
+        return scan, info.duration, "the decoder's first frame is not the first packet's"
+    try:
+        check_complete(path.name, info, len(scan.pts),
+                       (scan.pts[-1] - scan.pts[0]) * scan.time_base)
+    except ContentError as exc:
+        return scan, info.duration, f"a single pass reports the file as broken ({exc.code})"
+    return scan, info.duration, ""
+
+
+def _balance(starts: list[int], end: int, segments: int) -> list[int]:
+    """0-based first task of each segment: cut at the task starts nearest to equal
+    shares of the source time (``starts``: first pts of each task, ``end``: last pts)."""
+    count = min(segments, len(starts))
+    origin = starts[0]
+    firsts = [0]
+    for k in range(1, count):
+        target = origin + Fraction((end - origin) * k, count)
+        i = bisect_left(starts, target)
+        if i == len(starts) or (i > 0 and target - starts[i - 1] < starts[i] - target):
+            i -= 1
+        # Every segment keeps at least one task.
+        firsts.append(min(max(i, firsts[-1] + 1), len(starts) - (count - k)))
+    return firsts
+
+
+def open_segment(path: str | os.PathLike, segment: Segment) -> Source:
+    """A Source for the pipeline that yields exactly the segment's sampled frames."""
+    if segment.whole:
+        return VideoSource(path)
+    return SegmentSource(path, segment)
+
+
+def run_segment(path: str | os.PathLike, segment: Segment, settings: PipelineSettings,
+                layout: OutputLayout, skip_tasks: frozenset[int] = frozenset(),
+                should_stop: Callable[[], bool] = lambda: False
+                ) -> Iterator[Progress | TaskOutput]:
+    """Cut one segment: ``run_pipeline`` over ``open_segment``, numbered globally."""
+    if (settings.frame_rate, settings.frames_per_task) != \
+            (segment.frame_rate, segment.frames_per_task):
+        raise ValueError("the settings' frame_rate / frames_per_task are not the plan's")
+    source = open_segment(path, segment)
+    try:
+        yield from run_pipeline(source, settings, layout, skip_tasks, should_stop,
+                                first_sample=segment.first_sample)
+    finally:
+        source.close()
+
+
+class SegmentSource:
+    """The sampled frames of one segment, decoded from the keyframe before it.
+
+    Every frame it yields is a sample (``samples_every_frame``), numbered with
+    the plan's global index and timestamp; ``info`` is a single pass's.
+    """
+
+    samples_every_frame = True
+
+    def __init__(self, path: str | os.PathLike, segment: Segment) -> None:
+        self.path = Path(path)
+        if not segment.frames:
+            raise ValueError("a segment without frames is cut by a single pass (open_segment)")
+        # Same checks and the same SourceInfo (size, rotation from the first
+        # decoded frame, duration) as the single pass.
+        probe = VideoSource(self.path)
+        try:
+            self.info = probe.info
+        finally:
+            probe.close()
+        if self.path.stat().st_size != segment.file_size:
+            raise SegmentMismatch(f"{self.path.name} is not the file the plan was made from")
+        self.segment = segment
+        # run_pipeline reports progress over this part of the video only.
+        self.progress_span = (segment.start_time, segment.end_time)
+        self._container: av.container.InputContainer | None = None
+
+    def frames(self) -> Iterator[SourceFrame]:
+        """The segment's sampled frames, in order; stops after the last one."""
+        segment = self.segment
+        wanted = {pts for _, pts in segment.frames}
+        pending = iter(segment.frames)
+        index, pts = next(pending)
+        modes: dict[int, str] = {}  # skip_frame set, per codec context (a fallback reopens)
+        for packet in self._packets():
+            codec = packet.stream.codec_context
+            # PERFORMANCE: the plan knows every sampled frame, so any other
+            # non-reference frame can be left undecoded (the reference frames
+            # the samples are predicted from are always decoded). Set per
+            # packet: frame threads copy skip_frame when handed a packet.
+            skip = "NONREF" if packet.size and packet.pts not in wanted else "DEFAULT"
+            if modes.get(id(codec), "DEFAULT") != skip:
+                codec.skip_frame = modes[id(codec)] = skip
+            for frame in self._decode(packet):
+                if frame.pts is None or frame.pts < pts:
+                    continue  # before the segment (decoded from the keyframe on) or unsampled
+                if frame.pts > pts or frame.time_base is None \
+                        or Fraction(frame.time_base) != segment.time_base:
+                    raise SegmentMismatch(f"{self.path.name}: frame {index} (pts {pts}) "
+                                          "was not decoded where the plan expects it")
+                yield SourceFrame(index=index, timestamp=segment.timestamp(pts), frame=frame)
+                following = next(pending, None)
+                if following is None:
+                    return  # the rest of the video belongs to other segments
+                index, pts = following
+        raise SegmentMismatch(f"{self.path.name}: the video ended before frame {index}")
+
+    def _decode(self, packet: av.Packet) -> list[av.VideoFrame]:
+        try:
+            return packet.decode()
+        except av.FFmpegError as exc:
+            at = float(self.segment.timestamp(packet.pts)) if packet.pts is not None else 0.0
+            raise ContentError(f"{self.path.name}: corrupt video data at {at:.1f} s ({exc})",
+                               code="corrupt") from exc
+
+    def _packets(self) -> Iterator[av.Packet]:
+        """Packets from the segment's keyframe on (or from the start of the file)."""
+        segment = self.segment
+        stream = self._open()
+        if segment.seek_pts is None:
+            yield from self._container.demux(stream)
+            return
+        # Seek by dts where known, not by pts: MP4 indexes keyframes by dts,
+        # and a later keyframe's dts can be <= this one's pts (short GOPs and
+        # B-frame delay), so a seek to seek_pts could land one keyframe late.
+        # "The last keyframe at or before seek_dts" is the planned keyframe
+        # itself; formats indexed by pts land one keyframe earlier (correct,
+        # only slower), and Matroska, which has no dts, is indexed by pts.
+        target = segment.seek_pts if segment.seek_dts is None else segment.seek_dts
+        try:
+            self._container.seek(target, backward=True, stream=stream)
+        except av.FFmpegError:
+            demuxed: Iterator[av.Packet] = iter(())  # no index to seek with: from the start
+        else:
+            demuxed = self._container.demux(stream)
+        for packet in demuxed:
+            if not packet.is_keyframe:
+                continue  # landed mid-GOP: those pictures lack their references
+            if _after(packet, segment):
+                break  # landed too late (an imprecise index): start over
+            yield packet
+            yield from demuxed
+            return
+        # Decoding from the start of the file is always right, only slower.
+        stream = self._open()
+        yield from self._container.demux(stream)
+
+    def _open(self) -> av.VideoStream:
+        self.close()
+        self._container = av.open(str(self.path), "r")
+        stream = self._container.streams.video[0]
+        stream.thread_type = "AUTO"
+        return stream
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+
+
+def _after(packet: av.Packet, segment: Segment) -> bool:
+    """Whether a keyframe comes after the segment's planned keyframe."""
+    if packet.dts is not None and segment.seek_dts is not None:
+        return packet.dts > segment.seek_dts
+    return packet.pts is None or packet.pts > segment.seek_pts
