@@ -29,17 +29,19 @@ def create_app(config: Config | None = None) -> Flask:
 
 
 def serve(config: Config) -> None:
-    """Development server with the embedded executor (gunicorn for production)."""
+    """Development server with the embedded executor (gunicorn for production);
+    with ``queue.broker_url`` set, Celery workers run the jobs instead."""
     from executor_control import start_executor
     from mongo_manager import resolve_uri
 
     resolve_uri(config)  # start the embedded database before anything needs it
-    supervisor = start_executor(parent_pid=os.getpid())
+    supervisor = None if config.broker_url else start_executor(parent_pid=os.getpid())
     try:
         create_app(config).run(host=config.server.host, port=config.server.port, threaded=True)
     finally:
-        supervisor.terminate()
-        supervisor.wait(timeout=30)
+        if supervisor is not None:
+            supervisor.terminate()
+            supervisor.wait(timeout=30)
 
 
 def main(argv: list[str] | None = None) -> int:

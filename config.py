@@ -26,8 +26,10 @@ DEFAULTS: dict[str, dict[str, str]] = {
                    "preset": "veryfast", "crf": "23", "jpeg_quality": "90",
                    "lease_seconds": "30", "max_attempts": "3", "poll_seconds": "0.5"},
     "annotation": {"device": "auto", "threads": "1", "batch_size": "8"},
-    "s3": {"endpoint_url": "", "bucket": "", "region": ""},
-    "queue": {"broker_url": ""},
+    "s3": {"endpoint_url": "", "bucket": "", "region": "", "upload_threads": "16",
+           "max_attempts": "8", "part_mb": "8"},
+    "queue": {"broker_url": "", "cpu_queue": "cut", "gpu_queue": "annotate",
+              "visibility_timeout": "43200", "resubmit_seconds": "60", "sweep_seconds": "5"},
 }
 
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
@@ -72,9 +74,23 @@ class AnnotationConfig:
 
 @dataclass(frozen=True)
 class S3Config:
-    endpoint_url: str
-    bucket: str
+    endpoint_url: str  # empty = AWS
+    bucket: str  # empty = datasets are written locally only
     region: str
+    upload_threads: int = 16  # objects in flight at once
+    max_attempts: int = 8  # per request, with backoff (throttling, connection errors)
+    part_mb: int = 8  # multipart part size; files larger than one part go multipart
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    """The Celery engine's settings (used only when ``broker_url`` is set)."""
+
+    cpu_queue: str  # cutting and dataset builds
+    gpu_queue: str  # auto-annotation (request_type 1 and 2)
+    visibility_timeout: float  # seconds; longer than the longest job
+    resubmit_seconds: float  # first re-send of a job still waiting (doubles each time)
+    sweep_seconds: float  # how often a worker's sweeper looks for such jobs
 
 
 @dataclass(frozen=True)
@@ -86,6 +102,7 @@ class Config:
     s3: S3Config
     broker_url: str
     annotation: AnnotationConfig
+    queue: QueueConfig
     source: str  # the file it was read from, for messages
 
 
@@ -147,13 +164,14 @@ def _validate(raw: dict[str, dict[str, str]], path: Path) -> Config:
     broker = get.text("queue", "broker_url")
     if broker and not broker.startswith(("redis://", "rediss://")):
         raise ConfigError("queue.broker_url must be empty or a redis:// URL")
-    if broker:
-        raise ConfigError("queue.broker_url: the Celery engine is not available in this "
-                          "version; leave it empty to use the embedded executor")
-    s3 = S3Config(*(get.text("s3", key) for key in ("endpoint_url", "bucket", "region")))
+    s3 = S3Config(*(get.text("s3", key) for key in ("endpoint_url", "bucket", "region")),
+                  upload_threads=get.integer("s3", "upload_threads", 1, 256),
+                  max_attempts=get.integer("s3", "max_attempts", 1, 50),
+                  part_mb=get.integer("s3", "part_mb", 5, 5120))
     config = Config(server=server, mongodb=mongodb, contents_dir=contents_dir,
                     processing=processing, s3=s3, broker_url=broker,
-                    annotation=_annotation(get, raw["annotation"]), source=str(path))
+                    annotation=_annotation(get, raw["annotation"]), queue=_queue(get),
+                    source=str(path))
     return _with_auth_key(config)
 
 
@@ -173,6 +191,14 @@ def _processing(get: "_Getter") -> ProcessingConfig:
         lease_seconds=get.number("processing", "lease_seconds", 2, 3600),
         max_attempts=get.integer("processing", "max_attempts", 1, 100),
         poll_seconds=get.number("processing", "poll_seconds", 0.05, 60))
+
+
+def _queue(get: "_Getter") -> QueueConfig:
+    return QueueConfig(cpu_queue=get.text("queue", "cpu_queue", required=True),
+                       gpu_queue=get.text("queue", "gpu_queue", required=True),
+                       visibility_timeout=get.number("queue", "visibility_timeout", 60, 7 * 86400),
+                       resubmit_seconds=get.number("queue", "resubmit_seconds", 1, 86400),
+                       sweep_seconds=get.number("queue", "sweep_seconds", 0.2, 3600))
 
 
 def _annotation(get: "_Getter", raw: dict[str, str]) -> AnnotationConfig:

@@ -86,6 +86,13 @@ def run_content_job(job: dict, ctx: JobContext) -> None:
         else:
             _cut(job, ctx, paths)
     except JobCancelled:
+        current = ctx.mongo.get_job(job["_id"])
+        if current is not None and current["runId"] == run_id:
+            # Taken over, not replaced (this process stalled past its lease): the
+            # new holder resumes this very run from its staged tasks; keep them.
+            log.info("upload %s: run %s taken over by %s", params["upload_id"], run_id,
+                     current.get("owner"))
+            return
         log.info("upload %s: run %s replaced, discarding it", params["upload_id"], run_id)
         _discard(ctx, paths)
         return

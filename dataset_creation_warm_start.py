@@ -1,8 +1,14 @@
 """Finish whatever a crash interrupted. Safe to run at every boot, and twice at once.
 
-Releases the jobs of processes of this host that are gone, then claims and
-runs every job left queued or abandoned (content uploads) until none is left.
-Jobs held by live processes are left to them.
+1. Releases the jobs of processes of this host that are gone.
+2. Queues a build of every dataset version left unfinished: tasks still
+   ``pending`` (a crash, a killed process) or ended ``error`` by an object
+   store that was away (a retryable error).
+3. Claims and runs every job left queued or abandoned, content uploads and
+   dataset builds alike, until none is left.
+
+Jobs held by live processes are left to them; a job is claimed atomically,
+so two warm starts at once never run the same job twice.
 """
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ import logging
 import sys
 import threading
 
+import dataset_builds
 from config import load_config
 from exceptions import ServiceError
 from executor import release_orphans, worker_loop
@@ -20,12 +27,15 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
         config = load_config()
-        released = release_orphans(get_mongo(config))
+        mongo = get_mongo(config)
+        released = release_orphans(mongo)
+        versions = dataset_builds.queue_unfinished(mongo)
     except ServiceError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
     ran = worker_loop(config, threading.Event(), drain=True)
-    print(f"warm start: released {released} abandoned job(s), finished {ran} job(s)")
+    print(f"warm start: released {released} abandoned job(s), queued {versions} unfinished "
+          f"dataset version(s), finished {ran} job(s)")
     return 0
 
 

@@ -76,3 +76,29 @@ class ContentError(ServiceError):
 
     http_status = 422
     code = "bad_content"
+
+
+class DatasetError(ServiceError):
+    """A dataset version cannot be built as it stands (no labels, no tasks, ...).
+
+    Ends the build with ``status = 2``; a warm start does not retry it.
+    """
+
+    http_status = 422
+    code = "bad_dataset_version"
+
+
+class StorageError(ServiceError):
+    """The object store failed: unreachable, missing bucket, rejected credentials.
+
+    ``retryable``: the store was away or overloaded (a later warm start
+    finishes the build); otherwise a person has to fix the setup first.
+    """
+
+    http_status = 502
+    code = "storage_error"
+
+    def __init__(self, message: str, *, code: str | None = None,
+                 retryable: bool = False) -> None:
+        super().__init__(message, code=code)
+        self.retryable = retryable

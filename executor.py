@@ -29,9 +29,11 @@ from typing import Callable, Protocol
 from pymongo.errors import PyMongoError
 
 import content_job
+import dataset_job
 from annotation.registry import get_registry
 from config import Config, load_config
 from executor_control import executor_lock_path
+from logging_setup import configure_logging, upload_context
 from mongo_manager import MongoManager, get_mongo, owner_id
 from processes import pid_alive
 
@@ -40,6 +42,7 @@ log = logging.getLogger("executor")
 # kind -> (run the job, end it as failed)
 JOB_KINDS: dict[str, tuple[Callable, Callable]] = {
     content_job.KIND: (content_job.run_content_job, content_job.fail_job),
+    dataset_job.KIND: (dataset_job.run_dataset_job, dataset_job.fail_dataset_job),
 }
 SUPERVISE_SECONDS = 0.5
 ORPHAN_SCAN_SECONDS = 5.0
@@ -62,16 +65,22 @@ class EmbeddedExecutor:
 
 
 def get_executor(config: Config) -> Executor:
+    if config.broker_url:  # imported only here: the embedded engine needs no Celery
+        from celery_executor import CeleryExecutor
+        return CeleryExecutor(config)
     return EmbeddedExecutor(config)
 
 
 def run_claimed(job: dict, ctx: content_job.JobContext) -> None:
     run, fail = JOB_KINDS[job["kind"]]
-    if job.get("attempts", 1) > ctx.config.processing.max_attempts:
-        fail(job, ctx, {"code": "crashed", "message": f"the job stopped its worker "
-                        f"{job['attempts'] - 1} times; giving up"})
-        return
-    run(job, ctx)
+    # Every line logged while running an upload's job carries its upload id.
+    with upload_context((job.get("params") or {}).get("upload_id")):
+        if job.get("attempts", 1) > ctx.config.processing.max_attempts:
+            fail(job, ctx, {"code": "crashed", "message": f"the job stopped its worker "
+                            f"{job['attempts'] - 1} times; giving up"})
+            return
+        log.info("job %s: running (attempt %d)", job["_id"], job.get("attempts", 1))
+        run(job, ctx)
 
 
 def worker_loop(config: Config, stop: threading.Event, drain: bool = False) -> int:
@@ -106,7 +115,7 @@ def release_orphans(mongo: MongoManager) -> int:
 
 
 def _worker_main(config: Config) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    configure_logging()
     worker_loop(config, threading.Event())
 
 
@@ -170,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parent", type=int, help="stop when this process is gone")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    configure_logging()
     config = load_config()
     get_registry(config.annotation)  # a bad model manifest stops start-up here
     path = executor_lock_path(config)

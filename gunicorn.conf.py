@@ -39,7 +39,8 @@ def when_ready(server):
 
     if _config.mongodb.uri == "embedded":  # start it once, before the workers need it
         embedded_uri(_config.contents_dir / "db")
-    server.content_executor = start_executor(parent_pid=os.getpid())
+    if not _config.broker_url:  # with a broker, Celery workers run the jobs
+        server.content_executor = start_executor(parent_pid=os.getpid())
 
 
 def on_exit(server):

@@ -9,6 +9,14 @@ export PIP_ROOT_USER_ACTION=ignore
 cd "$(dirname "$0")"
 pip=(python3 -m pip install --quiet --disable-pip-version-check)
 if [ "${1:-}" = "dev" ]; then
+  # The Celery tests start a real redis-server (Debian's package).
+  if ! command -v redis-server >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    else
+      echo "redis-server not found (apt-get install redis-server): the Celery tests will be skipped" >&2
+    fi
+  fi
   "${pip[@]}" -r requirements-dev.txt
 else
   "${pip[@]}" -r requirements.txt

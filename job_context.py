@@ -21,15 +21,19 @@ class JobContext:
 
 
 class Heartbeat:
-    """Progress in the upload document and the job's lease, at most twice a second.
+    """Progress in the job's document and the job's lease, at most twice a second.
 
     A lease that cannot be renewed means the run was replaced (force_write=1)
     or taken over: the run stops with JobCancelled.
     """
 
-    def __init__(self, job: dict, ctx: JobContext) -> None:
+    def __init__(self, job: dict, ctx: JobContext,
+                 record: Callable[[int], None] | None = None) -> None:
         self.job, self.ctx = job, ctx
         self.last = 0.0
+        # Where progress goes: the upload document unless the job says otherwise.
+        self.record = record or (lambda progress: ctx.mongo.update_upload(
+            job["params"]["upload_id"], progress=progress))
 
     def beat(self, fraction: float, force: bool = False) -> None:
         if not force and time.monotonic() - self.last < HEARTBEAT_SECONDS:
@@ -41,6 +45,6 @@ class Heartbeat:
             raise JobCancelled("the run was replaced")
         # 99 at most until the commit: 100 means the tasks are there.
         progress = min(99, int(fraction * 100))
-        ctx.mongo.update_upload(job["params"]["upload_id"], progress=progress)
+        self.record(progress)
         if ctx.on_progress:
             ctx.on_progress(fraction)

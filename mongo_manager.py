@@ -1,7 +1,8 @@
 """Every MongoDB query of the service, and the indexes those queries need.
 
 Collections (database ``AIData``): the Node.js backend's AnnotationProject,
-AnnotationContentUpload, AnnotationTask and AnnotationFrame, plus two of ours:
+AnnotationContentUpload, AnnotationTask, AnnotationFrame and
+AnnotationDatasetVersion, plus two of ours:
 ProcessingJob (the durable job queue of the embedded executor) and
 AnnotationTaskStaging (tasks of a run that is not committed yet).
 """
@@ -56,15 +57,18 @@ class MongoManager:
         self.frames = self.db["AnnotationFrame"]
         self.jobs = self.db["ProcessingJob"]
         self.staging = self.db["AnnotationTaskStaging"]
+        self.versions = self.db["AnnotationDatasetVersion"]
 
     def ensure_indexes(self) -> None:
         self.tasks.create_index([("uploadId", 1), ("taskName", 1)], unique=True)
         self.tasks.create_index([("projectId", 1)])
         self.frames.create_index([("taskId", 1), ("frameId", 1)], unique=True)
         self.uploads.create_index([("projectId", 1)])
+        self.uploads.create_index([("finishedAt", -1)])  # metrics: recent finished uploads
         self.jobs.create_index([("state", 1), ("createdAt", 1)])
         self.jobs.create_index([("owner", 1)])
         self.staging.create_index([("uploadId", 1), ("runId", 1), ("number", 1)], unique=True)
+        self.versions.create_index([("taskStatus.state", 1)])
 
     def ping(self) -> None:
         self.client.admin.command("ping")
@@ -154,6 +158,14 @@ class MongoManager:
                 sort=[("createdAt", 1)], return_document=ReturnDocument.AFTER)
         return job
 
+    def take_job(self, job_id: str, run_id: str, owner: str, lease_seconds: float) -> dict | None:
+        """Run a just-started job in this process instead of queueing it (the CLIs)."""
+        return self.jobs.find_one_and_update(
+            {"_id": job_id, "runId": run_id, "state": "accepting"},
+            {"$set": {"state": "running", "owner": owner,
+                      "leaseUntil": now() + timedelta(seconds=lease_seconds)},
+             "$inc": {"attempts": 1}}, return_document=ReturnDocument.AFTER)
+
     def renew_lease(self, job_id: str, run_id: str, owner: str, lease_seconds: float) -> bool:
         """Extend the lease; False when the run was replaced or taken over."""
         result = self.jobs.update_one(
@@ -182,6 +194,47 @@ class MongoManager:
         for row in self.jobs.aggregate([{"$group": {"_id": "$state", "n": {"$sum": 1}}}]):
             counts[row["_id"]] = row["n"]
         return counts
+
+    # -- broker sends (Celery engine) ----------------------------------------
+
+    def note_sent(self, job_id: str, resend_after: float) -> dict | None:
+        """Record that ``job_id`` was just sent to the broker; returns its kind and
+        request type (for routing). A worker's sweeper re-sends it if it is still
+        waiting ``resend_after`` seconds from now."""
+        return self.jobs.find_one_and_update(
+            {"_id": job_id},
+            {"$set": {"resendAt": now() + timedelta(seconds=resend_after), "sends": 1}},
+            projection={"kind": 1, "params.request_type": 1},
+            return_document=ReturnDocument.AFTER)
+
+    def resend_soon(self, job_id: str) -> None:
+        """The send failed (broker away): the next sweep sends the job."""
+        self.jobs.update_one({"_id": job_id}, {"$set": {"resendAt": _EPOCH}})
+
+    def take_resends(self, resend_after: float, limit: int = 100) -> list[dict]:
+        """Jobs whose broker message may be lost, each taken by one caller only.
+
+        Due: queued, or held by a lease that ran out, and not sent recently.
+        Each taken job's next re-send is twice as far away as its last one, so
+        a long backlog gains few duplicate messages.
+        """
+        t = now()
+        not_recent = {"resendAt": {"$not": {"$gt": t}}}  # also never sent
+        fields = {"kind": 1, "params.request_type": 1, "sends": 1}
+        due = list(self.jobs.find({"state": "queued", **not_recent}, fields, limit=limit))
+        due += self.jobs.find({"state": {"$in": ["running", "committed"]},
+                               "leaseUntil": {"$lt": t}, **not_recent}, fields, limit=limit)
+        taken = []
+        for job in due:
+            sends = job.get("sends") or 0
+            delay = resend_after * 2 ** min(sends, 6)
+            # Compare-and-set on the send count: of many sweepers, one wins.
+            won = self.jobs.update_one({"_id": job["_id"], "sends": job.get("sends")},
+                                       {"$set": {"resendAt": t + timedelta(seconds=delay),
+                                                 "sends": sends + 1}})
+            if won.modified_count:
+                taken.append(job)
+        return taken
 
     # -- staged tasks of a run ---------------------------------------------
 
@@ -287,6 +340,54 @@ class MongoManager:
     def frames_of(self, task_id: ObjectId) -> list[dict]:
         return list(self.frames.find({"taskId": task_id}).sort("frameId", 1))
 
+    # -- metrics -----------------------------------------------------------
+
+    def recent_timings(self, since: datetime, limit: int) -> list[dict]:
+        """``timings`` of the uploads completed since ``since``, newest first."""
+        cursor = self.uploads.find({"finishedAt": {"$gte": since}, "status": 1},
+                                   {"timings": 1, "_id": 0}).sort("finishedAt", -1)
+        return [doc["timings"] for doc in cursor.limit(limit) if doc.get("timings")]
+
+
+    # -- dataset versions ----------------------------------------------------
+
+    def get_version(self, version_id: Any) -> dict | None:
+        return self.versions.find_one({"_id": to_id(version_id)})
+
+    def dataset_tasks(self, project_ids: Iterable, task_ids: Iterable,
+                      audit_statuses: Iterable[int]) -> list[dict]:
+        """Tasks of the projects plus the listed tasks, whose audit status is wanted.
+
+        Two queries rather than one $or, so that each uses its index.
+        """
+        audit = {"auditStatus": {"$in": list(audit_statuses)}}
+        found: dict[Any, dict] = {}
+        for key, ids in (("projectId", project_ids), ("_id", task_ids)):
+            ids = [to_id(i) for i in ids]
+            if ids:
+                found.update((t["_id"], t) for t in self.tasks.find({key: {"$in": ids}, **audit}))
+        return sorted(found.values(), key=lambda t: (str(t["uploadId"]), t.get("frameStart", 0),
+                                                     t["taskName"]))
+
+    def update_version(self, version_id: Any, **fields: Any) -> None:
+        self.versions.update_one({"_id": to_id(version_id)}, {"$set": fields})
+
+    def set_version_task(self, version_id: Any, index: int, **fields: Any) -> None:
+        """Set fields of entry ``index`` of ``taskStatus.tasks`` (an index path:
+        the embedded server has no positional ``$`` for nested arrays)."""
+        self.versions.update_one({"_id": to_id(version_id)}, {"$set": {
+            f"taskStatus.tasks.{index}.{name}": value for name, value in fields.items()}})
+
+    def versions_to_finish(self) -> list[str]:
+        """Builds a crash left pending, and builds the store failed (retryable)."""
+        pending = self.versions.find({"taskStatus.state": "pending"}, {"_id": 1})
+        failed = self.versions.find({"taskStatus.state": "error", "error.retryable": True},
+                                    {"_id": 1})
+        return [str(doc["_id"]) for doc in list(pending) + list(failed)]
+
+    def add_dataset_version(self, task_ids: list, version_id: Any) -> None:
+        self.tasks.update_many({"_id": {"$in": task_ids}},
+                               {"$addToSet": {"datasetVersions": to_id(version_id)}})
 
 _managers: dict[tuple[int, str, str], MongoManager] = {}
 _lock = threading.Lock()

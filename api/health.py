@@ -43,6 +43,8 @@ def _storage(service) -> dict:
 
 
 def _queue(service) -> dict:
+    if service.config.broker_url:  # the Celery engine: is its broker there?
+        return service.executor.health()
     if executor_running(service.config):
         return {"ok": True, "engine": "embedded"}
     return {"ok": False, "engine": "embedded", "error": "no executor is running"}

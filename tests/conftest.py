@@ -111,3 +111,21 @@ def post(client):
 def service_env(env: dict[str, str]) -> dict[str, str]:
     """os.environ plus the test's config, for subprocesses of the service."""
     return {**os.environ, **env, "PYTHONPATH": str(ROOT)}
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real SeaweedFS S3 store, started once for the whole run."""
+    from s3_server import SeaweedServer
+    server = SeaweedServer(tmp_path_factory.mktemp("seaweedfs")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(s3_server, monkeypatch) -> dict[str, str]:
+    """A fresh bucket; its config and credentials (set here too, for boto3)."""
+    values = s3_server.env(s3_server.new_bucket())
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, values[name])
+    return values

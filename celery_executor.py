@@ -1,0 +1,84 @@
+"""``submit(job_id)`` for the Celery engine: send the job's id to its queue.
+
+Cutting (processContent request_type 0) and dataset builds go to the CPU
+queue (``queue.cpu_queue``); auto-annotation (request_type 1 and 2) to the
+GPU-capable one (``queue.gpu_queue``), so that a GPU machine can take only
+annotation work. The job is already durable in MongoDB when it is sent: a send
+that fails (broker away) is logged and left to the workers' sweeper.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+import redis
+from celery import Celery
+from kombu.exceptions import OperationalError
+
+from celery_app import RUN_JOB, make_celery
+from config import Config, QueueConfig
+from content_job import KIND as CONTENT_KIND
+from mongo_manager import get_mongo
+
+log = logging.getLogger("celery_executor")
+
+ANNOTATION_REQUEST_TYPES = (1, 2)
+HEALTH_TIMEOUT_SECONDS = 2.0
+
+
+def queue_for(job: dict, queues: QueueConfig) -> str:
+    """The queue a job goes to: annotation work is the only GPU work."""
+    request_type = (job.get("params") or {}).get("request_type")
+    if job.get("kind") == CONTENT_KIND and request_type in ANNOTATION_REQUEST_TYPES:
+        return queues.gpu_queue
+    return queues.cpu_queue
+
+
+class CeleryExecutor:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._app: Celery | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def app(self) -> Celery:
+        # Created on first use, in the process that sends (gunicorn forks first).
+        with self._lock:
+            if self._app is None:
+                self._app = make_celery(self.config)
+            return self._app
+
+    def submit(self, job_id: str) -> None:
+        mongo = get_mongo(self.config)
+        job = mongo.note_sent(job_id, self.config.queue.resubmit_seconds)
+        if job is None:
+            return
+        if not self.send(job):
+            mongo.resend_soon(job_id)
+
+    def send(self, job: dict) -> bool:
+        """Send one job's id to its queue; False when the broker cannot be reached."""
+        queue = queue_for(job, self.config.queue)
+        try:
+            self.app.send_task(RUN_JOB, args=[job["_id"]], queue=queue)
+        except (OperationalError, redis.RedisError, OSError) as exc:
+            log.warning("job %s: broker unreachable, the sweeper will send it: %s",
+                        job["_id"], exc)
+            return False
+        log.debug("job %s sent to %s", job["_id"], queue)
+        return True
+
+    def health(self) -> dict:
+        """The broker's reachability and the messages waiting in each queue."""
+        queues = self.config.queue
+        client = redis.Redis.from_url(self.config.broker_url,
+                                      socket_timeout=HEALTH_TIMEOUT_SECONDS,
+                                      socket_connect_timeout=HEALTH_TIMEOUT_SECONDS)
+        try:
+            # A queue is a Redis list named after it (kombu's Redis transport).
+            waiting = {name: client.llen(name) for name in (queues.cpu_queue, queues.gpu_queue)}
+        except (redis.RedisError, OSError):
+            return {"ok": False, "engine": "celery", "error": "broker unreachable"}
+        finally:
+            client.close()
+        return {"ok": True, "engine": "celery", "waiting": waiting}

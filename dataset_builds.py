@@ -1,0 +1,73 @@
+"""Starting dataset builds and describing them (API, CLI and warm start)."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from bson import ObjectId
+
+from dataset_job import KIND, job_id_for
+from exceptions import Conflict, NotFound
+from mongo_manager import MongoManager
+
+STATUS_TEXT = {0: "in progress", 1: "completed", 2: "error"}
+
+
+def start_build(mongo: MongoManager, version_id: str) -> tuple[str, str] | None:
+    """Record a new build run of the version; None when one is active already."""
+    if mongo.get_version(version_id) is None:
+        raise NotFound(f"no dataset version {version_id}", code="version_not_found")
+    job_id, run_id = job_id_for(version_id), str(ObjectId())
+    if not mongo.start_job(job_id, KIND, {"version_id": str(version_id)}, run_id,
+                           replace_active=False):
+        return None
+    return job_id, run_id
+
+
+def queue_build(mongo: MongoManager, version_id: str, executor: Any) -> dict:
+    """The API's build request: recorded and queued before the 202."""
+    started = start_build(mongo, version_id)
+    if started is None:
+        raise Conflict(f"dataset version {version_id} is being built now", code="in_progress")
+    job_id, run_id = started
+    mongo.update_version(version_id, status=0, progress=0, stage="queued", error=None)
+    mongo.queue_job(job_id, run_id)
+    executor.submit(job_id)
+    return {"version_id": str(version_id), "status": 0, "stage": "queued",
+            "status_url": f"/api/datasets/{version_id}",
+            "message": "accepted; building in the background"}
+
+
+def queue_unfinished(mongo: MongoManager) -> int:
+    """Queue every version a crash or a store outage left unfinished (warm start).
+
+    A version already queued or being built is left to its job.
+    """
+    queued = 0
+    for version_id in mongo.versions_to_finish():
+        started = start_build(mongo, version_id)
+        if started:
+            mongo.queue_job(*started)
+            queued += 1
+    return queued
+
+
+def status(mongo: MongoManager, version_id: str) -> dict:
+    doc = mongo.get_version(version_id)
+    if doc is None:
+        raise NotFound(f"no dataset version {version_id}", code="version_not_found")
+    state = doc.get("taskStatus") or {}
+    return {
+        "version_id": str(doc["_id"]), "name": doc.get("name"), "status": doc.get("status"),
+        "statusText": STATUS_TEXT.get(doc.get("status"), "not built"),
+        "progress": doc.get("progress"), "stage": doc.get("stage"),
+        "error": doc.get("error"), "s3Prefix": doc.get("s3Prefix"),
+        "taskStatus": {"state": state.get("state"), "tasks": [
+            {**task, "task": str(task.get("task"))} for task in state.get("tasks", [])]},
+        "counts": doc.get("counts"), "uploadStats": doc.get("uploadStats"),
+        "startedAt": _iso(doc.get("startedAt")), "finishedAt": _iso(doc.get("finishedAt")),
+    }
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if isinstance(value, datetime) else None

@@ -1,0 +1,198 @@
+"""Build one dataset version: select -> export locally -> upload -> manifest.
+
+A build is a job (kind ``datasetBuild``) like a processContent run, so the
+API, the CLI, the executor and the warm start share its lease: one process
+builds a version at a time. Each task of the version is recorded ``pending``,
+then ``complete`` once every object of it is in the store (or ``error`` with
+the reason); ``manifest.json`` goes up last, so its presence means the whole
+version is there. Re-running skips what the store already holds.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+from pymongo.errors import PyMongoError
+
+from datasets.export import Export, TaskFrames, export_version
+from datasets.s3_store import ChecksumCache, S3Store, UploadItem
+from datasets.spec import VersionSpec, parse_version
+from exceptions import DatasetError, JobCancelled, ServiceError, StorageError
+from job_context import Heartbeat, JobContext
+from mongo_manager import now
+
+log = logging.getLogger(__name__)
+
+KIND = "datasetBuild"
+EXPORT_SHARE = 0.2  # of the progress bar; the upload is the rest
+
+
+def job_id_for(version_id: str) -> str:
+    return f"{KIND}:{version_id}"
+
+
+def dataset_dir(contents: Path, version_id: str) -> Path:
+    return contents / "datasets" / str(version_id)
+
+
+def run_dataset_job(job: dict, ctx: JobContext) -> None:
+    version_id = job["params"]["version_id"]
+    try:
+        _build(job, ctx, version_id)
+    except JobCancelled:
+        log.info("dataset version %s: another process took the build over", version_id)
+        return
+    except PyMongoError:
+        raise  # the database is away: the lease runs out and the build is retried
+    except ServiceError as exc:
+        _fail(job, ctx, {**exc.to_dict(), "retryable": getattr(exc, "retryable", False)})
+        return
+    except Exception as exc:
+        log.exception("dataset version %s failed", version_id)
+        _fail(job, ctx, {"code": "internal_error", "message": f"build failed: {exc}",
+                         "retryable": False})
+        return
+    ctx.mongo.end_job(job["_id"], job["runId"], "done")
+
+
+def fail_dataset_job(job: dict, ctx: JobContext, error: dict) -> None:
+    _fail(job, ctx, {**error, "retryable": False})
+
+
+def _fail(job: dict, ctx: JobContext, error: dict) -> None:
+    version_id = job["params"]["version_id"]
+    log.warning("dataset version %s: %s", version_id, error["message"])
+    if ctx.mongo.end_job(job["_id"], job["runId"], "failed", error) \
+            and ctx.mongo.get_version(version_id) is not None:
+        ctx.mongo.update_version(version_id, status=2, stage="error", error=error,
+                                 finishedAt=now(), **{"taskStatus.state": "error"})
+
+
+def _build(job: dict, ctx: JobContext, version_id: str) -> None:
+    mongo = ctx.mongo
+    doc = mongo.get_version(version_id)
+    if doc is None:
+        raise DatasetError(f"no dataset version {version_id}", code="version_not_found")
+    spec = parse_version(doc)
+    tasks = mongo.dataset_tasks(spec.project_ids, spec.task_ids, spec.audit_statuses)
+    if not tasks:
+        raise DatasetError(f"no task of the version's projects/taskList has an audit status "
+                           f"in {list(spec.audit_statuses)}", code="no_matching_tasks")
+    store = S3Store(ctx.config.s3) if ctx.config.s3.bucket else None
+    if store:
+        store.check()  # a missing bucket or bad credentials: fail before any work
+    mongo.update_version(version_id, status=0, progress=0, stage="exporting", error=None,
+                         s3Prefix=spec.s3_prefix, startedAt=now(), finishedAt=None,
+                         taskStatus={"state": "pending", "tasks": [
+                             {"task": t["_id"], "state": "pending", "error": None,
+                              "imageCount": 0} for t in tasks]})
+    heartbeat = Heartbeat(job, ctx, lambda p: mongo.update_version(version_id, progress=p))
+    root = dataset_dir(ctx.config.contents_dir, version_id)
+    exported = export_version(spec, root, (TaskFrames(t, mongo.frames_of(t["_id"])) for t in tasks),
+                              _counter(len(tasks), lambda f: heartbeat.beat(EXPORT_SHARE * f)))
+    for index, task in enumerate(exported.tasks):
+        if task.error:
+            mongo.set_version_task(version_id, index, state="error", error=task.error)
+    mongo.update_version(version_id, stage="uploading" if store else "writing")
+    cache = ChecksumCache(root, ctx.config.s3.part_mb << 20)
+    try:
+        _upload_tasks(spec, exported, root, cache, store, _TaskRecorder(mongo, version_id,
+                      exported, heartbeat))
+        _finish(spec, exported, root, cache, store, ctx, version_id)
+    finally:
+        cache.save()
+
+
+class _TaskRecorder:
+    """Marks a task ``complete`` when its last object is in the store."""
+
+    def __init__(self, mongo, version_id: str, exported: Export, heartbeat: Heartbeat) -> None:
+        self.mongo, self.version_id, self.heartbeat = mongo, version_id, heartbeat
+        self.images = {i: t.image_count for i, t in enumerate(exported.tasks)}
+        self.left = {i: len(t.files) for i, t in enumerate(exported.tasks) if not t.error}
+        self.total = max(1, sum(self.left.values()))
+        self.done = 0
+
+    def object_done(self, index: int) -> None:
+        self.done += 1
+        self.left[index] -= 1
+        if self.left[index] == 0:
+            self.task_done(index)
+        self.heartbeat.beat(EXPORT_SHARE + (1 - EXPORT_SHARE) * self.done / self.total)
+
+    def task_done(self, index: int) -> None:
+        self.mongo.set_version_task(self.version_id, index, state="complete",
+                                    imageCount=self.images[index])
+
+
+def _upload_tasks(spec: VersionSpec, exported: Export, root: Path, cache: ChecksumCache,
+                  store: S3Store | None, recorder: _TaskRecorder) -> None:
+    for index in [i for i, left in recorder.left.items() if left == 0]:
+        recorder.task_done(index)  # a task with no frames has nothing to send
+    items = [(index, UploadItem(root / name, f"{spec.s3_prefix}/{name}", cache.etag(root, name)))
+             for index, task in enumerate(exported.tasks) if not task.error
+             for name in task.files]
+    if store is None:  # written locally only
+        for index, _ in items:
+            recorder.object_done(index)
+        return
+    owner = {item.key: index for index, item in items}
+    store.upload((item for _, item in items), store.remote_etags(spec.s3_prefix),
+                 lambda item: recorder.object_done(owner[item.key]))
+
+
+def _finish(spec: VersionSpec, exported: Export, root: Path, cache: ChecksumCache,
+            store: S3Store | None, ctx: JobContext, version_id: str) -> None:
+    failed = [t for t in exported.tasks if t.error]
+    if failed:  # no manifest: the version is not complete
+        raise DatasetError(f"{len(failed)} of {len(exported.tasks)} task(s) could not be "
+                           f"exported: {failed[0].error}", code="task_errors")
+    names = sorted(exported.version_files + [n for t in exported.tasks for n in t.files])
+    manifest = _manifest(spec, exported, {n: cache.etag(root, n) for n in names}, root)
+    (root / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    if store:  # the version's own files, then the manifest: last means complete
+        for group in (exported.version_files, ["manifest.json"]):
+            store.upload([UploadItem(root / n, f"{spec.s3_prefix}/{n}", cache.etag(root, n))
+                          for n in group], store.remote_etags(spec.s3_prefix), lambda _: None)
+    mongo = ctx.mongo
+    mongo.add_dataset_version([t["task"] for t in mongo.get_version(version_id)["taskStatus"]
+                               ["tasks"]], version_id)
+    mongo.update_version(version_id, status=1, progress=100, stage="done", error=None,
+                         finishedAt=now(), counts=manifest["counts"],
+                         uploadStats=asdict(store.stats) if store else None,
+                         **{"taskStatus.state": "complete"})
+    if ctx.on_progress:
+        ctx.on_progress(1.0)
+
+
+def _manifest(spec: VersionSpec, exported: Export, etags: dict[str, str], root: Path) -> dict:
+    """Every object with its checksum, and the counts per split and class.
+
+    Deterministic (no timestamps), so a re-run with nothing changed sends nothing.
+    """
+    splits = {kind: {"images": exported.images_per_split[kind],
+                     "boxes": dict(sorted(exported.boxes[kind].written.items()))}
+              for kind, _ in spec.splits}
+    skipped: dict[str, int] = {}
+    for stats in exported.boxes.values():
+        for label, n in stats.skipped.items():
+            skipped[label] = skipped.get(label, 0) + n
+    return {"version": spec.version_id, "name": spec.name, "labels": list(spec.labels),
+            "formats": list(spec.formats), "counts": {
+                "splits": splits, "images": sum(exported.images_per_split.values()),
+                "skippedBoxes": dict(sorted(skipped.items())),
+                "degenerateBoxes": sum(s.degenerate for s in exported.boxes.values())},
+            "objects": [{"key": f"{spec.s3_prefix}/{name}", "etag": etag,
+                         "size": (root / name).stat().st_size}
+                        for name, etag in etags.items()]}
+
+
+def _counter(total: int, report):
+    done = [0]
+
+    def step() -> None:
+        done[0] += 1
+        report(done[0] / max(1, total))
+    return step

@@ -1,0 +1,79 @@
+"""Build a dataset version: ``python dataset_processor.py -v <dataset-version-id>``.
+
+Exports the version's accepted frames as YOLO and COCO under
+``contents/datasets/<id>/`` and uploads them to ``s3://<bucket>/<s3Prefix>/``
+(``[s3]`` in config.cfg; credentials from AWS_ACCESS_KEY_ID and
+AWS_SECRET_ACCESS_KEY). Safe to re-run: what the store already holds is not
+sent again. Exit status: 0 built, 1 the build failed (the version document
+says why), 2 bad input or setup, 3 another process is building it now.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from tqdm import tqdm
+
+import dataset_builds
+from config import load_config
+from dataset_job import job_id_for, run_dataset_job
+from exceptions import ServiceError
+from job_context import JobContext
+from mongo_manager import get_mongo, owner_id
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--version", required=True, dest="version_id",
+                        help="the AnnotationDatasetVersion id")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    try:
+        config = load_config()
+        mongo = get_mongo(config)
+        job = _take(mongo, config, args.version_id)
+    except ServiceError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    if job is None:
+        print(f"error: dataset version {args.version_id} is being built by another process "
+              f"now; try again when it has finished", file=sys.stderr)
+        return 3
+    with tqdm(total=100, unit="%", desc=f"dataset {args.version_id}", file=sys.stderr,
+              disable=None) as bar:  # disable=None: a bar on a terminal only
+        ctx = JobContext(mongo, config, owner_id(),
+                         on_progress=lambda f: bar.update(max(0, int(f * 100) - bar.n)))
+        run_dataset_job(job, ctx)
+    return _report(dataset_builds.status(mongo, args.version_id))
+
+
+def _take(mongo, config, version_id: str) -> dict | None:
+    """This process's build run: a new one, or one whose holder died."""
+    lease = config.processing.lease_seconds
+    started = dataset_builds.start_build(mongo, version_id)
+    if started:
+        return mongo.take_job(*started, owner_id(), lease)
+    return mongo.claim_job(owner_id(), lease, job_id_for(version_id))
+
+
+def _report(state: dict) -> int:
+    if state["status"] != 1:
+        error = state.get("error") or {}
+        print(f"error: {error.get('message', 'the build did not finish')}", file=sys.stderr)
+        return 1
+    counts, stats = state.get("counts") or {}, state.get("uploadStats")
+    print(f"dataset version {state['version_id']}: {counts.get('images', 0)} images "
+          f"in {len(state['taskStatus']['tasks'])} tasks")
+    for split, split_counts in (counts.get("splits") or {}).items():
+        print(f"  {split}: {split_counts['images']} images, boxes {split_counts['boxes']}")
+    if counts.get("skippedBoxes"):
+        print(f"  skipped boxes (label not in the version): {counts['skippedBoxes']}")
+    if stats:
+        print(f"  uploaded {stats['sent']} objects ({stats['bytes_sent']} bytes), "
+              f"{stats['skipped']} already there; {stats['requests']} PUT requests")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""Write a dataset version's files locally: images, YOLO labels, COCO, data.yaml.
+
+Knows files only: the caller hands it the selected tasks and their frames
+(as the documents hold them). Idempotent: a re-run rewrites nothing that is
+already right (images are hard links to the kept frame JPEGs, so exporting
+costs no copy), and removes files that the version no longer contains.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from datasets.formats import (BoxStats, CocoSplit, assign_split, data_yaml, frame_stem,
+                              map_boxes, yolo_lines)
+from datasets.spec import VersionSpec
+
+
+@dataclass
+class ExportedTask:
+    task_id: str
+    files: list[str] = field(default_factory=list)  # paths relative to the dataset folder
+    image_count: int = 0
+    error: str | None = None
+
+
+@dataclass
+class Export:
+    tasks: list[ExportedTask]
+    version_files: list[str]  # data.yaml, annotations/*.json: uploaded after the tasks
+    images_per_split: Counter
+    boxes: dict[str, BoxStats]  # per split
+
+
+@dataclass(frozen=True)
+class TaskFrames:
+    """One selected task and its frames, as the documents hold them."""
+
+    task: dict
+    frames: list[dict]
+
+
+def export_version(spec: VersionSpec, root: Path, selection: Iterable[TaskFrames],
+                   on_task: Callable[[], None] = lambda: None) -> Export:
+    root.mkdir(parents=True, exist_ok=True)
+    coco = {kind: CocoSplit(spec.labels) for kind, _ in spec.splits}
+    result = Export([], [], Counter(), defaultdict(BoxStats))
+    for item in selection:
+        result.tasks.append(_export_task(spec, root, item, coco, result))
+        on_task()
+    splits = [kind for kind, _ in spec.splits]
+    if "YOLO" in spec.formats:
+        result.version_files.append(_write(root, "data.yaml", data_yaml(spec.labels, splits)))
+    if "COCO" in spec.formats:
+        result.version_files += [_write(root, f"annotations/{kind}.json", coco[kind].to_json())
+                                 for kind in splits]
+    keep = {name for task in result.tasks for name in task.files} | set(result.version_files)
+    _remove_stale(root, keep)
+    return result
+
+
+def _export_task(spec: VersionSpec, root: Path, item: TaskFrames, coco: dict[str, CocoSplit],
+                 result: Export) -> ExportedTask:
+    task = item.task
+    out = ExportedTask(str(task["_id"]))
+    width, height = int(task["videoResolutionWidth"]), int(task["videoResolutionHeight"])
+    missing = [f for f in item.frames if not _image_of(f)]
+    if missing:  # a task goes whole or not at all
+        out.error = (f"{len(missing)} frame image(s) missing on disk, e.g. frame "
+                     f"{missing[0].get('frameId')}: {missing[0].get('imagePath')}")
+        return out
+    written = []  # COCO entries and counts only once the whole task is written
+    for frame in item.frames:
+        split = assign_split(f"{task['uploadId']}:{frame['sourceFrame']}", spec.splits)
+        stem = frame_stem(task["uploadId"], task["taskName"], int(frame["frameId"]))
+        image = _image_of(frame)
+        name = f"images/{split}/{stem}{image.suffix.lower()}"
+        _link(image, root / name)
+        boxes, stats = map_boxes(frame.get("boxes") or [], spec.labels, width, height)
+        out.files.append(name)
+        if "YOLO" in spec.formats:
+            out.files.append(_write(root, f"labels/{split}/{stem}.txt",
+                                    yolo_lines(boxes, width, height)))
+        written.append((split, name, boxes, stats))
+    for split, name, boxes, stats in written:
+        coco[split].add(name, width, height, boxes)
+        result.images_per_split[split] += 1
+        result.boxes[split].add(stats)
+    out.image_count = len(written)
+    return out
+
+
+def _image_of(frame: dict) -> Path | None:
+    path = frame.get("imagePath")
+    if not path:
+        return None
+    path = Path(path)
+    return path if path.is_file() else None
+
+
+def _link(source: Path, target: Path) -> None:
+    """A hard link to the kept frame; a copy across file systems."""
+    if target.exists():
+        if os.path.samefile(source, target):
+            return
+        target.unlink()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:  # another file system, or links not allowed there
+        shutil.copyfile(source, target)
+
+
+def _write(root: Path, name: str, text: str) -> str:
+    """Write ``text`` unless the file already holds it (keeps its checksum cached)."""
+    path = root / name
+    data = text.encode()
+    if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
+        return name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return name
+
+
+def _remove_stale(root: Path, keep: set[str]) -> None:
+    """Drop files of frames the version no longer contains (labels, images, splits)."""
+    for folder in ("images", "labels", "annotations"):
+        for dirpath, _, filenames in os.walk(root / folder):
+            for filename in filenames:
+                path = Path(dirpath, filename)
+                if path.relative_to(root).as_posix() not in keep:
+                    path.unlink()
+

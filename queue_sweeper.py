@@ -1,0 +1,75 @@
+"""The sweeper of a Celery worker: no job is lost with its broker message.
+
+MongoDB, not the broker, is the queue's record. Every ``queue.sweep_seconds``
+this process (one per worker, started by ``celery_app``) re-sends the jobs
+whose message may be gone: still queued ``queue.resubmit_seconds`` after they
+were sent (Redis restarted without persistence, or the broker was away when
+the request was accepted), or held by a lease that ran out (their worker died,
+whole, with its message unacknowledged). Each re-send of a job waits twice as
+long as the one before. Re-sends are harmless: the task claims the job
+atomically, so a duplicate finds it taken or finished and does nothing.
+
+It also releases at once the jobs of this host's processes that are gone (a
+killed pool process), as the embedded executor's supervisor does.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+
+from pymongo.errors import PyMongoError
+
+from celery_executor import CeleryExecutor
+from config import Config, load_config
+from exceptions import DatabaseUnavailable
+from executor import release_orphans
+from mongo_manager import get_mongo
+
+log = logging.getLogger("queue_sweeper")
+
+
+def sweep_once(config: Config, executor: CeleryExecutor) -> int:
+    """Re-send the jobs that are due; returns how many were sent."""
+    mongo = get_mongo(config)
+    release_orphans(mongo)
+    sent = 0
+    for job in mongo.take_resends(config.queue.resubmit_seconds):
+        if executor.send(job):
+            sent += 1
+            log.info("job %s sent again (send %d)", job["_id"], (job.get("sends") or 0) + 1)
+        else:
+            mongo.resend_soon(job["_id"])
+            break  # the broker is away: the next sweep tries again
+    return sent
+
+
+def run(config: Config, stop: threading.Event, parent: int | None = None) -> None:
+    executor = CeleryExecutor(config)
+    while not stop.wait(config.queue.sweep_seconds):
+        if parent and os.getppid() != parent:
+            log.info("worker %s is gone; stopping", parent)
+            return
+        try:
+            sweep_once(config, executor)
+        except (PyMongoError, DatabaseUnavailable) as exc:
+            log.warning("database unreachable, sweeping later: %s", exc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parent", type=int, help="stop when this process is gone")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    run(load_config(), stop, args.parent)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
