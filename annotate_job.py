@@ -8,9 +8,9 @@ frames marked ``isUserAnnotated`` are never touched.
 """
 from __future__ import annotations
 
+import contextvars
 import queue
 import threading
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -22,6 +22,7 @@ from annotation.registry import get_registry
 from box_documents import box_documents
 from exceptions import ContentError
 from job_context import Heartbeat, JobContext
+from job_timings import RunClock
 from mongo_manager import now
 
 PREFETCH_FRAMES = 32
@@ -31,7 +32,7 @@ _END = object()
 def annotate_existing(job: dict, ctx: JobContext) -> None:
     params, mongo = job["params"], ctx.mongo
     version = params["auto_anno_version"]
-    started = time.monotonic()
+    clock = RunClock(job)
     mongo.update_upload(params["upload_id"], status=0, stage="annotating", startedAt=now(),
                         errorMessage=None)
     detector = get_registry(ctx.config.annotation).detector(version)
@@ -50,8 +51,7 @@ def annotate_existing(job: dict, ctx: JobContext) -> None:
     heartbeat.beat(1.0, force=True)
     fields = {"status": 1, "progress": 100, "stage": "done", "finishedAt": now(),
               "errorMessage": None,
-              "timings": {"processingSeconds": round(time.monotonic() - started, 3),
-                          "attempts": job.get("attempts", 1), "framesAnnotated": done}}
+              "timings": {**clock.timings("annotating", done), "framesAnnotated": done}}
     mongo.complete_run(job["_id"], job["runId"], params["upload_id"], fields)
 
 
@@ -80,7 +80,9 @@ def _batches(task: dict, frames: list[dict], size: int) -> Iterator[tuple[list, 
             errors.append(exc)
         offer(_END)
 
-    loader = threading.Thread(target=load, name="frame-loader", daemon=True)
+    # In a copy of this context, so that what it logs carries the upload id.
+    loader = threading.Thread(target=contextvars.copy_context().run, args=(load,),
+                              name="frame-loader", daemon=True)
     loader.start()
     try:
         for start in range(0, len(frames), size):

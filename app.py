@@ -6,13 +6,13 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
 from flask import Flask
 
 from config import Config, load_config
+from logging_setup import configure_logging
 from service import Service
 
 
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     process.add_argument("--upload-id", default=None)
     process.add_argument("--force-write", type=int, choices=(0, 1), default=0)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    configure_logging()  # JSON lines on stderr, like every process of the service
     try:
         config = load_config()
     except Exception as exc:  # a ConfigError: say which key, no traceback

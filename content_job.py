@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -26,6 +25,7 @@ from box_documents import box_documents
 from config import Config
 from exceptions import JobCancelled, ServiceError
 from job_context import Heartbeat, JobContext
+from job_timings import RunClock
 from mongo_manager import now, to_id
 from processors.clip_writer import EncoderSettings
 from processors.image_source import ImageSource
@@ -110,7 +110,7 @@ def run_content_job(job: dict, ctx: JobContext) -> None:
 
 def _cut(job: dict, ctx: JobContext, paths: RunPaths) -> None:
     params, run_id, mongo = job["params"], job["runId"], ctx.mongo
-    started = time.monotonic()
+    clock, sampled = RunClock(job), 0
     mongo.update_upload(params["upload_id"], status=0, stage="cutting", startedAt=now(),
                         errorMessage=None)
     done = {doc["number"] for doc in mongo.staged_tasks(params["upload_id"], run_id)}
@@ -126,6 +126,7 @@ def _cut(job: dict, ctx: JobContext, paths: RunPaths) -> None:
                 task, frames = build_task(event, source.info, params, paths, run_id)
                 mongo.stage_task(params["upload_id"], run_id, event.number, task, frames)
                 done.add(event.number)
+                sampled += len(event.frames)
             elif isinstance(event, Progress):
                 heartbeat.beat(event.fraction)
     finally:
@@ -133,8 +134,7 @@ def _cut(job: dict, ctx: JobContext, paths: RunPaths) -> None:
     heartbeat.beat(1.0, force=True)
     fields = {"status": 1, "progress": 100, "stage": "done", "taskCount": len(done),
               "finishedAt": now(), "errorMessage": None,
-              "timings": {"processingSeconds": round(time.monotonic() - started, 3),
-                          "attempts": job.get("attempts", 1)}}
+              "timings": clock.timings("cutting", sampled)}
     if not mongo.renew_lease(job["_id"], run_id, ctx.owner, ctx.config.processing.lease_seconds):
         raise JobCancelled("the run was replaced before its files were moved into place")
     _move_into_place(paths)

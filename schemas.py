@@ -1,6 +1,10 @@
 """Validation of POST /api/processContent at the edge: a typed, checked request.
 
-Used by the API and by the command line, so both follow the same rules.
+The fields are declared once, in ``PROCESS_FIELDS``: each ``FieldSpec`` gives
+a field's type, range, default and meaning. ``parse_process_request`` (used by
+the API and the command line) checks a body against that table, and
+``FieldSpec.openapi`` turns the same table into the OpenAPI request schema
+(``api/openapi.py``), so the documentation cannot drift from the rules.
 """
 from __future__ import annotations
 
@@ -16,6 +20,92 @@ ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # ids become folder names
 REQUEST_TYPES = {0: "tasks only", 1: "tasks plus auto-annotations", 2: "auto-annotations only"}
 CONTENT_TYPES = {1: "video", 2: "images"}
 MAX_FRAME_RATE = 120
+MAX_VERSION = 10**6
+# The request types that cut content, and so need frame_rate and content_path.
+CUTTING_TYPES = (0, 1)
+# The request types that annotate, and so need auto_anno_version >= 1.
+ANNOTATING_TYPES = (1, 2)
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One request field: how it is checked and how it is documented."""
+
+    name: str
+    kind: str  # "identifier", "integer" or "path"
+    description: str
+    minimum: int | None = None  # integers: the accepted range
+    maximum: int | None = None
+    default: int | None = None  # used when absent; None: no default
+    required: bool = False  # always required
+    required_for: tuple[int, ...] = ()  # required for these request types
+    values: Mapping[int, str] | None = None  # integers: what each value means
+
+    def is_required(self, request_type: int | None) -> bool:
+        return self.required or request_type in self.required_for
+
+    def openapi(self) -> dict[str, Any]:
+        """This field as an OpenAPI 3.0 schema object."""
+        schema: dict[str, Any] = {"description": self._describe()}
+        if self.kind == "identifier":
+            schema.update(type="string", pattern=ID_PATTERN.pattern, minLength=1, maxLength=64)
+        elif self.kind == "integer":
+            schema.update(type="integer", minimum=self.minimum, maximum=self.maximum)
+            if self.values:
+                schema["enum"] = sorted(self.values)
+        else:  # a path: its existence and confinement are checked at run time
+            schema.update(type="string", minLength=1, pattern=NO_PARENT_PATTERN)
+        if self.default is not None:
+            schema["default"] = self.default
+        if self.required_for:
+            schema["x-required-for-request-types"] = list(self.required_for)
+        return schema
+
+    def _describe(self) -> str:
+        text = self.description
+        if self.values:
+            text += " " + "; ".join(f"{k} = {v}" for k, v in self.values.items()) + "."
+        if self.required_for:
+            text += (" Required for request_type "
+                     + " and ".join(map(str, self.required_for)) + ".")
+        return text
+
+
+# No ".." path segment (content_path may not climb out of contents_dir), no NUL.
+NO_PARENT_PATTERN = r"^(?!(.*/)?\.\.(/|$))[^\u0000]*$"
+
+PROCESS_FIELDS: tuple[FieldSpec, ...] = (
+    FieldSpec("upload_id", "identifier", "The upload's id; a 24-hex id is stored as an "
+              "ObjectId. It names the output folders.", required=True),
+    FieldSpec("project_id", "identifier", "The project's id; a 24-hex id is stored as an "
+              "ObjectId.", required=True),
+    FieldSpec("request_type", "integer", "What to do.", 0, 2, default=0, values=REQUEST_TYPES),
+    FieldSpec("content_type", "integer", "What content_path holds: a video, or one image, "
+              "a folder or a .zip of images.", 1, 2, default=1, values=CONTENT_TYPES),
+    FieldSpec("force_write", "integer", "1 replaces a previous or running result "
+              "completely; 0 leaves a completed one alone.", 0, 1, default=0),
+    FieldSpec("auto_anno_version", "integer", "The registered auto-annotation model "
+              "version; 0 = none. Must be a registered version >= 1 for request_type 1 "
+              "and 2.", 0, MAX_VERSION, default=0),
+    FieldSpec("frame_rate", "integer", "Frames sampled per second of video (images: the "
+              "task clip's playback rate).", 1, MAX_FRAME_RATE, required_for=CUTTING_TYPES),
+    FieldSpec("content_path", "path", "The video or images, relative to the contents "
+              "folder (or absolute inside it); no '..', no symlink out of it; must exist "
+              "(else 404).", required_for=CUTTING_TYPES),
+)
+FIELDS_BY_NAME = {spec.name: spec for spec in PROCESS_FIELDS}
+
+
+def process_request_schema() -> dict[str, Any]:
+    """The OpenAPI schema of a POST /api/processContent body, from ``PROCESS_FIELDS``."""
+    properties = {spec.name: spec.openapi() for spec in PROCESS_FIELDS}
+    properties["auth_key"] = {"type": "string", "writeOnly": True,
+                              "description": "The shared key, unless sent as the X-Auth-Key "
+                                             "header."}
+    return {"type": "object", "properties": properties,
+            "required": [spec.name for spec in PROCESS_FIELDS if spec.required],
+            "description": "Numbers may also be sent as strings (\"5\"), as urlencoded and "
+                           "multipart bodies always do."}
 
 
 @dataclass(frozen=True)
@@ -41,32 +131,38 @@ def parse_process_request(form: Mapping[str, Any], contents_dir: Path,
     ``versions``: the registered auto-annotation versions.
     """
     errors: dict[str, str] = {}
-    upload_id = _identifier(form, "upload_id", errors)
-    project_id = _identifier(form, "project_id", errors)
-    request_type = _integer(form, "request_type", errors, 0, 2, default=0)
-    content_type = _integer(form, "content_type", errors, 1, 2, default=1)
-    force_write = _integer(form, "force_write", errors, 0, 1, default=0)
-    version = _integer(form, "auto_anno_version", errors, 0, 10**6, default=0)
-    needs_content = request_type in (0, 1)
-    frame_rate = _integer(form, "frame_rate", errors, 1, MAX_FRAME_RATE,
-                          default=None if needs_content else 0)
-    if request_type in (1, 2) and "auto_anno_version" not in errors:
-        if version == 0:
-            errors["auto_anno_version"] = "must be >= 1 for request_type 1 and 2"
-        elif version not in versions:
-            known = ", ".join(map(str, sorted(versions))) or "none"
-            errors["auto_anno_version"] = (f"version {version} is not registered "
-                                           f"(registered: {known})")
-    path = _content_path(form, contents_dir, errors, required=needs_content)
+    values: dict[str, Any] = {}
+    for spec in PROCESS_FIELDS:  # in table order: request_type comes before what it gates
+        required = spec.is_required(values.get("request_type"))
+        if spec.kind == "identifier":
+            values[spec.name] = _identifier(form, spec.name, errors)
+        elif spec.kind == "integer":
+            # Absent and not needed: the default, or 0 ("not used") where there is none.
+            default = None if required else (spec.default or 0)
+            values[spec.name] = _integer(form, spec.name, errors, spec.minimum, spec.maximum,
+                                         default=default)
+    _check_version(values["request_type"], values["auto_anno_version"], versions, errors)
+    # Last: the only check that touches the file system.
+    required = FIELDS_BY_NAME["content_path"].is_required(values["request_type"])
+    path = _content_path(form, contents_dir, errors, required=required)
     if errors:
         raise BadRequest(errors)
     if path is not None and not path.exists():
         raise NotFound(f"content_path {form.get('content_path')!r} does not exist",
                        code="content_not_found")
-    return ProcessRequest(upload_id=upload_id, project_id=project_id, frame_rate=frame_rate,
-                          content_path=str(path) if path else "", force_write=force_write,
-                          auto_anno_version=version, request_type=request_type,
-                          content_type=content_type)
+    return ProcessRequest(**values, content_path=str(path) if path else "")
+
+
+def _check_version(request_type: int, version: int, versions: Collection[int],
+                   errors: dict[str, str]) -> None:
+    """Annotating request types need a registered auto_anno_version >= 1."""
+    if request_type not in ANNOTATING_TYPES or "auto_anno_version" in errors:
+        return
+    if version == 0:
+        errors["auto_anno_version"] = "must be >= 1 for request_type 1 and 2"
+    elif version not in versions:
+        known = ", ".join(map(str, sorted(versions))) or "none"
+        errors["auto_anno_version"] = f"version {version} is not registered (registered: {known})"
 
 
 def _present(form: Mapping[str, Any], name: str) -> Any:

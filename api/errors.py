@@ -15,6 +15,8 @@ log = logging.getLogger(__name__)
 def register(app: Flask) -> None:
     @app.errorhandler(ServiceError)
     def service_error(exc: ServiceError):
+        if exc.http_status >= 500:  # ours to look into, not the caller's
+            log.warning("%s: %s", exc.code, exc.message)
         return jsonify({**exc.to_dict(), "message": exc.message}), exc.http_status
 
     @app.errorhandler(PyMongoError)

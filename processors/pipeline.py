@@ -9,6 +9,7 @@ job runner does its database writes.
 """
 from __future__ import annotations
 
+import contextvars
 import queue
 import threading
 from dataclasses import dataclass, field, replace
@@ -204,9 +205,13 @@ def _fraction(position: float, start: float, end: float) -> float:
 
 
 def _guard(run: _Run, stage: Callable) -> Callable:
+    # The stage runs in a copy of the caller's context: what it logs carries the
+    # job's context (the upload id, see logging_setup.py) like the caller's lines.
+    context = contextvars.copy_context()
+
     def wrapper(*args: object) -> None:
         try:
-            stage(*args)
+            context.run(stage, *args)
         except BaseException as exc:  # handed to the caller's thread
             run.fail(exc)
     return wrapper

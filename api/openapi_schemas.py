@@ -1,0 +1,125 @@
+"""The OpenAPI component schemas: request bodies from ``schemas.py``, responses here.
+
+The processContent request schema is generated from ``schemas.PROCESS_FIELDS``,
+the table ``parse_process_request`` validates with. Responses are described by
+small tables of ``name: (type, description)``; tests/test_openapi.py checks
+them against real responses, key for key.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from schemas import process_request_schema
+
+STATUS = "0 = in progress or queued, 1 = completed, 2 = error"
+
+# type names: JSON Schema types; "date-time" is an ISO 8601 string; a capitalised
+# name is one of the nested tables (NESTED); "?" = may be null.
+UPLOAD_STATUS = {
+    "upload_id": ("string", "The upload's id."),
+    "project_id": ("string", "Its project's id."),
+    "status": ("integer?", STATUS),
+    "statusText": ("string?", "The status in words."),
+    "progress": ("integer?", "0..100; 100 only once the tasks are in place."),
+    "stage": ("string?", "queued, cutting, annotating, done or error."),
+    "taskCount": ("integer", "Task clips of the completed result."),
+    "errorMessage": ("ErrorMessage?", "What went wrong (status 2)."),
+    "createdAt": ("date-time?", "When the upload was first accepted."),
+    "startedAt": ("date-time?", "When its last run started working."),
+    "finishedAt": ("date-time?", "When its last run ended."),
+    "timings": ("Timings?", "How long the completed run took."),
+    "message": ("string", "The status in words."),
+}
+TIMINGS = {
+    "processingSeconds": ("number", "Working time of the run that completed."),
+    "attempts": ("integer", "Runs it took (a crashed run is resumed)."),
+    "frames": ("integer", "Frames the completing run handled (sampled or annotated)."),
+    "framesPerSecond": ("number", "frames / processingSeconds."),
+    "stages": ("object", "Seconds per stage: queued, then cutting or annotating."),
+}
+ACCEPTED = {
+    "upload_id": ("string", "The upload's id."),
+    "status": ("integer", "0: queued."),
+    "stage": ("string", "queued"),
+    "status_url": ("string", "Where to follow it: GET this path."),
+    "message": ("string", "What happened."),
+}
+DATASET_ACCEPTED = {
+    "version_id": ("string", "The dataset version's id."),
+    "status": ("integer", "0: queued."),
+    "stage": ("string", "queued"),
+    "status_url": ("string", "Where to follow it: GET this path."),
+    "message": ("string", "What happened."),
+}
+DATASET_STATUS = {
+    "version_id": ("string", "The dataset version's id."),
+    "name": ("string?", "Its name."),
+    "status": ("integer?", STATUS + "; null: never built"),
+    "statusText": ("string", "The status in words."),
+    "progress": ("integer?", "0..100."),
+    "stage": ("string?", "What the build is doing."),
+    "error": ("object?", "Why the build stopped ({code, message, retryable})."),
+    "s3Prefix": ("string?", "Where the dataset is in the bucket."),
+    "taskStatus": ("object", "{state: pending|complete|error, tasks: [{task, state, error, "
+                             "imageCount}]}"),
+    "counts": ("object?", "Images and boxes per split."),
+    "uploadStats": ("object?", "Objects sent to and skipped in the store."),
+    "startedAt": ("date-time?", "When the last build started."),
+    "finishedAt": ("date-time?", "When the last build ended."),
+}
+HEALTH = {
+    "status": ("string", "ok, or degraded when a dependency is down (then 503)."),
+    "checks": ("object", "One check per dependency (database, storage, queue), each with "
+                         "ok: true|false; no secrets."),
+}
+ERROR = {
+    "code": ("string", "Stable, machine-readable."),
+    "message": ("string", "Human-readable; never a stack trace."),
+}
+
+
+NESTED = {"ErrorMessage": ERROR, "Timings": TIMINGS}
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def components() -> dict[str, Any]:
+    schemas = {name: _object(table) for name, table in (
+        ("UploadStatus", UPLOAD_STATUS), ("Accepted", ACCEPTED),
+        ("DatasetAccepted", DATASET_ACCEPTED), ("DatasetStatus", DATASET_STATUS),
+        ("Health", HEALTH), ("Error", ERROR))}
+    schemas["ValidationError"] = {"allOf": [ref("Error"), {
+        "type": "object", "required": ["errors"],
+        "properties": {"errors": {"type": "object", "additionalProperties": {"type": "string"},
+                                  "description": "field: reason, for every bad field"}}}]}
+    schemas["ProcessContentRequest"] = process_request_schema()
+    return {
+        "schemas": schemas,
+        "securitySchemes": {"authKey": {
+            "type": "apiKey", "in": "header", "name": "X-Auth-Key",
+            "description": "The shared key (server.auth_key). POST bodies may carry it as "
+                           "auth_key instead."}},
+    }
+
+
+def _object(table: dict[str, tuple[str, str]]) -> dict[str, Any]:
+    properties = {name: _property(kind, text) for name, (kind, text) in table.items()}
+    required = [name for name, (kind, _) in table.items() if not kind.endswith("?")]
+    return {"type": "object", "properties": properties, "required": required}
+
+
+def _property(kind: str, description: str) -> dict[str, Any]:
+    nullable = kind.endswith("?")
+    kind = kind.rstrip("?")
+    if kind[0].isupper():  # a nested object, inlined: a $ref cannot be made nullable
+        schema: dict[str, Any] = _object(NESTED[kind])
+    elif kind == "date-time":
+        schema = {"type": "string", "format": "date-time"}
+    else:
+        schema = {"type": kind}
+    if nullable:
+        schema["nullable"] = True
+    return {**schema, "description": description}
+
