@@ -146,7 +146,10 @@ class MongoManager:
     def claim_job(self, owner: str, lease_seconds: float,
                   job_id: str | None = None) -> dict | None:
         """Take the oldest queued job (or ``job_id``), or one whose holder's lease ran out."""
-        lease = {"owner": owner, "leaseUntil": now() + timedelta(seconds=lease_seconds)}
+        # resendAt: if this holder dies, the Celery engine's sweeper re-sends the
+        # job as soon as the lease runs out, not only after the last send's delay.
+        lease = {"owner": owner, "leaseUntil": now() + timedelta(seconds=lease_seconds),
+                 "resendAt": _EPOCH}
         only = {"_id": job_id} if job_id else {}
         job = self.jobs.find_one_and_update(
             {**only, "state": "queued"}, {"$set": {**lease, "state": "running"}, "$inc": {"attempts": 1}},

@@ -92,7 +92,9 @@ def test_two_workers_share_a_queue_and_no_job_runs_twice(env, post, mongo, conte
 def test_worker_killed_mid_job_and_another_finishes_it(env, post, mongo, contents,
                                                        celery_workers, victim):
     videos = make_videos(contents, 1, 600, prefix="long")
-    workers = [celery_workers(name, "cut", service_env(env)) for name in ("a", "b")]
+    # A re-send of the job after its holder dies must not wait for resubmit_seconds.
+    env = service_env({**env, "QUEUE_RESUBMIT_SECONDS": "600"})
+    workers = [celery_workers(name, "cut", env) for name in ("a", "b")]
     post_all(post, videos)
     job = wait_for(lambda: (j := job_of(mongo, "long0")) and j.get("owner") and j,
                    what="a worker to claim the job")
@@ -104,7 +106,7 @@ def test_worker_killed_mid_job_and_another_finishes_it(env, post, mongo, content
     else:
         os.kill(holder_pid, signal.SIGKILL)  # the worker gives the message back
     assert mongo.staging.count_documents({}) < 60, "the job ended before the kill"
-    wait_all_ended(mongo, videos)
+    wait_all_ended(mongo, videos, timeout=60)
     finished = job_of(mongo, "long0")
     assert finished["state"] == "done" and finished["attempts"] == 2
     assert_exact(mongo, contents, "long0", 600)
