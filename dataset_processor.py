@@ -19,6 +19,7 @@ import dataset_builds
 from config import load_config
 from dataset_job import job_id_for, run_dataset_job
 from exceptions import ServiceError
+from executor import release_orphans
 from job_context import JobContext
 from mongo_manager import get_mongo, owner_id
 
@@ -54,6 +55,8 @@ def _take(mongo, config, version_id: str) -> dict | None:
     started = dataset_builds.start_build(mongo, version_id)
     if started:
         return mongo.take_job(*started, owner_id(), lease)
+    # A build killed on this host holds its lease until it runs out: release it now.
+    release_orphans(mongo)
     return mongo.claim_job(owner_id(), lease, job_id_for(version_id))
 
 
