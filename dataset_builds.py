@@ -65,6 +65,7 @@ def status(mongo: MongoManager, version_id: str) -> dict:
         "taskStatus": {"state": state.get("state"), "tasks": [
             {**task, "task": str(task.get("task"))} for task in state.get("tasks", [])]},
         "counts": doc.get("counts"), "uploadStats": doc.get("uploadStats"),
+        "timings": doc.get("timings"),
         "startedAt": _iso(doc.get("startedAt")), "finishedAt": _iso(doc.get("finishedAt")),
     }
 

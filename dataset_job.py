@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -89,6 +90,7 @@ def _build(job: dict, ctx: JobContext, version_id: str) -> None:
                              {"task": t["_id"], "state": "pending", "error": None,
                               "imageCount": 0} for t in tasks]})
     heartbeat = Heartbeat(job, ctx, lambda p: mongo.update_version(version_id, progress=p))
+    started = time.monotonic()
     root = dataset_dir(ctx.config.contents_dir, version_id)
     exported = export_version(spec, root, (TaskFrames(t, mongo.frames_of(t["_id"])) for t in tasks),
                               _counter(len(tasks), lambda f: heartbeat.beat(EXPORT_SHARE * f)))
@@ -96,6 +98,7 @@ def _build(job: dict, ctx: JobContext, version_id: str) -> None:
         if task.error:
             mongo.set_version_task(version_id, index, state="error", error=task.error)
     mongo.update_version(version_id, stage="uploading" if store else "writing")
+    exported_at = time.monotonic()
     cache = ChecksumCache(root, ctx.config.s3.part_mb << 20)
     try:
         _upload_tasks(spec, exported, root, cache, store, _TaskRecorder(mongo, version_id,
@@ -103,6 +106,9 @@ def _build(job: dict, ctx: JobContext, version_id: str) -> None:
         _finish(spec, exported, root, cache, store, ctx, version_id)
     finally:
         cache.save()
+    mongo.update_version(version_id, timings={  # upload: checksums, listing and sending
+        "exportSeconds": round(exported_at - started, 3),
+        "uploadSeconds": round(time.monotonic() - exported_at, 3)})
 
 
 class _TaskRecorder:
@@ -139,8 +145,8 @@ def _upload_tasks(spec: VersionSpec, exported: Export, root: Path, cache: Checks
             recorder.object_done(index)
         return
     owner = {item.key: index for index, item in items}
-    store.upload((item for _, item in items), store.remote_etags(spec.s3_prefix),
-                 lambda item: recorder.object_done(owner[item.key]))
+    store.list_prefix(spec.s3_prefix)
+    store.upload((item for _, item in items), lambda item: recorder.object_done(owner[item.key]))
 
 
 def _finish(spec: VersionSpec, exported: Export, root: Path, cache: ChecksumCache,
@@ -155,7 +161,7 @@ def _finish(spec: VersionSpec, exported: Export, root: Path, cache: ChecksumCach
     if store:  # the version's own files, then the manifest: last means complete
         for group in (exported.version_files, ["manifest.json"]):
             store.upload([UploadItem(root / n, f"{spec.s3_prefix}/{n}", cache.etag(root, n))
-                          for n in group], store.remote_etags(spec.s3_prefix), lambda _: None)
+                          for n in group], lambda _: None)
     mongo = ctx.mongo
     mongo.add_dataset_version([t["task"] for t in mongo.get_version(version_id)["taskStatus"]
                                ["tasks"]], version_id)

@@ -107,6 +107,7 @@ class S3Store:
         self.threads = config.upload_threads
         self.part_size = config.part_mb << 20
         self.stats = UploadStats()
+        self.remote: dict[str, str] = {}  # key -> ETag of what the store holds
         self._lock = threading.Lock()
         self.client = boto3.session.Session().client(
             "s3", endpoint_url=config.endpoint_url or None, region_name=config.region or None,
@@ -133,7 +134,8 @@ class S3Store:
         with storage_errors(f"bucket {self.bucket!r}"):
             self.client.head_bucket(Bucket=self.bucket)
 
-    def remote_etags(self, prefix: str) -> dict[str, str]:
+    def list_prefix(self, prefix: str) -> None:
+        """One listing of what the store holds under ``prefix``: the resume point."""
         etags = {}
         with storage_errors(f"listing s3://{self.bucket}/{prefix}/"):
             pages = self.client.get_paginator("list_objects_v2").paginate(
@@ -141,10 +143,9 @@ class S3Store:
             for page in pages:
                 for obj in page.get("Contents", []):
                     etags[obj["Key"]] = obj["ETag"].strip('"')
-        return etags
+        self.remote = etags
 
-    def upload(self, items: Iterable[UploadItem], remote: dict[str, str],
-               on_done: Callable[[UploadItem], None]) -> None:
+    def upload(self, items: Iterable[UploadItem], on_done: Callable[[UploadItem], None]) -> None:
         """Send every item the store does not hold yet; ``on_done`` after each
         (sent or skipped), in this thread. Raises StorageError on the first
         failure that retries did not cure, after the requests in flight end."""
@@ -152,7 +153,7 @@ class S3Store:
         with ThreadPoolExecutor(self.threads, thread_name_prefix="s3") as pool:
             try:
                 for item in items:
-                    if remote.get(item.key) == item.etag:
+                    if self.remote.get(item.key) == item.etag:
                         self.stats.skipped += 1
                         on_done(item)
                         continue
@@ -188,6 +189,7 @@ class S3Store:
             raise StorageError(f"{item.key}: the store holds checksum {etag}, expected "
                                f"{item.etag}", code="checksum_mismatch", retryable=True)
         with self._lock:
+            self.remote[item.key] = etag
             self.stats.sent += 1
             self.stats.bytes_sent += size
 
