@@ -15,21 +15,28 @@ numbers, frame ids, source frames, clips and JPEGs.
 How a job uses it::
 
     plan = plan_segments(path, frame_rate, frames_per_task, segments=4)  # once
-    params = [segment.to_dict() for segment in plan]  # one job per segment, as JSON
-    # in each job:
-    segment = Segment.from_dict(params)
-    source = open_segment(path, segment)      # a Source, like VideoSource(path)
-    for event in run_pipeline(source, settings, layout, done_tasks,
-                              first_sample=segment.first_sample):
-        ...  # stage each TaskOutput under its (global) event.number
-    source.close()
-    # (or ``run_segment``, which does the three steps above)
+    for segment in plan:  # one job per segment; its params carry the segment as JSON
+        enqueue(..., segment=segment.to_dict())
+    # in each segment's job:
+    segment = Segment.from_dict(params["segment"])
+    source = open_segment(path, segment)  # a Source (info as VideoSource(path) has it)
+    try:
+        for event in run_pipeline(source, settings, layout, done_tasks,
+                                  first_sample=segment.first_sample):
+            ...  # stage each TaskOutput under its (global) event.number
+    finally:
+        source.close()
+    # (``run_segment`` does these steps, for a job that needs no source.info)
 
 All segments of an upload write into the same staging layout and stage their
 tasks by global task number; the upload is committed once every task
-``1 .. plan[-1].last_task`` is staged, i.e. when the last segment job is done.
-A segment job that is retried redoes only its own tasks (``skip_tasks`` works
-with global numbers as before).
+``1 .. plan[-1].last_task`` is staged, i.e. when the last segment job is done
+(a forced whole segment may not know its task count, ``last_task`` None: it
+is done when its run ends, as a single pass is). A segment job that is
+retried redoes only its own tasks (``skip_tasks`` works with global numbers
+as before). Each segment's Progress goes from 0 to 1 over its own span
+``[start_time, end_time)``; the spans tile the video, so the upload's
+progress is the span-weighted sum.
 
 A plan of one segment (``Segment.whole``) is the single pass itself:
 ``open_segment`` returns a plain ``VideoSource``. The plan is forced to one
