@@ -20,11 +20,12 @@ import dataset_builds
 from config import load_config
 from exceptions import ServiceError
 from executor import release_orphans, worker_loop
+from logging_setup import configure_logging
 from mongo_manager import get_mongo
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    configure_logging(logging.INFO)
     try:
         config = load_config()
         mongo = get_mongo(config)

@@ -84,6 +84,7 @@ def _build(job: dict, ctx: JobContext, version_id: str) -> None:
     store = S3Store(ctx.config.s3) if ctx.config.s3.bucket else None
     if store:
         store.check()  # a missing bucket or bad credentials: fail before any work
+        store.start_listing(spec.s3_prefix)
     mongo.update_version(version_id, status=0, progress=0, stage="exporting", error=None,
                          s3Prefix=spec.s3_prefix, startedAt=now(), finishedAt=None,
                          taskStatus={"state": "pending", "tasks": [
@@ -145,7 +146,6 @@ def _upload_tasks(spec: VersionSpec, exported: Export, root: Path, cache: Checks
             recorder.object_done(index)
         return
     owner = {item.key: index for index, item in items}
-    store.list_prefix(spec.s3_prefix)
     store.upload((item for _, item in items), lambda item: recorder.object_done(owner[item.key]))
 
 
@@ -156,7 +156,7 @@ def _finish(spec: VersionSpec, exported: Export, root: Path, cache: ChecksumCach
         raise DatasetError(f"{len(failed)} of {len(exported.tasks)} task(s) could not be "
                            f"exported: {failed[0].error}", code="task_errors")
     names = sorted(exported.version_files + [n for t in exported.tasks for n in t.files])
-    manifest = _manifest(spec, exported, {n: cache.etag(root, n) for n in names}, root)
+    manifest = _manifest(spec, exported, names, cache, root)
     (root / "manifest.json").write_text(json.dumps(manifest, indent=1))
     if store:  # the version's own files, then the manifest: last means complete
         for group in (exported.version_files, ["manifest.json"]):
@@ -173,7 +173,8 @@ def _finish(spec: VersionSpec, exported: Export, root: Path, cache: ChecksumCach
         ctx.on_progress(1.0)
 
 
-def _manifest(spec: VersionSpec, exported: Export, etags: dict[str, str], root: Path) -> dict:
+def _manifest(spec: VersionSpec, exported: Export, names: list[str], cache: ChecksumCache,
+              root: Path) -> dict:
     """Every object with its checksum, and the counts per split and class.
 
     Deterministic (no timestamps), so a re-run with nothing changed sends nothing.
@@ -190,9 +191,8 @@ def _manifest(spec: VersionSpec, exported: Export, etags: dict[str, str], root: 
                 "splits": splits, "images": sum(exported.images_per_split.values()),
                 "skippedBoxes": dict(sorted(skipped.items())),
                 "degenerateBoxes": sum(s.degenerate for s in exported.boxes.values())},
-            "objects": [{"key": f"{spec.s3_prefix}/{name}", "etag": etag,
-                         "size": (root / name).stat().st_size}
-                        for name, etag in etags.items()]}
+            "objects": [{"key": f"{spec.s3_prefix}/{name}", "etag": cache.etag(root, name),
+                         "size": cache.size(root, name)} for name in names]}
 
 
 def _counter(total: int, report):

@@ -21,6 +21,7 @@ from dataset_job import job_id_for, run_dataset_job
 from exceptions import ServiceError
 from executor import release_orphans
 from job_context import JobContext
+from logging_setup import configure_logging
 from mongo_manager import get_mongo, owner_id
 
 
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--version", required=True, dest="version_id",
                         help="the AnnotationDatasetVersion id")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    configure_logging(logging.WARNING)
     try:
         config = load_config()
         mongo = get_mongo(config)
