@@ -32,7 +32,7 @@ from pymongo.errors import PyMongoError
 
 from config import Config, load_config
 from exceptions import ConfigError, DatabaseUnavailable
-from executor import run_claimed
+from executor import get_executor, run_claimed
 from job_context import JobContext
 from mongo_manager import MongoManager, get_mongo, now, owner_id
 from processes import pid_alive
@@ -79,7 +79,9 @@ def make_celery(config: Config) -> Celery:
 def run_job_here(task: Task, config: Config, job_id: str) -> str:
     """Claim ``job_id`` and run it; returns what happened (for the worker log)."""
     try:
-        ctx = JobContext(get_mongo(config), config, owner_id())
+        # A job that creates jobs (a long video's segments) sends them to Celery.
+        ctx = JobContext(get_mongo(config), config, owner_id(),
+                         submit=get_executor(config).submit)
         job, why = claim_by_id(ctx.mongo, config, job_id, ctx.owner)
         if job is None:
             log.info("job %s: not run (%s)", job_id, why)

@@ -18,18 +18,20 @@ from kombu.exceptions import OperationalError
 from celery_app import RUN_JOB, make_celery
 from config import Config, QueueConfig
 from content_job import KIND as CONTENT_KIND
+from segment_jobs import KIND as SEGMENT_KIND
 from mongo_manager import get_mongo
 
 log = logging.getLogger("celery_executor")
 
 ANNOTATION_REQUEST_TYPES = (1, 2)
+CUTTING_KINDS = (CONTENT_KIND, SEGMENT_KIND)  # a whole upload, or one segment of it
 HEALTH_TIMEOUT_SECONDS = 2.0
 
 
 def queue_for(job: dict, queues: QueueConfig) -> str:
     """The queue a job goes to: annotation work is the only GPU work."""
     request_type = (job.get("params") or {}).get("request_type")
-    if job.get("kind") == CONTENT_KIND and request_type in ANNOTATION_REQUEST_TYPES:
+    if job.get("kind") in CUTTING_KINDS and request_type in ANNOTATION_REQUEST_TYPES:
         return queues.gpu_queue
     return queues.cpu_queue
 

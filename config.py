@@ -24,7 +24,8 @@ DEFAULTS: dict[str, dict[str, str]] = {
     "paths": {"contents_dir": "./contents"},
     "processing": {"frames_per_task": "120", "workers": "", "keep_frames": "true",
                    "preset": "veryfast", "crf": "23", "jpeg_quality": "90",
-                   "lease_seconds": "30", "max_attempts": "3", "poll_seconds": "0.5"},
+                   "lease_seconds": "30", "max_attempts": "3", "poll_seconds": "0.5",
+                   "segment_seconds": "300"},
     "annotation": {"device": "auto", "threads": "1", "batch_size": "8"},
     "s3": {"endpoint_url": "", "bucket": "", "region": "", "upload_threads": "16",
            "max_attempts": "8", "part_mb": "8"},
@@ -62,6 +63,9 @@ class ProcessingConfig:
     lease_seconds: float
     max_attempts: int
     poll_seconds: float
+    # A video at least twice this long is cut in segments of about this many
+    # seconds by several workers at once (0 = always one pass).
+    segment_seconds: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -190,7 +194,8 @@ def _processing(get: "_Getter") -> ProcessingConfig:
         jpeg_quality=get.integer("processing", "jpeg_quality", 1, 100),
         lease_seconds=get.number("processing", "lease_seconds", 2, 3600),
         max_attempts=get.integer("processing", "max_attempts", 1, 100),
-        poll_seconds=get.number("processing", "poll_seconds", 0.05, 60))
+        poll_seconds=get.number("processing", "poll_seconds", 0.05, 60),
+        segment_seconds=get.number("processing", "segment_seconds", 0, 10**6))
 
 
 def _queue(get: "_Getter") -> QueueConfig:

@@ -19,6 +19,7 @@ from typing import Any, Callable
 from bson import ObjectId
 from pymongo.errors import PyMongoError
 
+import segment_jobs
 from annotate_job import annotate_existing
 from annotation.registry import get_registry
 from box_documents import box_documents
@@ -83,8 +84,11 @@ def run_content_job(job: dict, ctx: JobContext) -> None:
     try:
         if params["request_type"] == 2:
             annotate_existing(job, ctx)
-        else:
-            _cut(job, ctx, paths)
+        elif job.get("segments"):  # its segments are cut: the commit is left
+            if not segment_jobs.commit_segments(job, ctx, paths):
+                return
+        elif not _cut(job, ctx, paths):  # a long video: its segments carry on
+            return
     except JobCancelled:
         current = ctx.mongo.get_job(job["_id"])
         if current is not None and current["runId"] == run_id:
@@ -94,7 +98,7 @@ def run_content_job(job: dict, ctx: JobContext) -> None:
                      current.get("owner"))
             return
         log.info("upload %s: run %s replaced, discarding it", params["upload_id"], run_id)
-        _discard(ctx, paths)
+        discard(ctx, paths)
         return
     except ServiceError as exc:  # bad content, an unusable model
         _fail(job, ctx, paths, exc.to_dict())
@@ -108,11 +112,14 @@ def run_content_job(job: dict, ctx: JobContext) -> None:
     _clean_up(job, ctx, paths)
 
 
-def _cut(job: dict, ctx: JobContext, paths: RunPaths) -> None:
+def _cut(job: dict, ctx: JobContext, paths: RunPaths) -> bool:
+    """Cut the upload in one pass and commit it; False when segment jobs took it."""
     params, run_id, mongo = job["params"], job["runId"], ctx.mongo
     clock, sampled = RunClock(job), 0
     mongo.update_upload(params["upload_id"], status=0, stage="cutting", startedAt=now(),
                         errorMessage=None)
+    if segment_jobs.fan_out(job, ctx):
+        return False
     done = {doc["number"] for doc in mongo.staged_tasks(params["upload_id"], run_id)}
     source = open_source(params)
     try:
@@ -132,9 +139,16 @@ def _cut(job: dict, ctx: JobContext, paths: RunPaths) -> None:
     finally:
         source.close()
     heartbeat.beat(1.0, force=True)
-    fields = {"status": 1, "progress": 100, "stage": "done", "taskCount": len(done),
-              "finishedAt": now(), "errorMessage": None,
-              "timings": clock.timings("cutting", sampled)}
+    commit_tasks(job, ctx, paths, len(done), clock.timings("cutting", sampled))
+    return True
+
+
+def commit_tasks(job: dict, ctx: JobContext, paths: RunPaths, task_count: int,
+                 timings: dict) -> None:
+    """Move the run's staged folders into place, then swap its tasks in (status 1)."""
+    params, run_id, mongo = job["params"], job["runId"], ctx.mongo
+    fields = {"status": 1, "progress": 100, "stage": "done", "taskCount": task_count,
+              "finishedAt": now(), "errorMessage": None, "timings": timings}
     if not mongo.renew_lease(job["_id"], run_id, ctx.owner, ctx.config.processing.lease_seconds):
         raise JobCancelled("the run was replaced before its files were moved into place")
     _move_into_place(paths)
@@ -219,13 +233,13 @@ def _clean_up(job: dict, ctx: JobContext, paths: RunPaths) -> None:
 def _fail(job: dict, ctx: JobContext, paths: RunPaths, error: dict) -> None:
     params = job["params"]
     log.warning("upload %s: %s", params["upload_id"], error["message"])
-    _discard(ctx, paths)
+    discard(ctx, paths)
     if ctx.mongo.end_job(job["_id"], job["runId"], "failed", error):
         ctx.mongo.update_upload(params["upload_id"], status=2, stage="error",
                                 errorMessage=error, finishedAt=now())
 
 
-def _discard(ctx: JobContext, paths: RunPaths) -> None:
+def discard(ctx: JobContext, paths: RunPaths) -> None:
     """Remove a run's partial outputs: staging folders and staged documents."""
     for staging, _ in paths.pairs():
         shutil.rmtree(staging, ignore_errors=True)

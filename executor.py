@@ -30,6 +30,7 @@ from pymongo.errors import PyMongoError
 
 import content_job
 import dataset_job
+import segment_jobs
 from annotation.registry import get_registry
 from config import Config, load_config
 from executor_control import executor_lock_path
@@ -43,6 +44,7 @@ log = logging.getLogger("executor")
 JOB_KINDS: dict[str, tuple[Callable, Callable]] = {
     content_job.KIND: (content_job.run_content_job, content_job.fail_job),
     dataset_job.KIND: (dataset_job.run_dataset_job, dataset_job.fail_dataset_job),
+    segment_jobs.KIND: (segment_jobs.run_segment_job, segment_jobs.fail_segment_job),
 }
 SUPERVISE_SECONDS = 0.5
 ORPHAN_SCAN_SECONDS = 5.0

@@ -23,7 +23,8 @@ from config import Config
 from embedded_db import embedded_uri
 from exceptions import DatabaseUnavailable
 
-ACTIVE_JOB_STATES = ["accepting", "queued", "running", "committed"]
+# "waiting": a run whose segments (segment_jobs.py) are being cut.
+ACTIVE_JOB_STATES = ["accepting", "queued", "running", "waiting", "committed"]
 # A request that died between recording its job and answering never got a
 # 202; after this long its "accepting" job no longer blocks a new request.
 ACCEPT_TIMEOUT = timedelta(seconds=60)
@@ -67,6 +68,7 @@ class MongoManager:
         self.uploads.create_index([("finishedAt", -1)])  # metrics: recent finished uploads
         self.jobs.create_index([("state", 1), ("createdAt", 1)])
         self.jobs.create_index([("owner", 1)])
+        self.jobs.create_index([("parent", 1), ("state", 1)])
         self.staging.create_index([("uploadId", 1), ("runId", 1), ("number", 1)], unique=True)
         self.versions.create_index([("taskStatus.state", 1)])
 
@@ -120,20 +122,22 @@ class MongoManager:
         fields = {"kind": kind, "params": params, "runId": run_id, "state": "accepting",
                   "attempts": 0, "owner": None, "leaseUntil": _EPOCH, "error": None,
                   "createdAt": now()}
+        # A new run starts whole: no segments or single-pass mark of an old run.
+        update = {"$set": fields, "$unset": {"segments": "", "singlePass": ""}}
         if replace_active:
-            self.jobs.update_one({"_id": job_id}, {"$set": fields}, upsert=True)
+            self.jobs.update_one({"_id": job_id}, update, upsert=True)
             return True
         # Two plain filters rather than one $or: an $or keeps the embedded
         # server from using the _id index, and this collection grows with every
         # upload ever accepted (measured: 15 ms at 1000 uploads instead of 1 ms).
         try:
             self.jobs.update_one({"_id": job_id, "state": {"$nin": ACTIVE_JOB_STATES}},
-                                 {"$set": fields}, upsert=True)
+                                 update, upsert=True)
             return True
         except DuplicateKeyError:  # the document exists and is active...
             stale = self.jobs.update_one(  # ...unless a request died while accepting it
                 {"_id": job_id, "state": "accepting", "createdAt": {"$lt": now() - ACCEPT_TIMEOUT}},
-                {"$set": fields})
+                update)
             return stale.matched_count == 1
 
     def queue_job(self, job_id: str, run_id: str) -> None:
@@ -191,6 +195,57 @@ class MongoManager:
                                       {"$set": {"state": state, "error": error, "owner": None,
                                                 "finishedAt": now()}})
         return result.matched_count == 1
+
+    # -- segments of a run (segment_jobs.py) ---------------------------------
+
+    def fan_out(self, job_id: str, run_id: str, owner: str, kind: str,
+                children: list[tuple[str, dict]]) -> bool:
+        """Queue a run's segment jobs, then park the run as "waiting".
+
+        Idempotent: a retried fan-out finds its children (same ids) in place.
+        """
+        for child_id, params in children:
+            fields = {"kind": kind, "params": params, "runId": run_id, "parent": job_id,
+                      "state": "queued", "attempts": 0, "owner": None,
+                      "leaseUntil": _EPOCH, "error": None, "createdAt": now()}
+            try:
+                self.jobs.update_one({"_id": child_id, "runId": {"$ne": run_id}},
+                                     {"$set": fields}, upsert=True)
+            except DuplicateKeyError:
+                pass  # already queued for this run
+        result = self.jobs.update_one(
+            {"_id": job_id, "runId": run_id, "owner": owner},
+            {"$set": {"state": "waiting", "segments": len(children), "owner": None}})
+        return result.matched_count == 1
+
+    def parent_waiting(self, job_id: str, run_id: str) -> bool:
+        return self.jobs.count_documents({"_id": job_id, "runId": run_id,
+                                          "state": "waiting"}) == 1
+
+    def count_done_segments(self, job_id: str, run_id: str) -> int:
+        return self.jobs.count_documents({"parent": job_id, "state": "done", "runId": run_id})
+
+    def claim_for_commit(self, job_id: str, run_id: str, owner: str,
+                         lease_seconds: float) -> dict | None:
+        return self.jobs.find_one_and_update(
+            {"_id": job_id, "runId": run_id, "state": "waiting"},
+            {"$set": {"state": "running", "owner": owner,
+                      "leaseUntil": now() + timedelta(seconds=lease_seconds)}},
+            return_document=ReturnDocument.AFTER)
+
+    def wait_for_segments(self, job_id: str, run_id: str, owner: str) -> None:
+        self.jobs.update_one({"_id": job_id, "runId": run_id, "owner": owner},
+                             {"$set": {"state": "waiting", "owner": None}})
+
+    def requeue_single_pass(self, job_id: str, run_id: str) -> bool:
+        """Cut the run in one pass after all: its segments stop, its staged tasks stay."""
+        result = self.jobs.update_one(
+            {"_id": job_id, "runId": run_id, "state": "waiting"},
+            {"$set": {"state": "queued", "singlePass": True}, "$unset": {"segments": ""}})
+        return result.matched_count == 1
+
+    def count_staged(self, upload_id: Any, run_id: str) -> int:
+        return self.staging.count_documents({"uploadId": to_id(upload_id), "runId": run_id})
 
     def job_counts(self) -> dict[str, int]:
         counts = {state: 0 for state in ACTIVE_JOB_STATES + ["done", "failed"]}

@@ -64,6 +64,7 @@ DATASET_STATUS = {
                              "imageCount}]}"),
     "counts": ("object?", "Images and boxes per split."),
     "uploadStats": ("object?", "Objects sent to and skipped in the store."),
+    "timings": ("object?", "exportSeconds and uploadSeconds of the last build."),
     "startedAt": ("date-time?", "When the last build started."),
     "finishedAt": ("date-time?", "When the last build ended."),
 }

@@ -50,8 +50,8 @@ class Stack:
         self.redis.start()
         self.env["QUEUE_BROKER_URL"] = self.redis.url
 
-    def add_worker(self, name: str) -> CeleryWorker:
-        worker = CeleryWorker(name, "cut", self.env, self.folder, concurrency=1)
+    def add_worker(self, name: str, prefix: tuple[str, ...] = ()) -> CeleryWorker:
+        worker = CeleryWorker(name, "cut", self.env, self.folder, concurrency=1, prefix=prefix)
         self.workers.append(worker)
         return worker.wait_ready()
 

@@ -105,9 +105,10 @@ class CeleryWorker:
     """``celery -A celery_app worker``; its log (and its sweeper's) goes to ``log``."""
 
     def __init__(self, name: str, queues: str, env: dict[str, str], folder: Path,
-                 concurrency: int = 1) -> None:
+                 concurrency: int = 1, prefix: tuple[str, ...] = ()) -> None:
         self.name, self.log = name, folder / f"worker-{name}.log"
-        args = [sys.executable, "-m", "celery", "-A", "celery_app", "worker", "-Q", queues,
+        # prefix: e.g. ("taskset", "-c", "0") holds the worker and its pool to one core.
+        args = [*prefix, sys.executable, "-m", "celery", "-A", "celery_app", "worker", "-Q", queues,
                 "-c", str(concurrency), "-n", f"{name}@%h", "--loglevel", "INFO",
                 "--without-gossip", "--without-mingle", "--without-heartbeat"]
         with open(self.log, "ab") as log:

@@ -225,3 +225,44 @@ def test_a_run_taken_over_keeps_its_staged_tasks(config, mongo, contents):
     run_content_job(job, JobContext(mongo, config, "host:1"))
     assert 1 in [doc["number"] for doc in mongo.staged_tasks("v0", "run1")]
     assert mongo.frames.count_documents({"taskId": task["_id"]}) == 1
+
+
+def segment_claims(workers, upload_id: str) -> dict[str, list[str]]:
+    return {worker.name: [job for job in worker.claimed()
+                          if job.startswith(f"processContent:{upload_id}#")]
+            for worker in workers}
+
+
+def test_segments_of_one_video_run_on_two_workers_at_once(env, post, mongo, contents,
+                                                          celery_workers):
+    videos = make_videos(contents, 1, 600, prefix="seg")  # 20 s at 30 fps
+    env = service_env({**env, "PROCESSING_SEGMENT_SECONDS": "5"})
+    workers = [celery_workers(name, "cut", env) for name in ("a", "b")]
+    post_all(post, videos)
+    wait_all_ended(mongo, videos)
+    assert_exact(mongo, contents, "seg0", 600)  # the single pass's tasks, every frame once
+    segments = mongo.jobs.count_documents({"parent": "processContent:seg0", "state": "done"})
+    assert segments == 4
+    by_worker = segment_claims(workers, "seg0")
+    assert all(by_worker.values()), f"one worker cut every segment: {by_worker}"
+    assert sum(map(len, by_worker.values())) == segments  # none ran twice
+
+
+def test_worker_killed_mid_segment_and_the_upload_still_ends_exact(env, post, mongo, contents,
+                                                                   celery_workers):
+    videos = make_videos(contents, 1, 900, prefix="segkill")
+    env = service_env({**env, "PROCESSING_SEGMENT_SECONDS": "10",
+                       "QUEUE_RESUBMIT_SECONDS": "600"})
+    workers = [celery_workers(name, "cut", env) for name in ("a", "b")]
+    post_all(post, videos)
+    wait_for(lambda: mongo.staging.count_documents({}) >= 4, what="tasks to be staged")
+    running = wait_for(lambda: mongo.jobs.find_one({"parent": "processContent:segkill0",
+                                                    "state": "running"}),
+                       what="a segment to be running")
+    holder_pid = int(running["owner"].rsplit(":", 1)[1])
+    holder = next(w for w in workers if os.getpgid(holder_pid) == w.proc.pid)
+    holder.kill()
+    assert mongo.staging.count_documents({}) < 90, "the upload ended before the kill"
+    wait_all_ended(mongo, videos, timeout=120)
+    assert_exact(mongo, contents, "segkill0", 900)
+    assert job_of(mongo, "segkill0")["state"] == "done"

@@ -1,0 +1,170 @@
+"""Cut a long video in time segments that different workers process at once.
+
+A processContent run whose video is longer than ``2 x processing.segment_seconds``
+is planned (``processors.segments``: a demux-only scan) and fanned out into
+one ``contentSegment`` job per segment, each with the run's id. The parent
+job waits (state ``waiting``) while the segments stage their tasks by global
+task number into the run's staging folders, exactly as a single pass would.
+The segment that finishes last claims the parent and commits the run as one;
+if it dies doing so, the parent's lease runs out and any worker finishes the
+commit. A failed segment fails the upload; a segment whose decoded frames do
+not match the plan (``SegmentMismatch``) sends the upload back to a single
+pass, which keeps the tasks the other segments already staged.
+"""
+from __future__ import annotations
+
+import logging
+
+import av
+from pymongo.errors import PyMongoError
+
+import content_job
+from exceptions import JobCancelled, ServiceError
+from job_context import Heartbeat, JobContext
+from mongo_manager import now
+from processors.pipeline import OutputLayout, Progress, TaskOutput, run_pipeline
+from processors.segments import Segment, SegmentMismatch, open_segment, plan_segments
+
+log = logging.getLogger(__name__)
+
+KIND = "contentSegment"
+
+
+def fan_out(job: dict, ctx: JobContext) -> bool:
+    """Queue the segments of a long video's run; False: cut it in one pass."""
+    params = job["params"]
+    seconds = ctx.config.processing.segment_seconds
+    if not seconds or params["content_type"] != 1 or job.get("singlePass"):
+        return False
+    count = int(_duration(params["content_path"]) // seconds)
+    if count < 2:
+        return False
+    plan = plan_segments(params["content_path"], params["frame_rate"],
+                         params["frames_per_task"], count)
+    if len(plan) < 2:  # too few tasks, or the scan cannot promise the single pass's frames
+        return False
+    children = [(f"{job['_id']}#{segment.number}",
+                 {**params, "parent": job["_id"], "segments": len(plan),
+                  "total_tasks": plan[-1].last_task, "segment": segment.to_dict()})
+                for segment in plan]
+    if not ctx.mongo.fan_out(job["_id"], job["runId"], ctx.owner, KIND, children):
+        raise JobCancelled("the run was replaced before its segments were queued")
+    log.info("upload %s: %d segments queued", params["upload_id"], len(plan))
+    for child_id, _ in children:
+        ctx.submit(child_id)
+    return True
+
+
+def _duration(path: str) -> float:
+    try:
+        with av.open(path) as container:
+            return (container.duration or 0) / av.time_base
+    except av.FFmpegError:
+        return 0.0  # the single pass reports what is wrong with the file
+
+
+def run_segment_job(job: dict, ctx: JobContext) -> None:
+    params, run_id, mongo = job["params"], job["runId"], ctx.mongo
+    paths = content_job.RunPaths(ctx.config.contents_dir, params["project_id"],
+                                 params["upload_id"], run_id)
+    try:
+        _cut_segment(job, ctx, paths)
+    except JobCancelled:
+        if not mongo.parent_waiting(params["parent"], run_id):  # not merely taken over
+            log.info("upload %s: segment %s stopped: its run ended", params["upload_id"],
+                     job["_id"])
+            mongo.end_job(job["_id"], run_id, "cancelled")
+            parent = mongo.get_job(params["parent"])
+            if parent is None or parent["runId"] != run_id:  # replaced (force_write)
+                content_job.discard(ctx, paths)
+        return
+    except SegmentMismatch as exc:
+        log.warning("upload %s: %s; cutting it in one pass", params["upload_id"], exc)
+        if mongo.requeue_single_pass(params["parent"], run_id):
+            ctx.submit(params["parent"])
+        return
+    except PyMongoError:
+        raise  # the database is away: the lease runs out and the segment is retried
+    except ServiceError as exc:
+        fail_segment_job(job, ctx, exc.to_dict())
+        return
+    except Exception as exc:
+        log.exception("upload %s: segment %s failed", params["upload_id"], job["_id"])
+        fail_segment_job(job, ctx, {"code": "internal_error",
+                                    "message": f"processing failed: {exc}"})
+        return
+    mongo.end_job(job["_id"], run_id, "done")
+    _commit_if_last(job, ctx)
+
+
+def _cut_segment(job: dict, ctx: JobContext, paths: content_job.RunPaths) -> None:
+    params, run_id, mongo = job["params"], job["runId"], ctx.mongo
+    if not mongo.parent_waiting(params["parent"], run_id):  # a stale segment of an old run
+        raise JobCancelled("the upload's run is no longer cut in segments")
+    segment = Segment.from_dict(params["segment"])
+    done = {doc["number"] for doc in mongo.staged_tasks(params["upload_id"], run_id)}
+    source = open_segment(params["content_path"], segment)
+    try:
+        layout = OutputLayout(paths.staging(paths.clips),
+                              paths.staging(paths.frames) if ctx.config.processing.keep_frames
+                              else None, source.info.name)
+        heartbeat = Heartbeat(job, ctx, lambda _: _record_progress(job, ctx))
+        settings = content_job.pipeline_settings(ctx.config, params)
+        for event in run_pipeline(source, settings, layout, frozenset(done),
+                                  first_sample=segment.first_sample):
+            if isinstance(event, TaskOutput):
+                task, frames = content_job.build_task(event, source.info, params, paths, run_id)
+                mongo.stage_task(params["upload_id"], run_id, event.number, task, frames)
+            elif isinstance(event, Progress):
+                heartbeat.beat(event.fraction)
+    finally:
+        source.close()
+
+
+def _record_progress(job: dict, ctx: JobContext) -> None:
+    """The upload's progress: staged tasks of all segments. Stops a segment whose
+    run was replaced (force_write), failed or sent back to a single pass."""
+    params, mongo = job["params"], ctx.mongo
+    if not mongo.parent_waiting(params["parent"], job["runId"]):
+        raise JobCancelled("the upload's run is no longer cut in segments")
+    staged = mongo.count_staged(params["upload_id"], job["runId"])
+    mongo.update_upload(params["upload_id"],
+                        progress=min(99, 100 * staged // max(1, params["total_tasks"])))
+
+
+def _commit_if_last(job: dict, ctx: JobContext) -> None:
+    params, mongo = job["params"], ctx.mongo
+    if mongo.count_done_segments(params["parent"], job["runId"]) < params["segments"]:
+        return
+    parent = mongo.claim_for_commit(params["parent"], job["runId"], ctx.owner,
+                                    ctx.config.processing.lease_seconds)
+    if parent is not None:  # two segments ending at once: one of them commits
+        content_job.run_content_job(parent, ctx)
+
+
+def commit_segments(job: dict, ctx: JobContext, paths: content_job.RunPaths) -> bool:
+    """The parent's part: commit once every segment is done (False: not yet)."""
+    params, run_id, mongo = job["params"], job["runId"], ctx.mongo
+    if mongo.count_done_segments(job["_id"], run_id) < job["segments"]:
+        mongo.wait_for_segments(job["_id"], run_id, ctx.owner)  # a retry came too early
+        return False
+    staged = mongo.staged_tasks(params["upload_id"], run_id)
+    expected = list(range(1, len(staged) + 1))
+    if [doc["number"] for doc in staged] != expected:
+        raise RuntimeError(f"segments staged tasks {[d['number'] for d in staged]}")
+    upload = mongo.get_upload(params["upload_id"]) or {}
+    seconds = max(0.001, (now() - (upload.get("startedAt") or now())).total_seconds())
+    frames = sum(doc["task"]["frameCount"] for doc in staged)
+    content_job.commit_tasks(job, ctx, paths, len(staged), {
+        "processingSeconds": round(seconds, 3), "attempts": job.get("attempts", 1),
+        "segments": job["segments"], "frames": frames,
+        "framesPerSecond": round(frames / seconds, 3), "stages": {"cutting": round(seconds, 3)}})
+    return True
+
+
+def fail_segment_job(job: dict, ctx: JobContext, error: dict) -> None:
+    """A segment that cannot be cut fails its upload (and so its sibling segments)."""
+    parent = ctx.mongo.get_job(job["params"]["parent"])
+    if parent is not None and parent["runId"] == job["runId"]:
+        content_job.fail_job(parent, ctx, error)
+    ctx.mongo.end_job(job["_id"], job["runId"], "failed", error)

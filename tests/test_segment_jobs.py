@@ -1,0 +1,87 @@
+"""A long upload cut by segment jobs ends exactly as a single pass cuts it."""
+from __future__ import annotations
+
+import threading
+from fractions import Fraction
+
+import pytest
+
+from app import create_app
+from conftest import AUTH_KEY
+from executor import worker_loop
+from media import clip_barcodes
+from test_segments import VFR_MS, encode
+
+VIDEOS = {
+    "cfr 30fps, B-frames": (list(range(300)), Fraction(1, 30), {"gop": 15}),
+    "29.97fps": ([i * 1001 for i in range(240)], Fraction(1, 30000), {"gop": 12}),
+    "vfr with gaps": (VFR_MS, Fraction(1, 1000), {"gop": 8, "bframes": 2}),
+}
+TASK_FIELDS = ("taskName", "frameStart", "frameEnd", "frameStartTime", "frameCount",
+               "original_frames", "videoResolutionWidth", "videoResolutionHeight")
+
+
+def cut(make_config, mongo, video, upload_id: str, segment_seconds: float) -> list[dict]:
+    config = make_config(PROCESSING_SEGMENT_SECONDS=str(segment_seconds))
+    client = create_app(config).test_client()
+    answer = client.post("/api/processContent", json={
+        "auth_key": AUTH_KEY, "upload_id": upload_id, "project_id": "p1", "frame_rate": 5,
+        "content_path": str(video)})
+    assert answer.status_code == 202, answer.json
+    worker_loop(config, threading.Event(), drain=True)
+    upload = mongo.get_upload(upload_id)
+    assert upload["status"] == 1 and upload["progress"] == 100, upload
+    return mongo.tasks_of(upload_id)
+
+
+@pytest.mark.parametrize("name", VIDEOS)
+@pytest.mark.parametrize("segment_seconds", [1, 2])
+def test_segments_give_the_single_pass_tasks(make_config, mongo, contents, name,
+                                             segment_seconds):
+    pts, time_base, options = VIDEOS[name]
+    video = encode(contents / "uploads" / "clip.mp4", pts, time_base, **options)
+    single = cut(make_config, mongo, video, "single", 0)
+    parallel = cut(make_config, mongo, video, "segmented", segment_seconds)
+    segments = mongo.jobs.count_documents({"parent": "processContent:segmented",
+                                           "state": "done"})
+    assert segments >= 2 and not mongo.jobs.count_documents({"parent": "processContent:single"})
+    assert len(parallel) == len(single) >= 2
+    for a, b in zip(single, parallel):
+        assert {k: a[k] for k in TASK_FIELDS} == {k: b[k] for k in TASK_FIELDS}
+        assert clip_barcodes(a["videoPath"]) == clip_barcodes(b["videoPath"]) \
+            == a["original_frames"]
+        frames_a, frames_b = mongo.frames_of(a["_id"]), mongo.frames_of(b["_id"])
+        assert [(f["frameId"], f["sourceFrame"]) for f in frames_a] == \
+            [(f["frameId"], f["sourceFrame"]) for f in frames_b]
+    assert not list((contents / "tasks" / "p1").glob(".staging-*"))
+    assert not mongo.staging.count_documents({})
+
+
+def test_force_write_during_segments_replaces_the_run(make_config, mongo, contents):
+    pts, time_base, options = VIDEOS["cfr 30fps, B-frames"]
+    video = encode(contents / "uploads" / "clip.mp4", pts, time_base, **options)
+    config = make_config(PROCESSING_SEGMENT_SECONDS="1")
+    client = create_app(config).test_client()
+    body = {"auth_key": AUTH_KEY, "upload_id": "u1", "project_id": "p1", "frame_rate": 5,
+            "content_path": str(video)}
+    assert client.post("/api/processContent", json=body).status_code == 202
+    # Run only the parent: it fans out and parks the run as "waiting".
+    from mongo_manager import owner_id
+    from executor import run_claimed
+    from job_context import JobContext
+    parent = mongo.claim_job(owner_id(), 30, "processContent:u1")
+    run_claimed(parent, JobContext(mongo, config, owner_id()))
+    assert mongo.get_job("processContent:u1")["state"] == "waiting"
+    assert client.post("/api/processContent", json=body).status_code == 409
+    answer = client.post("/api/processContent", json={**body, "force_write": 1,
+                                                      "frame_rate": 10})
+    assert answer.status_code == 202
+    worker_loop(config, threading.Event(), drain=True)
+    upload = mongo.get_upload("u1")
+    assert upload["status"] == 1 and upload["frame_rate"] == 10
+    tasks = mongo.tasks_of("u1")
+    assert sum(t["frameCount"] for t in tasks) == 100  # 10 s at 10 fps, none of the old run
+    # The new run re-used the segment job ids: no segment of the old run is left.
+    run_id = mongo.get_job("processContent:u1")["runId"]
+    children = list(mongo.jobs.find({"parent": "processContent:u1"}))
+    assert children and {(j["runId"], j["state"]) for j in children} == {(run_id, "done")}
