@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Callable
@@ -106,6 +107,17 @@ def post(client):
         body = {k: v for k, v in body.items() if v is not None}
         return client.post("/api/processContent", json=body)
     return send
+
+
+def wait_for(predicate: Callable, timeout: float = 120.0, what: str = "condition"):
+    """Poll ``predicate`` until it returns something true (returned), or fail."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def service_env(env: dict[str, str]) -> dict[str, str]:

@@ -46,14 +46,22 @@ def read_barcode(gray: np.ndarray) -> int:
 
 def write_video(path: Path, pts: Sequence[int], time_base: Fraction = Fraction(1, 30),
                 size: tuple[int, int] = (320, 240), rotation: int = 0,
-                codec: str = "libx264", rate: int = 30, pix_fmt: str = "yuv420p") -> Path:
-    """A video whose i-th frame (at ``pts[i] * time_base``) shows barcode i."""
+                codec: str = "libx264", rate: int = 30, pix_fmt: str = "yuv420p",
+                options: dict | None = None, fmt: str | None = None,
+                container_options: dict | None = None) -> Path:
+    """A video whose i-th frame (at ``pts[i] * time_base``) shows barcode i.
+
+    ``options``: encoder options (e.g. x264-params for the GOP); ``fmt`` and
+    ``container_options``: the container's format and muxer options.
+    """
     width, height = size
-    with av.open(str(path), "w") as container:
+    with av.open(str(path), "w", format=fmt, container_options=container_options) as container:
         stream = container.add_stream(codec, rate=rate)
         stream.width, stream.height = width, height
         stream.pix_fmt = pix_fmt  # yuv444p allows odd sizes, which 4:2:0 cannot have
         stream.codec_context.time_base = time_base
+        if options:
+            stream.options = options
         if rotation:
             stream.set_display_rotation(rotation)
         for index, p in enumerate(pts):

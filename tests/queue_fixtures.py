@@ -14,31 +14,20 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from conftest import wait_for  # noqa: E402
 from embedded_db import free_port  # noqa: E402
 
 CLAIMED = re.compile(r"job (\S+): claimed by ")  # celery_app's log line
 REDIS = shutil.which("redis-server")
 needs_redis = pytest.mark.skipif(REDIS is None, reason="redis-server is not installed "
                                  "(.ci/run installs it: apt-get install redis-server)")
-
-
-def wait_for(predicate: Callable, timeout: float = 120.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class RedisServer:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, service_env
+from conftest import ROOT, service_env, wait_for
 from media import cfr_video, clip_barcodes
 
 FRAMES = 900  # 30 fps sampled at 30: 900 samples, 90 tasks of 10
@@ -24,16 +24,6 @@ def long_video(contents: Path) -> Path:
 def start_executor(env: dict) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(ROOT / "executor.py")], env=service_env(env),
                             cwd=ROOT, start_new_session=True)
-
-
-def wait_for(predicate, timeout: float = 120.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def kill_mid_video(mongo) -> int:

@@ -11,11 +11,10 @@ from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import pytest
 
 from exceptions import ContentError
-from media import barcode_image, clip_barcodes, expected_samples
+from media import clip_barcodes, expected_samples, write_video
 from processors.packet_scan import scan_packets
 from processors.pipeline import (OutputLayout, PipelineSettings, Progress, TaskOutput,
                                  run_pipeline)
@@ -32,21 +31,10 @@ def encode(path: Path, pts: list[int], time_base: Fraction, gop: int = 12, bfram
            container_options: dict | None = None) -> Path:
     """A barcode video (frame i shows i, at ``pts[i] * time_base``) with a keyframe
     every ``gop`` frames and up to ``bframes`` B-frames in a row."""
-    width, height = SIZE
     params = f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes={bframes}:open-gop={int(open_gop)}"
-    with av.open(str(path), "w", format=fmt, container_options=container_options) as container:
-        stream = container.add_stream("libx264", rate=30)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.codec_context.time_base = time_base
-        stream.options = {"preset": "veryfast", "x264-params": params}
-        if rotation:
-            stream.set_display_rotation(rotation)
-        for index, p in enumerate(pts):
-            frame = av.VideoFrame.from_ndarray(barcode_image(index, width, height), "rgb24")
-            frame.pts, frame.time_base = p, time_base
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
-    return path
+    return write_video(path, pts, time_base, SIZE, rotation,
+                       options={"preset": "veryfast", "x264-params": params}, fmt=fmt,
+                       container_options=container_options)
 
 
 VFR_MS = ([i * 33 for i in range(30)] + [1500 + i * 40 for i in range(25)]
