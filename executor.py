@@ -108,12 +108,17 @@ def worker_loop(config: Config, stop: threading.Event, drain: bool = False) -> i
 
 
 def release_orphans(mongo: MongoManager) -> int:
-    """Release the jobs of dead processes of this host, so others take them now."""
+    """Release the jobs of dead processes of this host, so others take them now.
+
+    Also queues the commit of a segmented run whose last segment died between
+    ending and claiming the commit (nothing else would ever take it).
+    """
     host = socket.gethostname()
     dead = [owner for owner in mongo.job_owners()
             if owner and owner.rsplit(":", 1)[0] == host
             and not pid_alive(int(owner.rsplit(":", 1)[1]))]
-    return mongo.release_jobs(dead) if dead else 0
+    released = mongo.release_jobs(dead) if dead else 0
+    return released + mongo.requeue_committable()
 
 
 def _worker_main(config: Config) -> None:

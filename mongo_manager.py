@@ -237,6 +237,17 @@ class MongoManager:
         self.jobs.update_one({"_id": job_id, "runId": run_id, "owner": owner},
                              {"$set": {"state": "waiting", "owner": None}})
 
+    def requeue_committable(self) -> int:
+        """Queue the waiting runs whose segments are all done: the last segment
+        died before it could claim the commit. Returns how many."""
+        requeued = 0
+        for job in self.jobs.find({"state": "waiting"}, {"runId": 1, "segments": 1}):
+            if self.count_done_segments(job["_id"], job["runId"]) >= job.get("segments", 0):
+                requeued += self.jobs.update_one(
+                    {"_id": job["_id"], "runId": job["runId"], "state": "waiting"},
+                    {"$set": {"state": "queued"}}).modified_count
+        return requeued
+
     def requeue_single_pass(self, job_id: str, run_id: str) -> bool:
         """Cut the run in one pass after all: its segments stop, its staged tasks stay."""
         result = self.jobs.update_one(

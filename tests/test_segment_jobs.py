@@ -85,3 +85,31 @@ def test_force_write_during_segments_replaces_the_run(make_config, mongo, conten
     run_id = mongo.get_job("processContent:u1")["runId"]
     children = list(mongo.jobs.find({"parent": "processContent:u1"}))
     assert children and {(j["runId"], j["state"]) for j in children} == {(run_id, "done")}
+
+
+def test_a_run_whose_last_segment_died_before_the_commit_is_finished(make_config, mongo,
+                                                                    contents):
+    from executor import release_orphans, run_claimed
+    from job_context import JobContext
+    from mongo_manager import owner_id
+    import segment_jobs
+
+    pts, time_base, options = VIDEOS["cfr 30fps, B-frames"]
+    video = encode(contents / "uploads" / "clip.mp4", pts, time_base, **options)
+    config = make_config(PROCESSING_SEGMENT_SECONDS="2")
+    client = create_app(config).test_client()
+    assert client.post("/api/processContent", json={
+        "auth_key": AUTH_KEY, "upload_id": "u1", "project_id": "p1", "frame_rate": 5,
+        "content_path": str(video)}).status_code == 202
+    ctx = JobContext(mongo, config, owner_id())
+    run_claimed(mongo.claim_job(owner_id(), 30, "processContent:u1"), ctx)
+    for child in mongo.jobs.find({"parent": "processContent:u1"}):
+        job = mongo.claim_job(owner_id(), 30, child["_id"])
+        paths = segment_jobs.content_job.RunPaths(contents, "p1", "u1", job["runId"])
+        segment_jobs._cut_segment(job, ctx, paths)  # cut, then "die" before the commit
+        mongo.end_job(job["_id"], job["runId"], "done")
+    assert mongo.get_job("processContent:u1")["state"] == "waiting"
+    assert worker_loop(config, threading.Event(), drain=True) == 0  # nothing takes it...
+    assert release_orphans(mongo) == 1  # ...until the orphan scan queues its commit
+    assert worker_loop(config, threading.Event(), drain=True) == 1
+    assert mongo.get_upload("u1")["status"] == 1 and len(mongo.tasks_of("u1")) == 5
