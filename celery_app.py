@@ -34,6 +34,7 @@ from config import Config, load_config
 from exceptions import ConfigError, DatabaseUnavailable
 from executor import get_executor, run_claimed
 from job_context import JobContext
+from logging_setup import configure_logging
 from mongo_manager import MongoManager, get_mongo, now, owner_id
 from processes import pid_alive
 
@@ -140,6 +141,13 @@ def __getattr__(name: str) -> Any:
 
 
 _sweeper: subprocess.Popen | None = None
+
+
+@signals.setup_logging.connect
+def _json_logs(**_: Any) -> None:
+    """Connected, so Celery skips its own logging set-up: the worker logs JSON
+    lines like every process of the service (with the upload id while a job runs)."""
+    configure_logging()
 
 
 @signals.worker_ready.connect

@@ -27,6 +27,7 @@ from celery_executor import CeleryExecutor
 from config import Config, load_config
 from exceptions import DatabaseUnavailable
 from executor import release_orphans
+from logging_setup import configure_logging
 from mongo_manager import get_mongo
 
 log = logging.getLogger("queue_sweeper")
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parent", type=int, help="stop when this process is gone")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    configure_logging()
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
