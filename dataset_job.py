@@ -9,6 +9,7 @@ version is there. Re-running skips what the store already holds.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
@@ -22,7 +23,7 @@ from datasets.s3_store import ChecksumCache, S3Store, UploadItem
 from datasets.spec import VersionSpec, parse_version
 from exceptions import DatasetError, JobCancelled, ServiceError, StorageError
 from job_context import Heartbeat, JobContext
-from mongo_manager import now
+from mongo_manager import MongoManager, now
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +94,10 @@ def _build(job: dict, ctx: JobContext, version_id: str) -> None:
     heartbeat = Heartbeat(job, ctx, lambda p: mongo.update_version(version_id, progress=p))
     started = time.monotonic()
     root = dataset_dir(ctx.config.contents_dir, version_id)
-    exported = export_version(spec, root, (TaskFrames(t, mongo.frames_of(t["_id"])) for t in tasks),
-                              _counter(len(tasks), lambda f: heartbeat.beat(EXPORT_SHARE * f)))
+    exported_tasks = itertools.count(1)
+    exported = export_version(
+        spec, root, (TaskFrames(t, mongo.frames_of(t["_id"])) for t in tasks),
+        lambda: heartbeat.beat(EXPORT_SHARE * next(exported_tasks) / len(tasks)))
     for index, task in enumerate(exported.tasks):
         if task.error:
             mongo.set_version_task(version_id, index, state="error", error=task.error)
@@ -115,7 +118,8 @@ def _build(job: dict, ctx: JobContext, version_id: str) -> None:
 class _TaskRecorder:
     """Marks a task ``complete`` when its last object is in the store."""
 
-    def __init__(self, mongo, version_id: str, exported: Export, heartbeat: Heartbeat) -> None:
+    def __init__(self, mongo: MongoManager, version_id: str, exported: Export,
+                 heartbeat: Heartbeat) -> None:
         self.mongo, self.version_id, self.heartbeat = mongo, version_id, heartbeat
         self.images = {i: t.image_count for i, t in enumerate(exported.tasks)}
         self.left = {i: len(t.files) for i, t in enumerate(exported.tasks) if not t.error}
@@ -194,11 +198,3 @@ def _manifest(spec: VersionSpec, exported: Export, names: list[str], cache: Chec
             "objects": [{"key": f"{spec.s3_prefix}/{name}", "etag": cache.etag(root, name),
                          "size": cache.size(root, name)} for name in names]}
 
-
-def _counter(total: int, report):
-    done = [0]
-
-    def step() -> None:
-        done[0] += 1
-        report(done[0] / max(1, total))
-    return step

@@ -18,9 +18,10 @@ import json
 import os
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import boto3
 import botocore.session
@@ -247,28 +248,20 @@ class S3Store:
             raise
 
 
-class storage_errors:
-    """Turns boto errors into StorageError: which store problem, and whether a
-    later retry can cure it."""
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind, exc, tb) -> bool:
-        if exc is None or isinstance(exc, StorageError):
-            return False
-        if isinstance(exc, NoCredentialsError):
-            raise StorageError(f"{self.what}: no S3 credentials (set AWS_ACCESS_KEY_ID and "
-                               f"AWS_SECRET_ACCESS_KEY)", code="storage_credentials") from exc
-        if isinstance(exc, ClientError):
-            raise _client_error(self.what, exc) from exc
-        if isinstance(exc, BotoCoreError):  # connection refused, timeouts, ...
-            raise StorageError(f"{self.what}: the object store is unreachable: {exc}",
-                               code="storage_unavailable", retryable=True) from exc
-        return False
+@contextmanager
+def storage_errors(what: str) -> Iterator[None]:
+    """Boto errors as StorageError: which store problem, and whether a later
+    retry can cure it."""
+    try:
+        yield
+    except NoCredentialsError as exc:
+        raise StorageError(f"{what}: no S3 credentials (set AWS_ACCESS_KEY_ID and "
+                           f"AWS_SECRET_ACCESS_KEY)", code="storage_credentials") from exc
+    except ClientError as exc:
+        raise _client_error(what, exc) from exc
+    except BotoCoreError as exc:  # connection refused, timeouts, ...
+        raise StorageError(f"{what}: the object store is unreachable: {exc}",
+                           code="storage_unavailable", retryable=True) from exc
 
 
 def _client_error(what: str, exc: ClientError) -> StorageError:
