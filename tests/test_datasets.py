@@ -241,3 +241,23 @@ def test_api_build_and_status(client, mongo, contents, run_jobs):
 ])
 def test_api_errors(client, method, path, headers, status):
     assert getattr(client, method)(path, headers=headers).status_code == status
+
+
+def test_large_files_go_multipart_and_resume_by_etag(make_config, s3_env, s3_server, tmp_path):
+    import os
+    from datasets.s3_store import S3Store, UploadItem, file_etag
+    config = make_config(**s3_env, S3_PART_MB="5")
+    big = tmp_path / "big.json"
+    big.write_bytes(os.urandom(12 << 20))  # 3 parts of 5 MiB
+    etag = file_etag(big, 5 << 20)
+    assert etag.endswith("-3")
+    store = S3Store(config.s3)
+    store.start_listing("m")
+    store.upload([UploadItem(big, "m/big.json", etag)], lambda item: None)
+    assert store.stats.sent == 1 and store.stats.requests == 3  # one request per part
+    listed = s3_server.objects(s3_env["S3_BUCKET"], "m/")
+    assert listed["m/big.json"]["ETag"].strip('"') == etag
+    again = S3Store(config.s3)
+    again.start_listing("m")
+    again.upload([UploadItem(big, "m/big.json", etag)], lambda item: None)
+    assert again.stats.sent == 0 and again.stats.skipped == 1
