@@ -82,9 +82,17 @@ def yolo_lines(boxes: Iterable[PixelBox], width: int, height: int) -> str:
 
 
 def data_yaml(labels: Sequence[str], splits: Iterable[str]) -> str:
-    """Ultralytics-style dataset file; JSON strings are valid YAML scalars."""
-    lines = ["path: .  # the folder this file is in"]
-    lines += [f"{split}: images/{split}" for split in splits]
+    """Ultralytics-style dataset file; JSON strings are valid YAML scalars.
+
+    No ``path`` key: Ultralytics then takes the folder of this file as the
+    dataset root (a relative ``path`` would resolve under its own datasets
+    folder instead). It needs ``val``: a version without a val split
+    validates on its train images.
+    """
+    splits = list(splits)
+    lines = [f"{split}: images/{split}" for split in splits]
+    if "val" not in splits:
+        lines.append(f"val: images/{splits[0]}  # this version has no val split")
     lines.append(f"nc: {len(labels)}")
     lines.append("names:")
     lines += [f"  {i}: {json.dumps(label)}" for i, label in enumerate(labels)]

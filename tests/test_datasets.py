@@ -54,7 +54,8 @@ def test_yolo_lines_are_exact(config, mongo, contents):
     assert state["taskStatus"]["tasks"][0]["imageCount"] == 4
     data = yaml.safe_load((dataset_dir(contents, version) / "data.yaml").read_text())
     assert data["names"] == {0: "person", 1: "car"} and data["nc"] == 2
-    assert data["train"] == "images/train"
+    # Ultralytics' reading: the root is the file's folder (no "path"), "val" is required.
+    assert data["train"] == data["val"] == "images/train" and "path" not in data
 
 
 def test_coco_is_valid(config, mongo, contents):
