@@ -114,9 +114,12 @@ def release_orphans(mongo: MongoManager) -> int:
     ending and claiming the commit (nothing else would ever take it).
     """
     host = socket.gethostname()
-    dead = [owner for owner in mongo.job_owners()
+    owners = set(mongo.job_owners()) | set(mongo.commit_owners())
+    dead = [owner for owner in owners
             if owner and owner.rsplit(":", 1)[0] == host
             and not pid_alive(int(owner.rsplit(":", 1)[1]))]
+    # Their commit transactions first: the documents they locked include the jobs.
+    mongo.end_abandoned_commits(dead)
     released = mongo.release_jobs(dead) if dead else 0
     return released + mongo.requeue_committable()
 

@@ -2,9 +2,10 @@
 
 Collections (database ``AIData``): the Node.js backend's AnnotationProject,
 AnnotationContentUpload, AnnotationTask, AnnotationFrame and
-AnnotationDatasetVersion, plus two of ours:
-ProcessingJob (the durable job queue of the embedded executor) and
-AnnotationTaskStaging (tasks of a run that is not committed yet).
+AnnotationDatasetVersion, plus three of ours: ProcessingJob (the durable job
+queue: uploads, their segments, dataset builds), AnnotationTaskStaging (tasks
+of a run that is not committed yet) and ProcessingCommit (the session of each
+commit transaction in progress, so that a dead process's can be ended).
 """
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ ACTIVE_JOB_STATES = ["accepting", "queued", "running", "waiting", "committed"]
 # 202; after this long its "accepting" job no longer blocks a new request.
 ACCEPT_TIMEOUT = timedelta(seconds=60)
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# A commit transaction open this long belongs to a process that died.
+COMMIT_TIMEOUT = timedelta(seconds=60)
 
 
 def now() -> datetime:
@@ -59,6 +62,7 @@ class MongoManager:
         self.jobs = self.db["ProcessingJob"]
         self.staging = self.db["AnnotationTaskStaging"]
         self.versions = self.db["AnnotationDatasetVersion"]
+        self.commits = self.db["ProcessingCommit"]  # open commit transactions
 
     def ensure_indexes(self) -> None:
         self.tasks.create_index([("uploadId", 1), ("taskName", 1)], unique=True)
@@ -189,6 +193,9 @@ class MongoManager:
 
     def job_owners(self) -> list[str]:
         return self.jobs.distinct("owner", {"state": {"$in": ["running", "committed"]}})
+
+    def commit_owners(self) -> list[str]:
+        return self.commits.distinct("owner")
 
     def end_job(self, job_id: str, run_id: str, state: str, error: dict | None = None) -> bool:
         result = self.jobs.update_one({"_id": job_id, "runId": run_id},
@@ -338,15 +345,37 @@ class MongoManager:
         Returns False in that case.
         """
         with self.client.start_session() as session:
+            # Recorded first, outside the transaction and away from the documents
+            # it locks: should this process die inside it, ``end_abandoned_commits``
+            # ends the session, so its locks do not outlive it (SecantusDB kept
+            # them for minutes; mongod until the transaction times out).
+            self.commits.replace_one({"_id": job_id}, {"lsid": session.session_id,
+                                                       "owner": owner_id(), "at": now()},
+                                     upsert=True)
             try:
                 return session.with_transaction(
                     lambda s: self._commit(s, job_id, upload_id, run_id, upload_fields))
             except OperationFailure as exc:
                 if exc.code != 20:  # 20: transactions need a replica set
                     raise
+            finally:
+                self.commits.delete_one({"_id": job_id})
         # Standalone mongod: delete-then-insert never shows old and new tasks
         # together, only (for a moment) fewer tasks.
         return self._commit(None, job_id, upload_id, run_id, upload_fields)
+
+    def end_abandoned_commits(self, dead_owners: Iterable[str]) -> int:
+        """Abort the commit transactions of dead processes, and of any commit
+        older than COMMIT_TIMEOUT (a holder on another host that died)."""
+        query = [{"owner": {"$in": list(dead_owners)}}, {"at": {"$lt": now() - COMMIT_TIMEOUT}}]
+        ended = 0
+        for entry in [doc for q in query for doc in self.commits.find(q)]:
+            try:
+                self.client.admin.command("killSessions", [entry["lsid"]])
+            except OperationFailure:
+                pass  # the session is gone already
+            ended += self.commits.delete_one({"_id": entry["_id"]}).deleted_count
+        return ended
 
     def _commit(self, session: Any, job_id: str, upload_id: Any, run_id: str,
                 upload_fields: dict) -> bool:

@@ -112,3 +112,46 @@ def test_second_executor_for_same_contents_exits(env, mongo):
     finally:
         os.killpg(first.pid, signal.SIGTERM)
         first.wait(timeout=30)
+
+
+STUCK_IN_COMMIT = """
+import sys, threading, time
+import mongo_manager
+from config import load_config
+from executor import worker_loop
+
+real_commit = mongo_manager.MongoManager._commit
+
+def commit_then_hang(self, session, *args):
+    real_commit(self, session, *args)  # every write done, the transaction still open
+    print("inside the commit", flush=True)
+    time.sleep(3600)
+
+mongo_manager.MongoManager._commit = commit_then_hang
+worker_loop(load_config(), threading.Event(), drain=True)
+"""
+
+
+def test_killed_inside_the_commit_transaction_its_locks_go_with_it(env, post, mongo,
+                                                                   contents):
+    cfr_video(contents / "uploads" / "short.mp4", 60, size=(160, 120))
+    assert post(content_path="uploads/short.mp4", frame_rate=30).status_code == 202
+    worker = subprocess.Popen([sys.executable, "-c", STUCK_IN_COMMIT], env=service_env(env),
+                              cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert worker.stdout.readline().strip() == "inside the commit"
+    worker.kill()
+    worker.wait()
+    assert mongo.commits.count_documents({}) == 1  # the open transaction's session
+    started = time.monotonic()
+    # The warm start ends the dead process's session (its locks on the job, the
+    # upload and the tasks go), then resumes the job: seconds, not minutes.
+    done = subprocess.run([sys.executable, str(ROOT / "dataset_creation_warm_start.py")],
+                          env=service_env(env), cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started < 30
+    upload = mongo.get_upload("u1")
+    assert upload["status"] == 1 and upload["taskCount"] == 6
+    assert [t["original_frames"] for t in mongo.tasks_of("u1")] == \
+        [list(range(i, i + 10)) for i in range(0, 60, 10)]
+    assert mongo.commits.count_documents({}) == 0
