@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable
 
 from bson import ObjectId
 
-from dataset_job import KIND, job_id_for
+from config import Config
+from dataset_job import KIND, job_id_for, run_dataset_job
 from exceptions import Conflict, NotFound
-from mongo_manager import MongoManager
+from executor import release_orphans
+from job_context import JobContext
+from mongo_manager import MongoManager, owner_id
 
 STATUS_TEXT = {0: "in progress", 1: "completed", 2: "error"}
 
@@ -22,6 +25,28 @@ def start_build(mongo: MongoManager, version_id: str) -> tuple[str, str] | None:
                            replace_active=False):
         return None
     return job_id, run_id
+
+
+def build_here(mongo: MongoManager, config: Config, version_id: str,
+               on_progress: Callable[[float], None] | None = None) -> bool:
+    """Build the version in this process (the CLI); False when another process
+    is building it now. The outcome is in the version document."""
+    job = _take(mongo, config, version_id)
+    if job is None:
+        return False
+    run_dataset_job(job, JobContext(mongo, config, owner_id(), on_progress=on_progress))
+    return True
+
+
+def _take(mongo: MongoManager, config: Config, version_id: str) -> dict | None:
+    """This process's build run: a new one, or one whose holder died."""
+    lease = config.processing.lease_seconds
+    started = start_build(mongo, version_id)
+    if started:
+        return mongo.take_job(*started, owner_id(), lease)
+    # A build killed on this host holds its lease until it runs out: release it now.
+    release_orphans(mongo)
+    return mongo.claim_job(owner_id(), lease, job_id_for(version_id))
 
 
 def queue_build(mongo: MongoManager, version_id: str, executor: Any) -> dict:

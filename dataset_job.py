@@ -23,7 +23,7 @@ from datasets.s3_store import ChecksumCache, S3Store, UploadItem
 from datasets.spec import VersionSpec, parse_version
 from exceptions import DatasetError, JobCancelled, ServiceError, StorageError
 from job_context import Heartbeat, JobContext
-from mongo_manager import MongoManager, now
+from mongo_manager import MongoManager, now, to_id
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class _TaskRecorder:
     def __init__(self, mongo: MongoManager, version_id: str, exported: Export,
                  heartbeat: Heartbeat) -> None:
         self.mongo, self.version_id, self.heartbeat = mongo, version_id, heartbeat
-        self.images = {i: t.image_count for i, t in enumerate(exported.tasks)}
+        self.tasks = exported.tasks
         self.left = {i: len(t.files) for i, t in enumerate(exported.tasks) if not t.error}
         self.total = max(1, sum(self.left.values()))
         self.done = 0
@@ -135,7 +135,7 @@ class _TaskRecorder:
 
     def task_done(self, index: int) -> None:
         self.mongo.set_version_task(self.version_id, index, state="complete",
-                                    imageCount=self.images[index])
+                                    imageCount=self.tasks[index].image_count)
 
 
 def _upload_tasks(spec: VersionSpec, exported: Export, root: Path, cache: ChecksumCache,
@@ -167,8 +167,7 @@ def _finish(spec: VersionSpec, exported: Export, root: Path, cache: ChecksumCach
             store.upload([UploadItem(root / n, f"{spec.s3_prefix}/{n}", cache.etag(root, n))
                           for n in group], lambda _: None)
     mongo = ctx.mongo
-    mongo.add_dataset_version([t["task"] for t in mongo.get_version(version_id)["taskStatus"]
-                               ["tasks"]], version_id)
+    mongo.add_dataset_version([to_id(t.task_id) for t in exported.tasks], version_id)
     mongo.update_version(version_id, status=1, progress=100, stage="done", error=None,
                          finishedAt=now(), counts=manifest["counts"],
                          uploadStats=asdict(store.stats) if store else None,

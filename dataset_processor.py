@@ -17,12 +17,9 @@ from tqdm import tqdm
 
 import dataset_builds
 from config import load_config
-from dataset_job import job_id_for, run_dataset_job
 from exceptions import ServiceError
-from executor import release_orphans
-from job_context import JobContext
 from logging_setup import configure_logging
-from mongo_manager import get_mongo, owner_id
+from mongo_manager import get_mongo
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,31 +31,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config()
         mongo = get_mongo(config)
-        job = _take(mongo, config, args.version_id)
+        with tqdm(total=100, unit="%", desc=f"dataset {args.version_id}", file=sys.stderr,
+                  disable=None) as bar:  # disable=None: a bar on a terminal only
+            built = dataset_builds.build_here(
+                mongo, config, args.version_id,
+                on_progress=lambda f: bar.update(max(0, int(f * 100) - bar.n)))
     except ServiceError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
-    if job is None:
+    if not built:
         print(f"error: dataset version {args.version_id} is being built by another process "
               f"now; try again when it has finished", file=sys.stderr)
         return 3
-    with tqdm(total=100, unit="%", desc=f"dataset {args.version_id}", file=sys.stderr,
-              disable=None) as bar:  # disable=None: a bar on a terminal only
-        ctx = JobContext(mongo, config, owner_id(),
-                         on_progress=lambda f: bar.update(max(0, int(f * 100) - bar.n)))
-        run_dataset_job(job, ctx)
     return _report(dataset_builds.status(mongo, args.version_id))
-
-
-def _take(mongo, config, version_id: str) -> dict | None:
-    """This process's build run: a new one, or one whose holder died."""
-    lease = config.processing.lease_seconds
-    started = dataset_builds.start_build(mongo, version_id)
-    if started:
-        return mongo.take_job(*started, owner_id(), lease)
-    # A build killed on this host holds its lease until it runs out: release it now.
-    release_orphans(mongo)
-    return mongo.claim_job(owner_id(), lease, job_id_for(version_id))
 
 
 def _report(state: dict) -> int:

@@ -33,10 +33,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import dataset_builds  # noqa: E402
 from config import load_config  # noqa: E402
-from dataset_job import dataset_dir, run_dataset_job  # noqa: E402
+from dataset_job import dataset_dir  # noqa: E402
 from embedded_db import embedded_uri, stop_embedded  # noqa: E402
-from job_context import JobContext  # noqa: E402
-from mongo_manager import get_mongo, now, owner_id  # noqa: E402
+from mongo_manager import get_mongo, now  # noqa: E402
 from s3_server import SeaweedServer  # noqa: E402
 
 FRAMES_PER_TASK = 120
@@ -80,9 +79,7 @@ def make_frames(mongo, contents: Path, total: int) -> None:
 
 def build(config, mongo, version: str) -> tuple[float, dict]:
     started = time.perf_counter()
-    job_id, run_id = dataset_builds.start_build(mongo, version)
-    job = mongo.take_job(job_id, run_id, owner_id(), config.processing.lease_seconds)
-    run_dataset_job(job, JobContext(mongo, config, owner_id()))
+    dataset_builds.build_here(mongo, config, version)
     state = dataset_builds.status(mongo, version)
     if state["status"] != 1:
         raise SystemExit(f"build failed: {state['error']}")

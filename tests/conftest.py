@@ -138,6 +138,11 @@ def s3_server(tmp_path_factory):
 def s3_env(s3_server, monkeypatch) -> dict[str, str]:
     """A fresh bucket; its config and credentials (set here too, for boto3)."""
     values = s3_server.env(s3_server.new_bucket())
+    use_credentials(monkeypatch, values)
+    return values
+
+
+def use_credentials(monkeypatch, values: dict[str, str]) -> None:
+    """The store's credentials for boto3 in this process (it reads the environment)."""
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.setenv(name, values[name])
-    return values

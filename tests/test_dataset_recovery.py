@@ -6,16 +6,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 import dataset_builds
-from conftest import ROOT, service_env
+from conftest import ROOT, service_env, use_credentials, wait_for
 from dataset_data import make_tasks, make_version
-from dataset_job import dataset_dir, run_dataset_job
-from job_context import JobContext
-from mongo_manager import owner_id
+from dataset_job import dataset_dir
 from s3_server import SeaweedServer
 
 TASKS, FRAMES = 40, 10  # 800 objects: long enough at one upload thread to kill mid-way
@@ -41,11 +38,12 @@ def half_built(env, mongo, contents, s3_env, s3_server):
     version = make_version(mongo, s3Prefix="v")
     run_env = {**service_env(env), **s3_env, "S3_UPLOAD_THREADS": "1"}
     process = cli(run_env, version)
-    deadline = time.monotonic() + 120
-    while len(s3_server.objects(s3_env["S3_BUCKET"], "v/")) < 150:
+
+    def mid_upload() -> bool:
         assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+        return len(s3_server.objects(s3_env["S3_BUCKET"], "v/")) >= 150
+
+    wait_for(mid_upload, 120, "150 objects in the bucket")
     process.send_signal(signal.SIGKILL)
     process.wait()
     present = s3_server.objects(s3_env["S3_BUCKET"], "v/")
@@ -95,8 +93,7 @@ def test_store_down_mid_build_ends_in_error_then_warm_start_completes(
     try:
         bucket = server.new_bucket()
         s3 = {**server.env(bucket), "S3_UPLOAD_THREADS": "1", "S3_MAX_ATTEMPTS": "2"}
-        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-            monkeypatch.setenv(name, s3[name])
+        use_credentials(monkeypatch, s3)
         config = make_config(**s3)
         make_tasks(mongo, contents, "u1", TASKS, frames_per_task=FRAMES)
         version = make_version(mongo, s3Prefix="v")
@@ -105,10 +102,7 @@ def test_store_down_mid_build_ends_in_error_then_warm_start_completes(
             if fraction > 0.3 and server.process:
                 server.stop()
 
-        job_id, run_id = dataset_builds.start_build(mongo, version)
-        job = mongo.take_job(job_id, run_id, owner_id(), config.processing.lease_seconds)
-        run_dataset_job(job, JobContext(mongo, config, owner_id(),
-                                        on_progress=stop_store_mid_upload))
+        dataset_builds.build_here(mongo, config, version, on_progress=stop_store_mid_upload)
         doc = mongo.get_version(version)
         assert doc["status"] == 2 and doc["error"]["code"] == "storage_unavailable", doc["error"]
         assert doc["error"]["retryable"] and doc["taskStatus"]["state"] == "error"
@@ -148,10 +142,12 @@ def test_a_second_build_at_once_is_refused(env, mongo, contents, s3_env):
     version = make_version(mongo)
     run_env = {**service_env(env), **s3_env, "S3_UPLOAD_THREADS": "1"}
     first = cli(run_env, version)
-    deadline = time.monotonic() + 60
-    while (mongo.get_version(version).get("stage") not in ("exporting", "uploading")):
-        assert time.monotonic() < deadline and first.poll() is None
-        time.sleep(0.05)
+
+    def building() -> bool:
+        assert first.poll() is None, first.communicate()
+        return mongo.get_version(version).get("stage") in ("exporting", "uploading")
+
+    wait_for(building, 60, "the first build to start")
     second = cli(run_env, version)
     _, err = second.communicate(timeout=120)
     assert second.returncode == 3 and "being built by another process" in err

@@ -12,19 +12,15 @@ from PIL import Image
 import dataset_builds
 from conftest import AUTH_KEY
 from dataset_data import HEIGHT, WIDTH, box, make_task, make_tasks, make_version
-from dataset_job import dataset_dir, run_dataset_job
+from dataset_job import dataset_dir
 from datasets.formats import assign_split
 from datasets.spec import parse_splits
 from exceptions import DatasetError
-from job_context import JobContext
-from mongo_manager import owner_id
 
 
 def build_here(config, mongo, version_id: str) -> dict:
     """Build the version in this process, as the CLI does; returns its status."""
-    job_id, run_id = dataset_builds.start_build(mongo, version_id)
-    job = mongo.take_job(job_id, run_id, owner_id(), config.processing.lease_seconds)
-    run_dataset_job(job, JobContext(mongo, config, owner_id()))
+    assert dataset_builds.build_here(mongo, config, version_id)
     return dataset_builds.status(mongo, version_id)
 
 
