@@ -14,7 +14,7 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from bson import ObjectId
 from pymongo.errors import PyMongoError
@@ -114,21 +114,34 @@ def run_content_job(job: dict, ctx: JobContext) -> None:
 
 def _cut(job: dict, ctx: JobContext, paths: RunPaths) -> bool:
     """Cut the upload in one pass and commit it; False when segment jobs took it."""
-    params, run_id, mongo = job["params"], job["runId"], ctx.mongo
-    clock, sampled = RunClock(job), 0
+    params, mongo = job["params"], ctx.mongo
+    clock = RunClock(job)
     mongo.update_upload(params["upload_id"], status=0, stage="cutting", startedAt=now(),
                         errorMessage=None)
     if segment_jobs.fan_out(job, ctx):
         return False
+    heartbeat = Heartbeat(job, ctx)
+    done, sampled = stage_pipeline(job, ctx, paths, open_source(params), heartbeat)
+    heartbeat.beat(1.0, force=True)
+    commit_tasks(job, ctx, paths, len(done), clock.timings("cutting", sampled))
+    return True
+
+
+def stage_pipeline(job: dict, ctx: JobContext, paths: RunPaths, source: Source,
+                   heartbeat: Heartbeat, first_sample: int = 0) -> tuple[set[int], int]:
+    """Cut ``source`` (a whole video, or one segment of it from ``first_sample``)
+    into the run's staging folders, staging each finished task; tasks the run
+    staged before are skipped. Returns the staged task numbers and how many
+    frames this call sampled. Closes ``source``."""
+    params, run_id, mongo = job["params"], job["runId"], ctx.mongo
     done = {doc["number"] for doc in mongo.staged_tasks(params["upload_id"], run_id)}
-    source = open_source(params)
+    sampled = 0
     try:
         layout = OutputLayout(paths.staging(paths.clips),
                               paths.staging(paths.frames) if ctx.config.processing.keep_frames
                               else None, source.info.name)
-        heartbeat = Heartbeat(job, ctx)
         for event in run_pipeline(source, pipeline_settings(ctx.config, params), layout,
-                                  frozenset(done)):
+                                  frozenset(done), first_sample=first_sample):
             if isinstance(event, TaskOutput):
                 task, frames = build_task(event, source.info, params, paths, run_id)
                 mongo.stage_task(params["upload_id"], run_id, event.number, task, frames)
@@ -138,9 +151,7 @@ def _cut(job: dict, ctx: JobContext, paths: RunPaths) -> bool:
                 heartbeat.beat(event.fraction)
     finally:
         source.close()
-    heartbeat.beat(1.0, force=True)
-    commit_tasks(job, ctx, paths, len(done), clock.timings("cutting", sampled))
-    return True
+    return done, sampled
 
 
 def commit_tasks(job: dict, ctx: JobContext, paths: RunPaths, task_count: int,

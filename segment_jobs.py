@@ -22,7 +22,6 @@ import content_job
 from exceptions import JobCancelled, ServiceError
 from job_context import Heartbeat, JobContext
 from mongo_manager import now
-from processors.pipeline import OutputLayout, Progress, TaskOutput, run_pipeline
 from processors.segments import Segment, SegmentMismatch, open_segment, plan_segments
 
 log = logging.getLogger(__name__)
@@ -102,23 +101,9 @@ def _cut_segment(job: dict, ctx: JobContext, paths: content_job.RunPaths) -> Non
     if not mongo.parent_waiting(params["parent"], run_id):  # a stale segment of an old run
         raise JobCancelled("the upload's run is no longer cut in segments")
     segment = Segment.from_dict(params["segment"])
-    done = {doc["number"] for doc in mongo.staged_tasks(params["upload_id"], run_id)}
-    source = open_segment(params["content_path"], segment)
-    try:
-        layout = OutputLayout(paths.staging(paths.clips),
-                              paths.staging(paths.frames) if ctx.config.processing.keep_frames
-                              else None, source.info.name)
-        heartbeat = Heartbeat(job, ctx, lambda _: _record_progress(job, ctx))
-        settings = content_job.pipeline_settings(ctx.config, params)
-        for event in run_pipeline(source, settings, layout, frozenset(done),
-                                  first_sample=segment.first_sample):
-            if isinstance(event, TaskOutput):
-                task, frames = content_job.build_task(event, source.info, params, paths, run_id)
-                mongo.stage_task(params["upload_id"], run_id, event.number, task, frames)
-            elif isinstance(event, Progress):
-                heartbeat.beat(event.fraction)
-    finally:
-        source.close()
+    content_job.stage_pipeline(job, ctx, paths, open_segment(params["content_path"], segment),
+                               Heartbeat(job, ctx, lambda _: _record_progress(job, ctx)),
+                               segment.first_sample)
 
 
 def _record_progress(job: dict, ctx: JobContext) -> None:
