@@ -19,6 +19,7 @@ from pathlib import Path
 from pymongo.errors import PyMongoError
 
 from datasets.export import Export, TaskFrames, export_version
+from datasets.formats import BoxStats
 from datasets.s3_store import ChecksumCache, S3Store, UploadItem
 from datasets.spec import VersionSpec, parse_version
 from exceptions import DatasetError, JobCancelled, ServiceError, StorageError
@@ -105,9 +106,9 @@ def _build(job: dict, ctx: JobContext, version_id: str) -> None:
     exported_at = time.monotonic()
     cache = ChecksumCache(root, ctx.config.s3.part_mb << 20)
     try:
-        _upload_tasks(spec, exported, root, cache, store, _TaskRecorder(mongo, version_id,
+        _upload_tasks(spec, exported, cache, store, _TaskRecorder(mongo, version_id,
                       exported, heartbeat))
-        _finish(spec, exported, root, cache, store, ctx, version_id)
+        _finish(spec, exported, cache, store, ctx, version_id)
     finally:
         cache.save()
     mongo.update_version(version_id, timings={  # upload: checksums, listing and sending
@@ -138,12 +139,15 @@ class _TaskRecorder:
                                     imageCount=self.tasks[index].image_count)
 
 
-def _upload_tasks(spec: VersionSpec, exported: Export, root: Path, cache: ChecksumCache,
+def _item(spec: VersionSpec, cache: ChecksumCache, name: str) -> UploadItem:
+    return UploadItem(cache.root / name, f"{spec.s3_prefix}/{name}", cache.etag(name))
+
+
+def _upload_tasks(spec: VersionSpec, exported: Export, cache: ChecksumCache,
                   store: S3Store | None, recorder: _TaskRecorder) -> None:
     for index in [i for i, left in recorder.left.items() if left == 0]:
         recorder.task_done(index)  # a task with no frames has nothing to send
-    items = [(index, UploadItem(root / name, f"{spec.s3_prefix}/{name}", cache.etag(root, name)))
-             for index, task in enumerate(exported.tasks) if not task.error
+    items = [(index, _item(spec, cache, name)) for index, task in enumerate(exported.tasks) if not task.error
              for name in task.files]
     if store is None:  # written locally only
         for index, _ in items:
@@ -153,19 +157,18 @@ def _upload_tasks(spec: VersionSpec, exported: Export, root: Path, cache: Checks
     store.upload((item for _, item in items), lambda item: recorder.object_done(owner[item.key]))
 
 
-def _finish(spec: VersionSpec, exported: Export, root: Path, cache: ChecksumCache,
+def _finish(spec: VersionSpec, exported: Export, cache: ChecksumCache,
             store: S3Store | None, ctx: JobContext, version_id: str) -> None:
     failed = [t for t in exported.tasks if t.error]
     if failed:  # no manifest: the version is not complete
         raise DatasetError(f"{len(failed)} of {len(exported.tasks)} task(s) could not be "
                            f"exported: {failed[0].error}", code="task_errors")
     names = sorted(exported.version_files + [n for t in exported.tasks for n in t.files])
-    manifest = _manifest(spec, exported, names, cache, root)
-    (root / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    manifest = _manifest(spec, exported, names, cache)
+    (cache.root / "manifest.json").write_text(json.dumps(manifest, indent=1))
     if store:  # the version's own files, then the manifest: last means complete
         for group in (exported.version_files, ["manifest.json"]):
-            store.upload([UploadItem(root / n, f"{spec.s3_prefix}/{n}", cache.etag(root, n))
-                          for n in group], lambda _: None)
+            store.upload([_item(spec, cache, n) for n in group], lambda _: None)
     mongo = ctx.mongo
     mongo.add_dataset_version([to_id(t.task_id) for t in exported.tasks], version_id)
     mongo.update_version(version_id, status=1, progress=100, stage="done", error=None,
@@ -176,8 +179,8 @@ def _finish(spec: VersionSpec, exported: Export, root: Path, cache: ChecksumCach
         ctx.on_progress(1.0)
 
 
-def _manifest(spec: VersionSpec, exported: Export, names: list[str], cache: ChecksumCache,
-              root: Path) -> dict:
+def _manifest(spec: VersionSpec, exported: Export, names: list[str],
+              cache: ChecksumCache) -> dict:
     """Every object with its checksum, and the counts per split and class.
 
     Deterministic (no timestamps), so a re-run with nothing changed sends nothing.
@@ -185,15 +188,14 @@ def _manifest(spec: VersionSpec, exported: Export, names: list[str], cache: Chec
     splits = {kind: {"images": exported.images_per_split[kind],
                      "boxes": dict(sorted(exported.boxes[kind].written.items()))}
               for kind, _ in spec.splits}
-    skipped: dict[str, int] = {}
+    total = BoxStats()
     for stats in exported.boxes.values():
-        for label, n in stats.skipped.items():
-            skipped[label] = skipped.get(label, 0) + n
+        total.add(stats)
     return {"version": spec.version_id, "name": spec.name, "labels": list(spec.labels),
             "formats": list(spec.formats), "counts": {
                 "splits": splits, "images": sum(exported.images_per_split.values()),
-                "skippedBoxes": dict(sorted(skipped.items())),
-                "degenerateBoxes": sum(s.degenerate for s in exported.boxes.values())},
-            "objects": [{"key": f"{spec.s3_prefix}/{name}", "etag": cache.etag(root, name),
-                         "size": cache.size(root, name)} for name in names]}
+                "skippedBoxes": dict(sorted(total.skipped.items())),
+                "degenerateBoxes": total.degenerate},
+            "objects": [{"key": f"{spec.s3_prefix}/{name}", "etag": cache.etag(name),
+                         "size": cache.size(name)} for name in names]}
 

@@ -76,39 +76,41 @@ def file_etag(path: Path, part_size: int) -> str:
 
 
 class ChecksumCache:
-    """ETags of local files keyed by (size, mtime, inode): a re-run hashes nothing new."""
+    """ETags of the files under ``root`` keyed by (size, mtime, inode): a re-run
+    hashes nothing new. Saved in ``root/.checksums.json`` for one part size."""
 
     def __init__(self, root: Path, part_size: int) -> None:
+        self.root, self.part_size = root, part_size
         self.file = root / ".checksums.json"
-        self.part_size = part_size
         try:
             saved = json.loads(self.file.read_text())
         except (OSError, ValueError):
             saved = {}
-        self.entries: dict[str, list] = saved if saved.get("_part") == part_size else {}
-        self.entries["_part"] = part_size
+        # name -> [size, mtime_ns, inode, etag]
+        self.files: dict[str, list] = \
+            saved.get("files", {}) if saved.get("part_size") == part_size else {}
         self.checked: set[str] = set()  # stat()ed in this build: asked again, no stat
 
-    def etag(self, root: Path, name: str) -> str:
+    def etag(self, name: str) -> str:
         if name in self.checked:
-            return self.entries[name][3]
+            return self.files[name][3]
         self.checked.add(name)
-        stat = os.stat(os.path.join(root, name))
+        stat = os.stat(os.path.join(self.root, name))
         key = [stat.st_size, stat.st_mtime_ns, stat.st_ino]
-        entry = self.entries.get(name)
+        entry = self.files.get(name)
         if entry and entry[:3] == key:
             return entry[3]
-        etag = file_etag(root / name, self.part_size)
-        self.entries[name] = key + [etag]
+        etag = file_etag(self.root / name, self.part_size)
+        self.files[name] = key + [etag]
         return etag
 
-    def size(self, root: Path, name: str) -> int:
-        self.etag(root, name)
-        return self.entries[name][0]
+    def size(self, name: str) -> int:
+        self.etag(name)
+        return self.files[name][0]
 
     def save(self) -> None:
         tmp = self.file.with_name(".checksums.json.tmp")
-        tmp.write_text(json.dumps(self.entries))
+        tmp.write_text(json.dumps({"part_size": self.part_size, "files": self.files}))
         tmp.replace(self.file)
 
 
