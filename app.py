@@ -21,6 +21,11 @@ def create_app(config: Config | None = None) -> Flask:
     config = config or load_config()
     app = Flask(__name__)
     app.config["SERVICE"] = Service(config)
+    # Bodies over the limit are refused (413) before they are read: by
+    # Content-Length, or while reading a chunked body (gunicorn marks its input
+    # as terminated, so Werkzeug stops reading at the limit).
+    app.config["MAX_CONTENT_LENGTH"] = config.server.max_body_bytes
+    app.config["MAX_FORM_MEMORY_SIZE"] = config.server.max_body_bytes
     app.json.sort_keys = False
 
     import api  # after the app exists: blueprints import current_app lazily

@@ -19,7 +19,8 @@ DEFAULT_CONFIG_FILE = ROOT / "config.cfg"
 
 # Every known key with its default, as the strings an INI file holds.
 DEFAULTS: dict[str, dict[str, str]] = {
-    "server": {"auth_key": "", "host": "0.0.0.0", "port": "8081", "dev_mode": "false"},
+    "server": {"auth_key": "", "host": "0.0.0.0", "port": "8081", "dev_mode": "false",
+               "max_body_bytes": "1048576"},
     "mongodb": {"uri": "embedded", "database": "AIData", "timeout_ms": "5000"},
     "paths": {"contents_dir": "./contents"},
     "processing": {"frames_per_task": "120", "workers": "", "keep_frames": "true",
@@ -43,6 +44,9 @@ class ServerConfig:
     host: str
     port: int
     dev_mode: bool
+    # Larger request bodies are refused with 413 before they are read into a web
+    # worker's memory; a processContent request is well under 1 KiB.
+    max_body_bytes: int = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -155,7 +159,8 @@ def _validate(raw: dict[str, dict[str, str]], path: Path) -> Config:
     get = _Getter(raw)
     server = ServerConfig(auth_key=get.text("server", "auth_key"), host=get.text("server", "host"),
                           port=get.integer("server", "port", 1, 65535),
-                          dev_mode=get.boolean("server", "dev_mode"))
+                          dev_mode=get.boolean("server", "dev_mode"),
+                          max_body_bytes=get.integer("server", "max_body_bytes", 1024, 1 << 30))
     uri = get.text("mongodb", "uri")
     if uri != "embedded" and not uri.startswith(("mongodb://", "mongodb+srv://")):
         raise ConfigError("mongodb.uri must be 'embedded' or a mongodb:// URI")

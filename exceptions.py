@@ -57,6 +57,13 @@ class Conflict(ServiceError):
     code = "conflict"
 
 
+class BodyTooLarge(ServiceError):
+    """The request body is larger than server.max_body_bytes; nothing was accepted."""
+
+    http_status = 413
+    code = "body_too_large"
+
+
 class DatabaseUnavailable(ServiceError):
     http_status = 503
     code = "database_unavailable"

@@ -147,7 +147,7 @@ def parse_process_request(form: Mapping[str, Any], contents_dir: Path,
     path = _content_path(form, contents_dir, errors, required=required)
     if errors:
         raise BadRequest(errors)
-    if path is not None and not path.exists():
+    if path is not None and not path.exists():  # checked (no OSError) in _content_path
         raise NotFound(f"content_path {form.get('content_path')!r} does not exist",
                        code="content_not_found")
     return ProcessRequest(**values, content_path=str(path) if path else "")
@@ -215,6 +215,9 @@ def _content_path(form: Mapping[str, Any], contents_dir: Path, errors: dict[str,
     if not isinstance(value, str) or "\x00" in value:
         errors["content_path"] = "must be a path"
         return None
+    if not _is_utf8(value):  # a lone surrogate ("\udc80"): no document could store it
+        errors["content_path"] = "must be valid UTF-8 text"
+        return None
     raw = Path(value)
     if ".." in raw.parts:
         errors["content_path"] = "must not contain '..'"
@@ -229,4 +232,20 @@ def _content_path(form: Mapping[str, Any], contents_dir: Path, errors: dict[str,
     if not inside:
         errors["content_path"] = "must be inside the contents folder"
         return None
-    return next((p for p in inside if p.exists()), inside[0])
+    try:
+        path = next((p for p in inside if p.exists()), inside[0])
+    except OSError as exc:  # a name too long for the file system, a loop of links
+        errors["content_path"] = f"cannot be used: {exc.strerror}"
+        return None
+    if not _is_utf8(str(path)):  # a link to a file whose name is not UTF-8
+        errors["content_path"] = "must resolve to a path that is valid UTF-8"
+        return None
+    return path
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

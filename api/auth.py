@@ -5,6 +5,7 @@ import hmac
 from typing import Any, Mapping
 
 from flask import current_app, request
+from werkzeug.exceptions import BadRequest as HTTPBadRequest
 
 from exceptions import BadRequest, Unauthorized
 
@@ -14,15 +15,21 @@ def check_key(body: Mapping[str, Any]) -> None:
     expected = current_app.config["SERVICE"].config.server.auth_key
     if not isinstance(given, str):
         given = str(given)
-    # compare_digest takes the same time wherever the strings differ.
-    if not hmac.compare_digest(given.encode(), expected.encode()):
+    # compare_digest takes the same time wherever the strings differ;
+    # surrogatepass: a JSON "\udc80" is a wrong key, not an encoding error.
+    if not hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode()):
         raise Unauthorized("missing or wrong auth key" if given else "missing auth key")
 
 
 def request_body() -> dict[str, Any]:
     """JSON, urlencoded or multipart bodies as one flat dict."""
     if request.is_json:
-        data = request.get_json(silent=True)
+        try:
+            data = request.get_json()
+        except HTTPBadRequest:  # not JSON: bad syntax or encoding, a number too long
+            raise BadRequest({"body": "invalid JSON body"}) from None
+        except RecursionError:  # the json module gives up on deep nesting this way
+            raise BadRequest({"body": "invalid JSON body: nested too deeply"}) from None
         if not isinstance(data, dict):
             raise BadRequest({"body": "must be a JSON object"})
         return data

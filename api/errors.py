@@ -5,9 +5,9 @@ import logging
 
 from flask import Flask, jsonify
 from pymongo.errors import PyMongoError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from exceptions import ServiceError
+from exceptions import BodyTooLarge, ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,12 @@ def register(app: Flask) -> None:
         log.warning("database unreachable: %s", exc)
         return jsonify({"code": "database_unavailable",
                         "message": "the database is unreachable; nothing was accepted"}), 503
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def body_too_large(_exc: RequestEntityTooLarge):
+        limit = app.config["MAX_CONTENT_LENGTH"]
+        return service_error(BodyTooLarge(f"the request body is larger than {limit} bytes "
+                                          "(server.max_body_bytes)"))
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

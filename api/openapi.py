@@ -15,8 +15,8 @@ from typing import Any, Iterable, Union
 from flask import Flask
 
 from api.openapi_schemas import components, ref
-from exceptions import BadRequest, Conflict, DatabaseUnavailable, NotFound, ServiceError, \
-    Unauthorized
+from exceptions import BadRequest, BodyTooLarge, Conflict, DatabaseUnavailable, NotFound, \
+    ServiceError, Unauthorized
 
 OPENAPI_VERSION = "3.0.3"
 API_VERSION = "1.0"
@@ -97,7 +97,7 @@ def _post_process_content() -> dict[str, Any]:
                          "is redone.", ref("UploadStatus")),
             **error_responses(BadRequest, Unauthorized, (NotFound, ["content_not_found"]),
                               (Conflict, ["in_progress", "already_processed", "no_tasks"]),
-                              DatabaseUnavailable)},
+                              BodyTooLarge, DatabaseUnavailable)},
     }
 
 
@@ -119,8 +119,11 @@ def _post_dataset_build() -> dict[str, Any]:
         "parameters": [_path_id("version_id", "The AnnotationDatasetVersion's id.")],
         "responses": {"202": _json("Accepted; building in the background.",
                                    ref("DatasetAccepted")),
-                      **error_responses(Unauthorized, (NotFound, ["version_not_found"]),
-                                        (Conflict, ["in_progress"]), DatabaseUnavailable)},
+                      # 400: a body that is sent (for auth_key) must be a JSON object
+                      **error_responses(BadRequest, Unauthorized,
+                                        (NotFound, ["version_not_found"]),
+                                        (Conflict, ["in_progress"]), BodyTooLarge,
+                                        DatabaseUnavailable)},
     }
 
 
