@@ -1,17 +1,24 @@
-"""Build one dataset version: select -> export locally -> upload -> manifest.
+"""Build one dataset version: select -> export locally -> upload -> manifest -> prune.
 
 A build is a job (kind ``datasetBuild``) like a processContent run, so the
 API, the CLI, the executor and the warm start share its lease: one process
 builds a version at a time. Each task of the version is recorded ``pending``,
 then ``complete`` once every object of it is in the store (or ``error`` with
-the reason); ``manifest.json`` goes up last, so its presence means the whole
-version is there. Re-running skips what the store already holds.
+the reason). Re-running skips what the store already holds.
+
+``manifest.json`` (local folder and store alike) is true whenever it exists:
+every object it lists is there with the listed checksum. So an old manifest
+that will not stay goes first, the new one goes up after every object it
+lists, and objects that no longer belong (a rejected task's frames) are
+deleted only after it. A crash between any two steps leaves at most extra,
+unlisted objects (or no manifest); the next run or warm start removes them.
 """
 from __future__ import annotations
 
 import itertools
 import json
 import logging
+import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -30,6 +37,9 @@ log = logging.getLogger(__name__)
 
 KIND = "datasetBuild"
 EXPORT_SHARE = 0.2  # of the progress bar; the upload is the rest
+MANIFEST = "manifest.json"
+# What a build writes under its prefix: nothing else there is ever deleted.
+OWN_FOLDERS, OWN_FILES = ("images/", "labels/", "annotations/"), ("data.yaml", MANIFEST)
 
 
 def job_id_for(version_id: str) -> str:
@@ -95,6 +105,7 @@ def _build(job: dict, ctx: JobContext, version_id: str) -> None:
     heartbeat = Heartbeat(job, ctx, lambda p: mongo.update_version(version_id, progress=p))
     started = time.monotonic()
     root = dataset_dir(ctx.config.contents_dir, version_id)
+    (root / MANIFEST).unlink(missing_ok=True)  # the folder is about to change
     exported_tasks = itertools.count(1)
     exported = export_version(
         spec, root, (TaskFrames(t, mongo.frames_of(t["_id"])) for t in tasks),
@@ -106,9 +117,12 @@ def _build(job: dict, ctx: JobContext, version_id: str) -> None:
     exported_at = time.monotonic()
     cache = ChecksumCache(root, ctx.config.s3.part_mb << 20)
     try:
+        manifest = _write_manifest(spec, exported, cache)
+        if store:
+            _drop_outdated_manifest(spec, store, cache.etag(MANIFEST) if manifest else None)
         _upload_tasks(spec, exported, cache, store, _TaskRecorder(mongo, version_id,
                       exported, heartbeat))
-        _finish(spec, exported, cache, store, ctx, version_id)
+        _finish(spec, exported, manifest, cache, store, ctx, version_id)
     finally:
         cache.save()
     mongo.update_version(version_id, timings={  # upload: checksums, listing and sending
@@ -157,18 +171,47 @@ def _upload_tasks(spec: VersionSpec, exported: Export, cache: ChecksumCache,
     store.upload((item for _, item in items), lambda item: recorder.object_done(owner[item.key]))
 
 
-def _finish(spec: VersionSpec, exported: Export, cache: ChecksumCache,
-            store: S3Store | None, ctx: JobContext, version_id: str) -> None:
-    failed = [t for t in exported.tasks if t.error]
-    if failed:  # no manifest: the version is not complete
-        raise DatasetError(f"{len(failed)} of {len(exported.tasks)} task(s) could not be "
-                           f"exported: {failed[0].error}", code="task_errors")
+def _write_manifest(spec: VersionSpec, exported: Export, cache: ChecksumCache) -> dict | None:
+    """The local folder's manifest; None (and no file) when a task failed."""
+    if any(task.error for task in exported.tasks):
+        return None
     names = sorted(exported.version_files + [n for t in exported.tasks for n in t.files])
     manifest = _manifest(spec, exported, names, cache)
-    (cache.root / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    if store:  # the version's own files, then the manifest: last means complete
-        for group in (exported.version_files, ["manifest.json"]):
+    tmp = cache.root / f".{MANIFEST}.tmp"  # never a half-written manifest
+    tmp.write_text(json.dumps(manifest, indent=1))
+    os.replace(tmp, cache.root / MANIFEST)
+    return manifest
+
+
+def _drop_outdated_manifest(spec: VersionSpec, store: S3Store, etag: str | None) -> None:
+    """Delete the store's manifest before any object it lists may change: a
+    manifest that is there is always true. One that stays as it is stays."""
+    key = f"{spec.s3_prefix}/{MANIFEST}"
+    held = store.listed().get(key)
+    if held is not None and held != etag:
+        store.delete([key])
+
+
+def _stale(spec: VersionSpec, store: S3Store, manifest: dict) -> list[str]:
+    """Objects of our layout under the prefix that the version no longer holds."""
+    keep = {entry["key"] for entry in manifest["objects"]} | {f"{spec.s3_prefix}/{MANIFEST}"}
+    start = len(spec.s3_prefix) + 1
+    return sorted(key for key in store.listed() if key not in keep
+                  and (key[start:].startswith(OWN_FOLDERS) or key[start:] in OWN_FILES))
+
+
+def _finish(spec: VersionSpec, exported: Export, manifest: dict | None, cache: ChecksumCache,
+            store: S3Store | None, ctx: JobContext, version_id: str) -> None:
+    failed = [t for t in exported.tasks if t.error]
+    if manifest is None:  # no manifest: the version is not complete
+        raise DatasetError(f"{len(failed)} of {len(exported.tasks)} task(s) could not be "
+                           f"exported: {failed[0].error}", code="task_errors")
+    if store:  # the version's own files, the manifest, then what no longer belongs
+        for group in (exported.version_files, [MANIFEST]):
             store.upload([_item(spec, cache, n) for n in group], lambda _: None)
+        stale = _stale(spec, store, manifest)
+        store.delete(stale)
+        store.stats.deleted += len(stale)
     mongo = ctx.mongo
     mongo.add_dataset_version([to_id(t.task_id) for t in exported.tasks], version_id)
     mongo.update_version(version_id, status=1, progress=100, stage="done", error=None,

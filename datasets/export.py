@@ -131,10 +131,18 @@ def _write(root: Path, name: str, text: str) -> str:
 
 
 def _remove_stale(root: Path, keep: set[str]) -> None:
-    """Drop files of frames the version no longer contains (labels, images, splits)."""
-    for folder in ("images", "labels", "annotations"):
-        for dirpath, _, filenames in os.walk(root / folder):
-            relative = os.path.relpath(dirpath, root)
-            for filename in filenames:
-                if f"{relative}/{filename}" not in keep:
-                    os.unlink(os.path.join(dirpath, filename))
+    """Leave the folder holding the version's files only: drop those of frames
+    it no longer contains (a rejected task), of dropped splits or formats, and
+    folders left empty. Dot files at the top (the checksum cache) are the
+    builder's own; the caller writes manifest.json afterwards."""
+    for dirpath, dirnames, filenames in os.walk(root, topdown=False):
+        relative = os.path.relpath(dirpath, root)
+        for filename in filenames:
+            name = filename if relative == "." else f"{relative}/{filename}"
+            if name not in keep and not (relative == "." and filename.startswith(".")):
+                os.unlink(os.path.join(dirpath, filename))
+        for dirname in dirnames:
+            try:
+                os.rmdir(os.path.join(dirpath, dirname))  # only when empty
+            except OSError:
+                pass

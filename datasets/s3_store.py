@@ -9,6 +9,8 @@
 - Robust: botocore's standard retry mode backs off on throttling, 5xx and
   connection errors; a store that stays away ends the upload with a retryable
   StorageError instead of failing object after object.
+- Exact: the same listing tells which objects no longer belong; ``delete``
+  removes them in batches of 1000 (DeleteObjects).
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ CREDENTIAL_ERRORS = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatc
                      "InvalidToken", "ExpiredToken", "403"}
 MISSING_BUCKET_ERRORS = {"NoSuchBucket", "404"}
 HASH_CHUNK = 1 << 20
+DELETE_BATCH = 1000  # keys per DeleteObjects request (the S3 maximum)
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class UploadStats:
     skipped: int = 0  # already in the store with the same checksum
     bytes_sent: int = 0
     requests: int = 0  # PUT requests made, retries included
+    deleted: int = 0  # objects removed: no longer part of the version (set by the build)
 
 
 def file_etag(path: Path, part_size: int) -> str:
@@ -175,12 +179,33 @@ class S3Store:
                     etags[obj["Key"]] = obj["ETag"].strip('"')
         return etags
 
+    def listed(self) -> dict[str, str]:
+        """What the store holds under the prefix (key -> ETag): the listing,
+        kept current with what this store sent and deleted since."""
+        if self._listing is not None:
+            self.remote, self._listing = self._listing.result(), None
+        return self.remote
+
+    def delete(self, keys: list[str]) -> None:
+        """Remove ``keys``, in batches; a key already gone counts as removed."""
+        for start in range(0, len(keys), DELETE_BATCH):
+            batch = keys[start:start + DELETE_BATCH]
+            with storage_errors(f"deleting {len(batch)} object(s) under {batch[0]}"):
+                answer = self.client.delete_objects(Bucket=self.bucket, Delete={
+                    "Objects": [{"Key": key} for key in batch], "Quiet": True})
+            if answer.get("Errors"):
+                error = answer["Errors"][0]
+                raise StorageError(f"deleting {error.get('Key')}: {error.get('Code')} "
+                                   f"{error.get('Message', '')}".strip(),
+                                   code="storage_error", retryable=True)
+            for key in batch:
+                self.remote.pop(key, None)
+
     def upload(self, items: Iterable[UploadItem], on_done: Callable[[UploadItem], None]) -> None:
         """Send every item the store does not hold yet; ``on_done`` after each
         (sent or skipped), in this thread. Raises StorageError on the first
         failure that retries did not cure, after the requests in flight end."""
-        if self._listing is not None:
-            self.remote, self._listing = self._listing.result(), None
+        self.listed()
         in_flight: dict[Future, UploadItem] = {}
         with ThreadPoolExecutor(self.threads, thread_name_prefix="s3") as pool:
             try:
