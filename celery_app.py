@@ -27,16 +27,24 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from celery import Celery, Task, signals
-from pymongo.errors import PyMongoError
+# ``celery -A celery_app`` puts the working folder on sys.path only while it
+# imports this module, and its pool processes inherit the path without it; the
+# job code imports some modules lazily (``executor.get_executor`` imports the
+# Celery send side, model runtimes load on first use), so this folder stays on
+# the path for the worker's whole life. Inserted even when it is there already:
+# Celery then removes one copy (its own) and ours stays.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from config import Config, load_config
-from exceptions import ConfigError, DatabaseUnavailable
-from executor import get_executor, run_claimed
-from job_context import JobContext
-from logging_setup import configure_logging
-from mongo_manager import MongoManager, get_mongo, now, owner_id
-from processes import pid_alive
+from celery import Celery, Task, signals  # noqa: E402
+from pymongo.errors import PyMongoError  # noqa: E402
+
+from config import Config, load_config  # noqa: E402
+from exceptions import ConfigError, DatabaseUnavailable  # noqa: E402
+from executor import get_executor, run_claimed  # noqa: E402
+from job_context import JobContext  # noqa: E402
+from logging_setup import configure_logging  # noqa: E402
+from mongo_manager import MongoManager, get_mongo, now, owner_id  # noqa: E402
+from processes import pid_alive  # noqa: E402
 
 log = logging.getLogger("celery_app")
 
@@ -135,7 +143,7 @@ def __getattr__(name: str) -> Any:
     environment on first use (importing this module reads no configuration)."""
     if name in ("app", "celery"):
         global app
-        app = make_celery(load_config())
+        app = make_celery(load_config(require_auth_key=False))  # workers serve no HTTP
         return app
     raise AttributeError(name)
 

@@ -121,8 +121,14 @@ def wait_for(predicate: Callable, timeout: float = 120.0, what: str = "condition
 
 
 def service_env(env: dict[str, str]) -> dict[str, str]:
-    """os.environ plus the test's config, for subprocesses of the service."""
-    return {**os.environ, **env, "PYTHONPATH": str(ROOT)}
+    """os.environ plus the test's config, for subprocesses of the service.
+
+    No PYTHONPATH: the service's commands must work as a person types them,
+    from the repo folder with nothing else on the path (a PYTHONPATH here once
+    hid that ``celery -A celery_app worker`` could not import the job code).
+    """
+    base = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return {**base, **env}
 
 
 @pytest.fixture(scope="session")

@@ -26,6 +26,7 @@ from embedded_db import free_port  # noqa: E402
 
 CLAIMED = re.compile(r"job (\S+): claimed by ")  # celery_app's log line
 REDIS = shutil.which("redis-server")
+CELERY = shutil.which("celery") or "celery"
 needs_redis = pytest.mark.skipif(REDIS is None, reason="redis-server is not installed "
                                  "(.ci/run installs it: apt-get install redis-server)")
 
@@ -103,7 +104,9 @@ class CeleryWorker:
                  concurrency: int = 1, prefix: tuple[str, ...] = ()) -> None:
         self.name, self.log = name, folder / f"worker-{name}.log"
         # prefix: e.g. ("taskset", "-c", "0") holds the worker and its pool to one core.
-        args = [*prefix, sys.executable, "-m", "celery", "-A", "celery_app", "worker", "-Q", queues,
+        # The console script from PATH, as the README says (``python -m celery``
+        # puts the working folder on sys.path and once hid a failing import).
+        args = [*prefix, CELERY, "-A", "celery_app", "worker", "-Q", queues,
                 "-c", str(concurrency), "-n", f"{name}@%h", "--loglevel", "INFO",
                 "--without-gossip", "--without-mingle", "--without-heartbeat"]
         with open(self.log, "ab") as log:
