@@ -8,6 +8,7 @@ the API and the command line) checks a body against that table, and
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
 from dataclasses import asdict, dataclass
@@ -40,6 +41,7 @@ class FieldSpec:
     required: bool = False  # always required
     required_for: tuple[int, ...] = ()  # required for these request types
     values: Mapping[int, str] | None = None  # integers: what each value means
+    example: Any = None  # shown in the docs; API tests send it as a first request
 
     def is_required(self, request_type: int | None) -> bool:
         return self.required or request_type in self.required_for
@@ -57,6 +59,8 @@ class FieldSpec:
             schema.update(type="string", minLength=1, pattern=NO_PARENT_PATTERN)
         if self.default is not None:
             schema["default"] = self.default
+        if self.example is not None:
+            schema["example"] = self.example
         if self.required_for:
             schema["x-required-for-request-types"] = list(self.required_for)
         return schema
@@ -71,14 +75,15 @@ class FieldSpec:
         return text
 
 
-# No ".." path segment (content_path may not climb out of contents_dir), no NUL.
-NO_PARENT_PATTERN = r"^(?!(.*/)?\.\.(/|$))[^\u0000]*$"
+# No ".." path segment (content_path may not climb out of contents_dir), not only
+# white space (it is stripped), no NUL. [\s\S]: any character, new lines too.
+NO_PARENT_PATTERN = r"^(?!([\s\S]*/)?\.\.(/|$))(?=[\s\S]*\S)[^\u0000]*$"
 
 PROCESS_FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("upload_id", "identifier", "The upload's id; a 24-hex id is stored as an "
-              "ObjectId. It names the output folders.", required=True),
+              "ObjectId. It names the output folders.", required=True, example="cam1-0001"),
     FieldSpec("project_id", "identifier", "The project's id; a 24-hex id is stored as an "
-              "ObjectId.", required=True),
+              "ObjectId.", required=True, example="p1"),
     FieldSpec("request_type", "integer", "What to do.", 0, 2, default=0, values=REQUEST_TYPES),
     FieldSpec("content_type", "integer", "What content_path holds: a video, or one image, "
               "a folder or a .zip of images.", 1, 2, default=1, values=CONTENT_TYPES),
@@ -88,24 +93,49 @@ PROCESS_FIELDS: tuple[FieldSpec, ...] = (
               "version; 0 = none. Must be a registered version >= 1 for request_type 1 "
               "and 2.", 0, MAX_VERSION, default=0),
     FieldSpec("frame_rate", "integer", "Frames sampled per second of video (images: the "
-              "task clip's playback rate).", 1, MAX_FRAME_RATE, required_for=CUTTING_TYPES),
+              "task clip's playback rate).", 1, MAX_FRAME_RATE, required_for=CUTTING_TYPES,
+              example=5),
     FieldSpec("content_path", "path", "The video or images, relative to the contents "
               "folder (or absolute inside it); no '..', no symlink out of it; must exist "
-              "(else 404).", required_for=CUTTING_TYPES),
+              "(else 404).", required_for=CUTTING_TYPES, example="uploads/cam1.mp4"),
 )
 FIELDS_BY_NAME = {spec.name: spec for spec in PROCESS_FIELDS}
 
 
-def process_request_schema() -> dict[str, Any]:
-    """The OpenAPI schema of a POST /api/processContent body, from ``PROCESS_FIELDS``."""
+def process_request_schema(versions: Collection[int] = ()) -> dict[str, Any]:
+    """The OpenAPI schema of a POST /api/processContent body, from ``PROCESS_FIELDS``.
+
+    ``versions``: the registered auto-annotation versions (the annotating request
+    types need one of them).
+    """
     properties = {spec.name: spec.openapi() for spec in PROCESS_FIELDS}
     properties["auth_key"] = {"type": "string", "writeOnly": True,
                               "description": "The shared key, unless sent as the X-Auth-Key "
                                              "header."}
+    # What depends on request_type, as JSON Schema: "this request_type, or this field".
+    conditions = [_unless_request_type(spec.required_for, {"required": [spec.name]})
+                  for spec in PROCESS_FIELDS if spec.required_for]
+    registered = {"required": ["auto_anno_version"],
+                  "properties": {"auto_anno_version": {"enum": sorted(versions)}}}
+    conditions.append(_unless_request_type(ANNOTATING_TYPES,
+                                           registered if versions else {"not": {}}))
     return {"type": "object", "properties": properties,
             "required": [spec.name for spec in PROCESS_FIELDS if spec.required],
+            "allOf": conditions,
             "description": "Numbers may also be sent as strings (\"5\"), as urlencoded and "
-                           "multipart bodies always do."}
+                           "multipart bodies always do. request_type 1 and 2 need a registered "
+                           "auto_anno_version (here: "
+                           + (", ".join(map(str, sorted(versions))) or "none") + ")."}
+
+
+def _unless_request_type(types: Collection[int], otherwise: dict[str, Any]) -> dict[str, Any]:
+    """Valid when request_type is not one of ``types`` (absent: its default), or when
+    ``otherwise`` holds."""
+    others = {"enum": [t for t in REQUEST_TYPES if t not in types]}
+    other_type: dict[str, Any] = {"properties": {"request_type": others}}
+    if FIELDS_BY_NAME["request_type"].default in types:  # absent means one of ``types``
+        other_type["required"] = ["request_type"]
+    return {"anyOf": [other_type, otherwise]}
 
 
 @dataclass(frozen=True)
@@ -147,7 +177,7 @@ def parse_process_request(form: Mapping[str, Any], contents_dir: Path,
     path = _content_path(form, contents_dir, errors, required=required)
     if errors:
         raise BadRequest(errors)
-    if path is not None and not path.exists():  # checked (no OSError) in _content_path
+    if path is not None and not _exists(path):
         raise NotFound(f"content_path {form.get('content_path')!r} does not exist",
                        code="content_not_found")
     return ProcessRequest(**values, content_path=str(path) if path else "")
@@ -233,14 +263,23 @@ def _content_path(form: Mapping[str, Any], contents_dir: Path, errors: dict[str,
         errors["content_path"] = "must be inside the contents folder"
         return None
     try:
-        path = next((p for p in inside if p.exists()), inside[0])
-    except OSError as exc:  # a name too long for the file system, a loop of links
+        path = next((p for p in inside if _exists(p)), inside[0])
+    except OSError as exc:  # no permission to look
         errors["content_path"] = f"cannot be used: {exc.strerror}"
         return None
     if not _is_utf8(str(path)):  # a link to a file whose name is not UTF-8
         errors["content_path"] = "must resolve to a path that is valid UTF-8"
         return None
     return path
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:  # no file can have that name
+            return False
+        raise
 
 
 def _is_utf8(text: str) -> bool:

@@ -33,8 +33,11 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
+        # Its headers but the HTML content type: a 405's Allow (RFC 9110).
+        headers = [(name, value) for name, value in exc.get_headers()
+                   if name.lower() != "content-type"]
         return jsonify({"code": exc.name.lower().replace(" ", "_"),
-                        "message": exc.description}), exc.code
+                        "message": exc.description}), exc.code, headers
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):

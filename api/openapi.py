@@ -42,7 +42,7 @@ def build_document(app: Flask) -> dict[str, Any]:
                                 "key."},
         "tags": [{"name": "uploads"}, {"name": "datasets"}, {"name": "operations"}],
         "paths": paths,
-        "components": components(),
+        "components": components(app.config["SERVICE"].registry.versions),
     }
 
 
@@ -77,6 +77,12 @@ def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def _linked(response: dict[str, Any], operation_id: str, name: str) -> dict[str, Any]:
+    """``response`` with a link: its body's ``name`` is where to follow it."""
+    link = {"operationId": operation_id, "parameters": {name: f"$response.body#/{name}"}}
+    return {**response, "links": {operation_id: link}}
+
+
 def _path_id(name: str, description: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "description": description,
             "schema": {"type": "string"}}
@@ -92,9 +98,11 @@ def _post_process_content() -> dict[str, Any]:
                        "background. Follow it at status_url.",
         "requestBody": {"required": True, "content": body},
         "responses": {
-            "202": _json("Accepted; processing in the background.", ref("Accepted")),
-            "200": _json("force_write=0 and the same request already completed: nothing "
-                         "is redone.", ref("UploadStatus")),
+            "202": _linked(_json("Accepted; processing in the background.", ref("Accepted")),
+                           "uploadStatus", "upload_id"),
+            "200": _linked(_json("force_write=0 and the same request already completed: "
+                                 "nothing is redone.", ref("UploadStatus")),
+                           "uploadStatus", "upload_id"),
             **error_responses(BadRequest, Unauthorized, (NotFound, ["content_not_found"]),
                               (Conflict, ["in_progress", "already_processed", "no_tasks"]),
                               BodyTooLarge, DatabaseUnavailable)},
@@ -117,8 +125,9 @@ def _post_dataset_build() -> dict[str, Any]:
         "tags": ["datasets"], "operationId": "buildDataset", "security": KEY,
         "summary": "Build a dataset version (YOLO and COCO, uploaded to S3)",
         "parameters": [_path_id("version_id", "The AnnotationDatasetVersion's id.")],
-        "responses": {"202": _json("Accepted; building in the background.",
-                                   ref("DatasetAccepted")),
+        "responses": {"202": _linked(_json("Accepted; building in the background.",
+                                           ref("DatasetAccepted")),
+                                     "datasetStatus", "version_id"),
                       # 400: a body that is sent (for auth_key) must be a JSON object
                       **error_responses(BadRequest, Unauthorized,
                                         (NotFound, ["version_not_found"]),

@@ -7,7 +7,7 @@ them against real responses, key for key.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Collection
 
 from schemas import process_request_schema
 
@@ -86,7 +86,8 @@ def ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def components() -> dict[str, Any]:
+def components(versions: Collection[int] = ()) -> dict[str, Any]:
+    """The component schemas; ``versions``: the registered auto-annotation versions."""
     schemas = {name: _object(table) for name, table in (
         ("UploadStatus", UPLOAD_STATUS), ("Accepted", ACCEPTED),
         ("DatasetAccepted", DATASET_ACCEPTED), ("DatasetStatus", DATASET_STATUS),
@@ -95,7 +96,7 @@ def components() -> dict[str, Any]:
         "type": "object", "required": ["errors"],
         "properties": {"errors": {"type": "object", "additionalProperties": {"type": "string"},
                                   "description": "field: reason, for every bad field"}}}]}
-    schemas["ProcessContentRequest"] = process_request_schema()
+    schemas["ProcessContentRequest"] = process_request_schema(versions)
     return {
         "schemas": schemas,
         "securitySchemes": {"authKey": {
