@@ -11,14 +11,16 @@ import sys
 
 from flask import Flask
 
-from config import Config, load_config
+from config import Config, load_config, with_auth_key
 from logging_setup import configure_logging
 from service import Service
 
 
 def create_app(config: Config | None = None) -> Flask:
     """The Flask app for ``config`` (read from config.cfg and the environment if None)."""
-    config = config or load_config()
+    # The one place the key is used: never serve without one, however the
+    # config was loaded.
+    config = with_auth_key(config or load_config())
     app = Flask(__name__)
     app.config["SERVICE"] = Service(config)
     # Bodies over the limit are refused (413) before they are read: by
@@ -63,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging()  # JSON lines on stderr, like every process of the service
     try:
-        config = load_config()
+        # Serving needs the key; processing a local file makes no HTTP call.
+        config = load_config(require_auth_key=args.command != "process")
     except Exception as exc:  # a ConfigError: say which key, no traceback
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2

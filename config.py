@@ -115,12 +115,19 @@ class Config:
 
 
 def load_config(path: str | os.PathLike | None = None,
-                env: Mapping[str, str] | None = None) -> Config:
-    """Read, override and validate the configuration."""
+                env: Mapping[str, str] | None = None, *,
+                require_auth_key: bool = True) -> Config:
+    """Read, override and validate the configuration.
+
+    ``require_auth_key=False`` for entry points that serve no HTTP (the dataset
+    CLI, the warm start, the executor, Celery workers, ``app.py process``):
+    they never read the key, so they must not need the web server's secret.
+    """
     env = os.environ if env is None else env
     path = Path(path or env.get("CONFIG_FILE") or DEFAULT_CONFIG_FILE)
     raw = _read_raw(path, env)
-    return _validate(raw, path)
+    config = _validate(raw, path)
+    return with_auth_key(config) if require_auth_key else config
 
 
 def _read_raw(path: Path, env: Mapping[str, str]) -> dict[str, dict[str, str]]:
@@ -181,7 +188,7 @@ def _validate(raw: dict[str, dict[str, str]], path: Path) -> Config:
                     processing=processing, s3=s3, broker_url=broker,
                     annotation=_annotation(get, raw["annotation"]), queue=_queue(get),
                     source=str(path))
-    return _with_auth_key(config)
+    return config
 
 
 def _processing(get: "_Getter") -> ProcessingConfig:
@@ -231,8 +238,9 @@ def _annotation(get: "_Getter", raw: dict[str, str]) -> AnnotationConfig:
                             versions=versions)
 
 
-def _with_auth_key(config: Config) -> Config:
-    """Refuse to start without a key, unless dev_mode makes (and keeps) one."""
+def with_auth_key(config: Config) -> Config:
+    """Refuse to serve without a key, unless dev_mode makes (and keeps) one.
+    The web app calls it on whatever config it is given."""
     if config.server.auth_key:
         return config
     if not config.server.dev_mode:

@@ -27,7 +27,7 @@ from mongo_manager import get_mongo
 def main() -> int:
     configure_logging(logging.INFO)
     try:
-        config = load_config()
+        config = load_config(require_auth_key=False)  # no HTTP here: no server key
         mongo = get_mongo(config)
         released = release_orphans(mongo)
         versions = dataset_builds.queue_unfinished(mongo)

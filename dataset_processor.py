@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging(logging.WARNING)
     try:
-        config = load_config()
+        config = load_config(require_auth_key=False)  # no HTTP here: no server key
         mongo = get_mongo(config)
         with tqdm(total=100, unit="%", desc=f"dataset {args.version_id}", file=sys.stderr,
                   disable=None) as bar:  # disable=None: a bar on a terminal only

@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parent", type=int, help="stop when this process is gone")
     args = parser.parse_args(argv)
     configure_logging()
-    config = load_config()
+    config = load_config(require_auth_key=False)  # serves no HTTP
     get_registry(config.annotation)  # a bad model manifest stops start-up here
     path = executor_lock_path(config)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    run(load_config(), stop, args.parent)
+    run(load_config(require_auth_key=False), stop, args.parent)  # serves no HTTP
     return 0
 
 
