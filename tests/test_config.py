@@ -85,6 +85,15 @@ def test_refuses_to_start_without_key():
         load_config(env={})
 
 
+def test_entry_points_without_http_need_no_key_but_the_app_refuses_it(tmp_path):
+    config = load_config(env={"PATHS_CONTENTS_DIR": str(tmp_path)}, require_auth_key=False)
+    assert config.server.auth_key == ""
+    from app import create_app
+    with pytest.raises(ConfigError, match="server.auth_key"):
+        create_app(config)  # the web app never serves without a key, however loaded
+    assert not (tmp_path / ".dev_auth_key").exists()
+
+
 def test_dev_mode_generates_one_key_for_every_process(tmp_path):
     env = {"SERVER_DEV_MODE": "true", "PATHS_CONTENTS_DIR": str(tmp_path)}
     first, second = load_config(env=env), load_config(env=env)
