@@ -9,10 +9,13 @@ from config import Config
 from content_job import KIND, job_id_for
 from exceptions import Conflict, NotFound
 from executor import Executor
-from mongo_manager import MongoManager, to_id
+from mongo_manager import MongoManager, job_busy, to_id
 from schemas import ProcessRequest
 
 STATUS_TEXT = {0: "in progress", 1: "completed", 2: "error"}
+# Reads and compare-and-sets before a request gives up on an upload whose job
+# keeps changing (each failed one means another request changed it meanwhile).
+ACCEPT_TRIES = 3
 # Stored request fields that must match for a repeated request to be "the same".
 SAME_REQUEST_FIELDS = ("request_type", "content_type", "frame_rate", "frames_per_task",
                        "sourceFilePath", "request_annotation_version")
@@ -24,25 +27,34 @@ def accept(req: ProcessRequest, mongo: MongoManager, config: Config,
 
     Returns (200, body) when ``force_write=0`` and the same request already
     completed, else (202, body); raises Conflict when it cannot be accepted.
+
+    "Completed → 200, running → 409, else start" is one atomic step: the
+    decision is made on a read of the job and the upload, and the new run
+    starts only if the job is still as read (``start_job``'s ``seen``).
+    Otherwise a duplicate request racing the end of a run would start it over
+    and replace the tasks people are annotating. Only force_write redoes.
     """
     fields = _upload_fields(req, config)
-    existing = mongo.get_upload(req.upload_id)
-    if req.request_type == 2 and (existing is None or not mongo.count_tasks(req.upload_id)):
-        raise Conflict("this upload has no tasks to annotate; cut it first (request_type 0 "
-                       "or 1)", code="no_tasks")
-    if existing and existing.get("status") == 1 and not req.force_write:
-        if all(existing.get(k) == v for k, v in fields.items() if k in SAME_REQUEST_FIELDS) \
-                and existing.get("projectId") == to_id(req.project_id):
-            return 200, {**describe(existing), "message": "already processed; nothing redone "
-                         "(send force_write=1 to process it again)"}
-        if req.request_type != 2:  # annotating existing tasks again needs no force
-            raise Conflict("this upload was already processed with other parameters; "
-                           "send force_write=1 to replace the result", code="already_processed")
-    job_id, run_id = job_id_for(req.upload_id), str(ObjectId())
+    job_id = job_id_for(req.upload_id)
+    run_id = str(ObjectId())
     params = req.as_params(config.processing.frames_per_task)
-    if not mongo.start_job(job_id, KIND, params, run_id, replace_active=bool(req.force_write)):
-        raise Conflict("this upload is being processed now; wait for it to finish or send "
-                       "force_write=1 to restart it", code="in_progress")
+    for _ in range(ACCEPT_TRIES):
+        # The job first: a run commits its upload's final state before its job
+        # leaves the active states, so a job read as ended has its upload final.
+        seen = mongo.get_job(job_id)
+        existing = mongo.get_upload(req.upload_id)
+        done = _already_done(req, fields, existing, mongo)
+        if done is not None:
+            return done
+        if not req.force_write and job_busy(seen):
+            raise Conflict("this upload is being processed now; wait for it to finish or "
+                           "send force_write=1 to restart it", code="in_progress")
+        if mongo.start_job(job_id, KIND, params, run_id, replace_active=bool(req.force_write),
+                           seen=seen):
+            break
+    else:  # the job kept changing under us: another request is handling it
+        raise Conflict("this upload is being accepted by another request now; try again",
+                       code="in_progress")
     # An upload already recorded under this project is already in its list.
     listed = bool(existing) and existing.get("projectId") == to_id(req.project_id)
     mongo.record_upload_queued(req.upload_id, req.project_id, fields, listed=listed)
@@ -51,6 +63,25 @@ def accept(req: ProcessRequest, mongo: MongoManager, config: Config,
     return 202, {"upload_id": req.upload_id, "status": 0, "stage": "queued",
                  "status_url": f"/api/processContent/{req.upload_id}",
                  "message": "accepted; processing in the background"}
+
+
+def _already_done(req: ProcessRequest, fields: dict, existing: dict | None,
+                  mongo: MongoManager) -> tuple[int, dict] | None:
+    """(200, body) when this very request already completed; Conflict when the
+    upload cannot take it; None when a run is to start."""
+    if req.request_type == 2 and (existing is None or not mongo.count_tasks(req.upload_id)):
+        raise Conflict("this upload has no tasks to annotate; cut it first (request_type 0 "
+                       "or 1)", code="no_tasks")
+    if not existing or existing.get("status") != 1 or req.force_write:
+        return None
+    if all(existing.get(k) == v for k, v in fields.items() if k in SAME_REQUEST_FIELDS) \
+            and existing.get("projectId") == to_id(req.project_id):
+        return 200, {**describe(existing), "message": "already processed; nothing redone "
+                     "(send force_write=1 to process it again)"}
+    if req.request_type != 2:  # annotating existing tasks again needs no force
+        raise Conflict("this upload was already processed with other parameters; "
+                       "send force_write=1 to replace the result", code="already_processed")
+    return None
 
 
 def _upload_fields(req: ProcessRequest, config: Config) -> dict:

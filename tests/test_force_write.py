@@ -6,6 +6,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
 from conftest import AUTH_KEY
 from executor import worker_loop
 from media import cfr_video
@@ -130,3 +132,52 @@ def test_concurrent_duplicate_requests_run_one_job(app, contents, mongo, run_job
     assert run_jobs() == 1
     assert run_jobs() == 0
     assert len(mongo.tasks_of("u1")) == 1
+
+
+@pytest.mark.parametrize("read", ["get_job", "get_upload"])
+def test_a_duplicate_racing_the_end_of_a_run_never_redoes_it(contents, post, run_jobs, mongo,
+                                                              monkeypatch, read):
+    """A Node.js retry or a double click that reads the upload while its job
+    runs, and decides after the job ended: answered 409 or 200, never a restart.
+
+    The race is forced, not waited for: the job is run to its end right after
+    the duplicate's ``read`` of the database."""
+    cfr_video(contents / "uploads" / "v.mp4", 30, size=(64, 48))
+    assert post(content_path="uploads/v.mp4").status_code == 202
+    run_id = mongo.get_job("processContent:u1")["runId"]
+    original, ran = getattr(mongo, read), []
+
+    def read_then_job_ends(*args):
+        value = original(*args)
+        if not ran:
+            ran.append(run_jobs())
+        return value
+
+    monkeypatch.setattr(mongo, read, read_then_job_ends)
+    answer = post(content_path="uploads/v.mp4")
+    assert ran == [1]
+    assert answer.status_code in (200, 409), answer.get_json()
+    tasks = [t["_id"] for t in mongo.tasks_of("u1")]
+    assert run_jobs() == 0, "the duplicate started the upload over"
+    assert mongo.get_job("processContent:u1")["runId"] == run_id
+    assert mongo.get_upload("u1")["status"] == 1
+    assert [t["_id"] for t in mongo.tasks_of("u1")] == tasks and tasks
+
+
+def test_a_start_decided_on_a_stale_read_is_refused(mongo):
+    """The compare-and-set under accept: a job that ended after it was read is
+    not started over; a job read as absent is not overwritten once it exists."""
+    params = {"upload_id": "u1"}
+    assert mongo.start_job("j", "processContent", params, "r1", replace_active=False, seen=None)
+    assert not mongo.start_job("j", "processContent", params, "r2", replace_active=False,
+                               seen=None)
+    seen = mongo.get_job("j")  # accepting: busy
+    assert not mongo.start_job("j", "processContent", params, "r2", replace_active=False,
+                               seen=seen)
+    mongo.end_job("j", "r1", "failed")
+    stale = {**seen, "state": "running"}
+    assert not mongo.start_job("j", "processContent", params, "r2", replace_active=False,
+                               seen={**stale, "state": "done"})
+    ended = mongo.get_job("j")
+    assert mongo.start_job("j", "processContent", params, "r2", replace_active=False, seen=ended)
+    assert mongo.get_job("j")["runId"] == "r2"
