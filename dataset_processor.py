@@ -61,6 +61,8 @@ def _report(state: dict) -> int:
     if stats:
         print(f"  uploaded {stats['sent']} objects ({stats['bytes_sent']} bytes), "
               f"{stats['skipped']} already there; {stats['requests']} PUT requests")
+        if stats.get("deleted"):
+            print(f"  deleted {stats['deleted']} objects the version no longer holds")
     return 0
 
 
