@@ -193,11 +193,13 @@ class S3Store:
             with storage_errors(f"deleting {len(batch)} object(s) under {batch[0]}"):
                 answer = self.client.delete_objects(Bucket=self.bucket, Delete={
                     "Objects": [{"Key": key} for key in batch], "Quiet": True})
-            if answer.get("Errors"):
+            if answer.get("Errors"):  # per key, with a 200 for the request
                 error = answer["Errors"][0]
-                raise StorageError(f"deleting {error.get('Key')}: {error.get('Code')} "
-                                   f"{error.get('Message', '')}".strip(),
-                                   code="storage_error", retryable=True)
+                denied = error.get("Code") in CREDENTIAL_ERRORS
+                raise StorageError(f"deleting {error.get('Key')} (and {len(answer['Errors']) - 1} "
+                                   f"more): {error.get('Code')} {error.get('Message', '')}",
+                                   code="storage_credentials" if denied else "storage_error",
+                                   retryable=not denied)
             for key in batch:
                 self.remote.pop(key, None)
 
