@@ -18,6 +18,7 @@ import av
 import cv2
 import numpy as np
 
+import job_watchdog
 from annotation.registry import get_registry
 from box_documents import box_documents
 from exceptions import ContentError
@@ -35,8 +36,10 @@ def annotate_existing(job: dict, ctx: JobContext) -> None:
     clock = RunClock(job)
     mongo.update_upload(params["upload_id"], status=0, stage="annotating", startedAt=now(),
                         errorMessage=None)
+    job_watchdog.progressed("annotating (loading the model)")
     detector = get_registry(ctx.config.annotation).detector(version)
     tasks = mongo.tasks_of(params["upload_id"])
+    job_watchdog.progressed("annotating")
     total = sum(task.get("frameCount", 0) for task in tasks) or 1
     heartbeat, done = Heartbeat(job, ctx), 0
     for task in tasks:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from pymongo.errors import PyMongoError
 
+import job_watchdog
 from datasets.export import Export, TaskFrames, export_version
 from datasets.formats import BoxStats
 from datasets.s3_store import ChecksumCache, S3Store, UploadItem
@@ -94,6 +95,7 @@ def _build(job: dict, ctx: JobContext, version_id: str) -> None:
         raise DatasetError(f"no task of the version's projects/taskList has an audit status "
                            f"in {list(spec.audit_statuses)}", code="no_matching_tasks")
     store = S3Store(ctx.config.s3) if ctx.config.s3.bucket else None
+    job_watchdog.progressed("exporting (checking the bucket)")
     if store:
         store.check()  # a missing bucket or bad credentials: fail before any work
         store.start_listing(spec.s3_prefix)
@@ -103,6 +105,7 @@ def _build(job: dict, ctx: JobContext, version_id: str) -> None:
                              {"task": t["_id"], "state": "pending", "error": None,
                               "imageCount": 0} for t in tasks]})
     heartbeat = Heartbeat(job, ctx, lambda p: mongo.update_version(version_id, progress=p))
+    job_watchdog.progressed("exporting")
     started = time.monotonic()
     root = dataset_dir(ctx.config.contents_dir, version_id)
     (root / MANIFEST).unlink(missing_ok=True)  # the folder is about to change
@@ -114,6 +117,7 @@ def _build(job: dict, ctx: JobContext, version_id: str) -> None:
         if task.error:
             mongo.set_version_task(version_id, index, state="error", error=task.error)
     mongo.update_version(version_id, stage="uploading" if store else "writing")
+    job_watchdog.progressed("uploading" if store else "writing")
     exported_at = time.monotonic()
     cache = ChecksumCache(root, ctx.config.s3.part_mb << 20)
     try:
@@ -168,7 +172,8 @@ def _upload_tasks(spec: VersionSpec, exported: Export, cache: ChecksumCache,
             recorder.object_done(index)
         return
     owner = {item.key: index for index, item in items}
-    store.upload((item for _, item in items), lambda item: recorder.object_done(owner[item.key]))
+    store.upload((item for _, item in items), lambda item: recorder.object_done(owner[item.key]),
+                 recorder.heartbeat.alive)
 
 
 def _write_manifest(spec: VersionSpec, exported: Export, cache: ChecksumCache) -> dict | None:

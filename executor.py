@@ -34,6 +34,7 @@ import segment_jobs
 from annotation.registry import get_registry
 from config import Config, load_config
 from executor_control import executor_lock_path
+from job_watchdog import STALL_EXIT_CODE, Watchdog
 from logging_setup import configure_logging, upload_context
 from mongo_manager import MongoManager, get_mongo, owner_id
 from processes import pid_alive
@@ -82,7 +83,9 @@ def run_claimed(job: dict, ctx: content_job.JobContext) -> None:
                             f"{job['attempts'] - 1} times; giving up"})
             return
         log.info("job %s: running (attempt %d)", job["_id"], job.get("attempts", 1))
-        run(job, ctx)
+        # A job that stops making progress fails and ends this process (job_watchdog.py).
+        with Watchdog(job, ctx, fail):
+            run(job, ctx)
 
 
 def worker_loop(config: Config, stop: threading.Event, drain: bool = False) -> int:
@@ -163,8 +166,9 @@ class Supervisor:
         for i, process in enumerate(self.workers):
             if process.is_alive():
                 continue
-            log.warning("job process %s exited (%s); starting another", process.pid,
-                        process.exitcode)
+            why = ("freed from a stalled job" if process.exitcode == STALL_EXIT_CODE
+                   else f"status {process.exitcode}")
+            log.warning("job process %s exited (%s); starting another", process.pid, why)
             owner = f"{socket.gethostname()}:{process.pid}"
             self._safe(lambda: self.mongo.release_jobs([owner]))
             self.workers[i] = self._start()

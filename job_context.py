@@ -5,6 +5,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+import job_watchdog
 from config import Config
 from exceptions import JobCancelled
 from mongo_manager import MongoManager
@@ -27,18 +28,23 @@ class Heartbeat:
     """Progress in the job's document and the job's lease, at most twice a second.
 
     A lease that cannot be renewed means the run was replaced (force_write=1)
-    or taken over: the run stops with JobCancelled.
+    or taken over: the run stops with JobCancelled. Call ``beat`` when the job
+    moved on: it is what keeps the job's watchdog (job_watchdog.py) at bay.
     """
 
     def __init__(self, job: dict, ctx: JobContext,
                  record: Callable[[int], None] | None = None) -> None:
         self.job, self.ctx = job, ctx
         self.last = 0.0
+        # For threads that do not carry the job's context (an S3 upload pool's).
+        watchdog = job_watchdog.current()
+        self.alive: Callable[[], None] = watchdog.progressed if watchdog else lambda: None
         # Where progress goes: the upload document unless the job says otherwise.
         self.record = record or (lambda progress: ctx.mongo.update_upload(
             job["params"]["upload_id"], progress=progress))
 
     def beat(self, fraction: float, force: bool = False) -> None:
+        self.alive()
         if not force and time.monotonic() - self.last < HEARTBEAT_SECONDS:
             return
         self.last = time.monotonic()

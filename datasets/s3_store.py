@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import os
 import threading
@@ -203,10 +204,12 @@ class S3Store:
             for key in batch:
                 self.remote.pop(key, None)
 
-    def upload(self, items: Iterable[UploadItem], on_done: Callable[[UploadItem], None]) -> None:
+    def upload(self, items: Iterable[UploadItem], on_done: Callable[[UploadItem], None],
+               on_sending: Callable[[], None] = lambda: None) -> None:
         """Send every item the store does not hold yet; ``on_done`` after each
-        (sent or skipped), in this thread. Raises StorageError on the first
-        failure that retries did not cure, after the requests in flight end."""
+        (sent or skipped), in this thread; ``on_sending`` from the sending
+        threads, for each block of a body sent. Raises StorageError on the
+        first failure that retries did not cure, after the requests in flight end."""
         self.listed()
         in_flight: dict[Future, UploadItem] = {}
         with ThreadPoolExecutor(self.threads, thread_name_prefix="s3") as pool:
@@ -218,7 +221,7 @@ class S3Store:
                         continue
                     while len(in_flight) >= 2 * self.threads:  # bounded: no 10k futures
                         self._collect(in_flight, on_done, FIRST_COMPLETED)
-                    in_flight[pool.submit(self._put, item)] = item
+                    in_flight[pool.submit(self._put, item, on_sending)] = item
                 while in_flight:
                     self._collect(in_flight, on_done, FIRST_COMPLETED)
             finally:
@@ -233,16 +236,16 @@ class S3Store:
             future.result()  # re-raises the worker's StorageError here
             on_done(item)
 
-    def _put(self, item: UploadItem) -> None:
+    def _put(self, item: UploadItem, on_sending: Callable[[], None]) -> None:
         size = item.path.stat().st_size
         with storage_errors(f"uploading {item.key}"):
             if size > self.part_size:
-                etag = self._put_multipart(item)
+                etag = self._put_multipart(item, on_sending)
             else:
                 body = item.path.read_bytes()
                 md5 = hashlib.md5(body).digest()
                 etag = self.client.put_object(
-                    Bucket=self.bucket, Key=item.key, Body=body,
+                    Bucket=self.bucket, Key=item.key, Body=_SentBody(body, on_sending),
                     ContentMD5=base64.b64encode(md5).decode())["ETag"].strip('"')
         if etag != item.etag:  # the file changed under us, or the store differs
             raise StorageError(f"{item.key}: the store holds checksum {etag}, expected "
@@ -252,7 +255,7 @@ class S3Store:
             self.stats.sent += 1
             self.stats.bytes_sent += size
 
-    def _put_multipart(self, item: UploadItem) -> str:
+    def _put_multipart(self, item: UploadItem, on_sending: Callable[[], None]) -> str:
         upload_id = self.client.create_multipart_upload(Bucket=self.bucket,
                                                         Key=item.key)["UploadId"]
         try:
@@ -261,7 +264,8 @@ class S3Store:
                 while chunk := handle.read(self.part_size):
                     md5 = base64.b64encode(hashlib.md5(chunk).digest()).decode()
                     answer = self.client.upload_part(
-                        Bucket=self.bucket, Key=item.key, UploadId=upload_id, Body=chunk,
+                        Bucket=self.bucket, Key=item.key, UploadId=upload_id,
+                        Body=_SentBody(chunk, on_sending),
                         PartNumber=len(parts) + 1, ContentMD5=md5)
                     parts.append({"PartNumber": len(parts) + 1, "ETag": answer["ETag"]})
             return self.client.complete_multipart_upload(
@@ -275,6 +279,20 @@ class S3Store:
             except (BotoCoreError, ClientError):
                 pass
             raise
+
+
+class _SentBody(io.BytesIO):
+    """A request body that reports each block the HTTP client reads to send:
+    a job sending one large object or part, however slow the link, shows it
+    is alive (job_watchdog.py) all the while."""
+
+    def __init__(self, data: bytes, on_read: Callable[[], None]) -> None:
+        super().__init__(data)
+        self.on_read = on_read
+
+    def read(self, size: int | None = -1) -> bytes:
+        self.on_read()
+        return super().read(size)
 
 
 @contextmanager

@@ -77,6 +77,10 @@ class TaskOutput:
 
 @dataclass(frozen=True)
 class Progress:
+    """Sent after each task and, in between, every PROGRESS_INTERVAL in which a
+    stage moved on: a run whose stages all hang sends none, which is how the
+    job's watchdog (job_watchdog.py) tells it from a slow one."""
+
     fraction: float  # 0..1 of the source consumed
 
 
@@ -96,6 +100,7 @@ class _Run:
         self.stop = threading.Event()
         self.error: BaseException | None = None
         self.position = 0.0
+        self.moves = 0  # items any stage finished: changes while the run is alive
         # (stage, task) -> frames of the task that the JPEG / annotation stage finished
         self.done: dict[tuple[str, int], int] = {}
         self.boxes: dict[int, list] = {}  # sample -> annotation result
@@ -170,6 +175,7 @@ def run_pipeline(source: Source, settings: PipelineSettings, layout: OutputLayou
          for name, (side_q, stage) in sides.items()]
     for thread in threads:
         thread.start()
+    reported = 0
     try:
         while True:
             try:
@@ -182,7 +188,9 @@ def run_pipeline(source: Source, settings: PipelineSettings, layout: OutputLayou
                 break
             if event is not None:
                 yield event
-            yield Progress(_fraction(run.position, start, end))
+            if event is not None or run.moves != reported:  # a finished task moved too
+                reported = run.moves
+                yield Progress(_fraction(run.position, start, end))
     finally:
         run.stop.set()  # ends the stages early when the caller stopped iterating
         for thread in threads:
@@ -237,6 +245,7 @@ def _decode_stage(run: _Run, source: Source, settings: PipelineSettings,
             if run.stop.is_set():
                 return
             run.position = float(item.timestamp)
+            run.moves += 1
             if not source.samples_every_frame and not sampler.accept(item.timestamp):
                 continue
             task = task_number(sample, settings.frames_per_task)
@@ -280,6 +289,7 @@ def _encode_stage(run: _Run, source: Source, settings: PipelineSettings,
                 writer = ClipWriter(layout.clip_path(task), info.width, info.height,
                                     settings.frame_rate, settings.encoder)
             writer.write(work.frame)
+            run.moves += 1
             frame_id = len(frames) + 1
             frames.append((work.sample, FrameRecord(frame_id, work.source_index,
                                                     float(work.timestamp),
@@ -310,6 +320,7 @@ def _jpeg_stage(run: _Run, settings: PipelineSettings, layout: OutputLayout,
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(encode_jpeg(work.frame, settings.jpeg_quality))
         run.mark_done("jpeg", work.task)
+        run.moves += 1
 
 
 def _annotate_stage(run: _Run, settings: PipelineSettings, layout: OutputLayout,
@@ -337,3 +348,4 @@ def _annotate_stage(run: _Run, settings: PipelineSettings, layout: OutputLayout,
                 run.boxes[w.sample] = boxes
         for w in batch:
             run.mark_done("annotate", w.task)
+        run.moves += 1
