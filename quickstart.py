@@ -61,8 +61,12 @@ def main() -> int:
         make_sample(sample)
     port = free_port()
     env["GUNICORN_BIND"] = f"127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
-                               "wsgi:app"], env=env, start_new_session=True)
+    # The console script, as the README tells people to start it (``python -m``
+    # would put this folder on sys.path and hide an import that fails for them).
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    server = subprocess.Popen([str(gunicorn) if gunicorn.exists() else "gunicorn", "-c",
+                               "gunicorn.conf.py", "wsgi:app"], env=env,
+                              start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(base)
