@@ -1,6 +1,6 @@
 """Scale-out faults: kill -9 of the Celery worker running a job, at random points.
 
-    python bench/bench_faults.py [--trials 10] [--frames 1200] [--seed 1]
+    python bench/bench_faults.py [--trials 10] [--frames 1200] [--seed 1] [--redis-restart]
 
 Starts (bench/celery_stack.py) SecantusDB, redis-server and two Celery
 workers (``-Q cut -c 1``) on 127.0.0.1. The content is a barcode video
@@ -11,7 +11,9 @@ the API's code path, with the Celery executor), and at a uniformly random
 point p in [0, 1) of the job (once p x its task count are staged; p near 1:
 the move into place and the commit), the worker holding the job is killed with
 SIGKILL (its whole process group: main process, pool process, sweeper), and
-a fresh worker is started in its place. Each upload must end complete and
+a fresh worker is started in its place. With ``--redis-restart`` Redis is
+killed (-9, no persistence: every waiting message is lost) and restarted right
+after the worker, so the job's redelivery rests on the sweepers alone. Each upload must end complete and
 exact: status 1, every task with exactly its 10 source frames in order, every
 clip's barcodes (all clips decoded) equal to its frames, no leftover staging.
 """
@@ -93,7 +95,8 @@ def calibrate(stack: Stack, mongo, upload_id: str) -> float:
     return time.monotonic() - started
 
 
-def run_trial(stack: Stack, mongo, upload_id: str, point: float, frames: int) -> list:
+def run_trial(stack: Stack, mongo, upload_id: str, point: float, frames: int,
+              redis_restart: bool = False) -> list:
     """Kill the holder once ``point`` (0..1) of the job's tasks are staged."""
     job_id = f"processContent:{upload_id}"
     submit(stack, upload_id)
@@ -109,6 +112,9 @@ def run_trial(stack: Stack, mongo, upload_id: str, point: float, frames: int) ->
     if victim is not None:
         victim.kill()
         killed = victim.name
+    if redis_restart:
+        stack.redis.stop(kill=True)
+        stack.redis.start()
     t_kill = time.monotonic()
     if victim is not None:
         stack.add_worker(f"{victim.name}r")  # two workers again (recovery may not wait)
@@ -125,6 +131,8 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=1200)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
+    parser.add_argument("--redis-restart", action="store_true",
+                        help="also kill -9 and restart Redis right after each worker kill")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     with celery_stack(PER_TASK, keep=args.keep) as stack:
@@ -136,7 +144,7 @@ def main() -> int:
         for name in ("a", "b"):
             stack.add_worker(name)
         duration = max(calibrate(stack, mongo, f"calibrate{i}") for i in range(2))
-        rows = [run_trial(stack, mongo, f"t{i}", rng.random(), args.frames)
+        rows = [run_trial(stack, mongo, f"t{i}", rng.random(), args.frames, args.redis_restart)
                 for i in range(args.trials)]
     print(f"machine: {machine()}")
     print(f"undisturbed job (claim to done, the slower of 2): {duration:.2f} s, "
@@ -145,7 +153,8 @@ def main() -> int:
     print(table(["upload", "kill point", "staged at kill", "state at kill", "worker killed",
                  "attempts", "kill to done s", "complete and exact"], rows))
     good = sum(row[-1] == "yes" for row in rows)
-    print(f"{good}/{len(rows)} uploads complete and exact")
+    print(f"{good}/{len(rows)} uploads complete and exact"
+          + (" (worker kill -9 + Redis restart)" if args.redis_restart else ""))
     return 0 if good == len(rows) else 1
 
 

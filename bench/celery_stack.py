@@ -40,7 +40,9 @@ class Stack:
         self.redis = RedisServer(folder)
         self.workers: list[CeleryWorker] = []
         self.gunicorn: subprocess.Popen | None = None
-        self.env = {**os.environ, "PYTHONPATH": str(ROOT), "SERVER_AUTH_KEY": AUTH_KEY,
+        # No PYTHONPATH: the services start as the README says, from the repo folder.
+        base = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        self.env = {**base, "SERVER_AUTH_KEY": AUTH_KEY,
                     "PATHS_CONTENTS_DIR": str(self.contents),
                     "PROCESSING_FRAMES_PER_TASK": str(frames_per_task),
                     "CONFIG_FILE": str(ROOT / "config.cfg")}
@@ -60,7 +62,7 @@ class Stack:
         env = {**self.env, "GUNICORN_BIND": f"127.0.0.1:{port}",
                "GUNICORN_WORKERS": str(workers)}
         log = open(self.folder / "gunicorn.log", "ab")
-        self.gunicorn = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c",
+        self.gunicorn = subprocess.Popen([str(Path(sys.executable).with_name("gunicorn")), "-c",
                                           "gunicorn.conf.py", "wsgi:app"], env=env, cwd=ROOT,
                                          stdout=log, stderr=log, start_new_session=True)
         base = f"http://127.0.0.1:{port}"
