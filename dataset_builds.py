@@ -7,9 +7,9 @@ from typing import Any, Callable
 from bson import ObjectId
 
 from config import Config
-from dataset_job import KIND, job_id_for, run_dataset_job
+from dataset_job import KIND, job_id_for
 from exceptions import Conflict, NotFound
-from executor import release_orphans
+from executor import release_orphans, run_claimed
 from job_context import JobContext
 from mongo_manager import MongoManager, owner_id
 
@@ -34,7 +34,8 @@ def build_here(mongo: MongoManager, config: Config, version_id: str,
     job = _take(mongo, config, version_id)
     if job is None:
         return False
-    run_dataset_job(job, JobContext(mongo, config, owner_id(), on_progress=on_progress))
+    # As a job process runs it: a build that stalls fails and ends this process.
+    run_claimed(job, JobContext(mongo, config, owner_id(), on_progress=on_progress))
     return True
 
 
