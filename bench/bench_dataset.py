@@ -11,7 +11,9 @@ each as tasks of 120 frames, and prints:
 2. a re-run with nothing changed, as a share of the first run;
 3. the upload phase side by side with ``aws s3 sync`` of the same folder to
    the same store, alternating which goes first, with a cold checksum cache
-   for ours (``aws s3 sync`` hashes every body too, CRC32); medians and ratio.
+   for ours (``aws s3 sync`` hashes every body too, CRC32); medians and ratio;
+4. a rebuild after an auditor rejected one task (120 frames): objects deleted,
+   time against a re-run with nothing changed just before it.
 """
 from __future__ import annotations
 
@@ -149,6 +151,22 @@ def run(config, mongo, store: SeaweedServer, bucket: str, args) -> None:
     print(f"upload phase, median of {args.reps}: ours {statistics.median(ours):.2f} s, "
           f"aws s3 sync {statistics.median(theirs):.2f} s, ratio "
           f"{statistics.median(ours) / statistics.median(theirs):.2f} (target <= 1.0)")
+    rejection(config, mongo, store, bucket, version)
+
+
+def rejection(config, mongo, store: SeaweedServer, bucket: str, version: str) -> None:
+    """Reject one task, rebuild: what goes, and what it costs next to a no-op re-run."""
+    mongo.update_version(version, s3Prefix="first")
+    same, _ = build(config, mongo, version)
+    task = mongo.tasks.find_one({"projectId": "bench", "taskName": "task-1-bench"})["_id"]
+    mongo.tasks.update_one({"_id": task}, {"$set": {"auditStatus": 2}})  # Rejected
+    before = len(store.objects(bucket, "first/"))
+    rebuilt, state = build(config, mongo, version)
+    after = len(store.objects(bucket, "first/"))
+    stats = state["uploadStats"]
+    print(f"rebuild after rejecting 1 task: {rebuilt:.2f} s vs {same:.2f} s for a re-run "
+          f"with nothing changed ({rebuilt / same:.2f}x); deleted {stats['deleted']} objects, "
+          f"sent {stats['sent']}; the prefix held {before} objects, now {after}")
 
 
 if __name__ == "__main__":
