@@ -29,6 +29,10 @@ def create_app(config: Config | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = config.server.max_body_bytes
     app.config["MAX_FORM_MEMORY_SIZE"] = config.server.max_body_bytes
     app.json.sort_keys = False
+    # No routing redirects (an HTML 308 for ".../id/" or "...//"): such a URL is
+    # served as written or gets the JSON 404. Set before the routes are added.
+    app.url_map.strict_slashes = False
+    app.url_map.merge_slashes = False
 
     import api  # after the app exists: blueprints import current_app lazily
     api.register(app)

@@ -46,17 +46,14 @@ class FieldSpec:
     def is_required(self, request_type: int | None) -> bool:
         return self.required or request_type in self.required_for
 
-    def openapi(self) -> dict[str, Any]:
-        """This field as an OpenAPI 3.0 schema object."""
+    def openapi(self, nullable: bool = True) -> dict[str, Any]:
+        """This field as an OpenAPI 3.0 schema object (``nullable``: in a JSON body)."""
         schema: dict[str, Any] = {"description": self._describe()}
-        if self.kind == "identifier":
-            schema.update(type="string", pattern=ID_PATTERN.pattern, minLength=1, maxLength=64)
-        elif self.kind == "integer":
-            schema.update(type="integer", minimum=self.minimum, maximum=self.maximum)
-            if self.values:
-                schema["enum"] = sorted(self.values)
-        else:  # a path: its existence and confinement are checked at run time
-            schema.update(type="string", minLength=1, pattern=NO_PARENT_PATTERN)
+        schema.update(self.type_schema())
+        if nullable and not self.required:  # null is taken as absent: the default applies
+            schema["nullable"] = True
+            if "enum" in schema:
+                schema["enum"].append(None)
         if self.default is not None:
             schema["default"] = self.default
         if self.example is not None:
@@ -64,6 +61,17 @@ class FieldSpec:
         if self.required_for:
             schema["x-required-for-request-types"] = list(self.required_for)
         return schema
+
+    def type_schema(self) -> dict[str, Any]:
+        """The type and its constraints (nullable or not)."""
+        if self.kind == "identifier":
+            return {"type": "string", "pattern": ID_PATTERN.pattern, "minLength": 1,
+                    "maxLength": 64}
+        if self.kind == "integer":
+            schema = {"type": "integer", "minimum": self.minimum, "maximum": self.maximum}
+            return {**schema, "enum": sorted(self.values)} if self.values else schema
+        # a path: its existence and confinement are checked at run time
+        return {"type": "string", "minLength": 1, "pattern": NO_PARENT_PATTERN}
 
     def _describe(self) -> str:
         text = self.description
@@ -102,19 +110,23 @@ PROCESS_FIELDS: tuple[FieldSpec, ...] = (
 FIELDS_BY_NAME = {spec.name: spec for spec in PROCESS_FIELDS}
 
 
-def process_request_schema(versions: Collection[int] = ()) -> dict[str, Any]:
+def process_request_schema(versions: Collection[int] = (), form: bool = False
+                           ) -> dict[str, Any]:
     """The OpenAPI schema of a POST /api/processContent body, from ``PROCESS_FIELDS``.
 
     ``versions``: the registered auto-annotation versions (the annotating request
-    types need one of them).
+    types need one of them). ``form``: for urlencoded and multipart bodies, which
+    cannot say null (their values are text).
     """
-    properties = {spec.name: spec.openapi() for spec in PROCESS_FIELDS}
+    properties = {spec.name: spec.openapi(nullable=not form) for spec in PROCESS_FIELDS}
     properties["auth_key"] = {"type": "string", "writeOnly": True,
                               "description": "The shared key, unless sent as the X-Auth-Key "
                                              "header."}
     # What depends on request_type, as JSON Schema: "this request_type, or this field".
-    conditions = [_unless_request_type(spec.required_for, {"required": [spec.name]})
-                  for spec in PROCESS_FIELDS if spec.required_for]
+    # A required field must be there and not null (null is taken as absent).
+    conditions = [_unless_request_type(spec.required_for, {
+        "required": [spec.name], "properties": {spec.name: spec.type_schema()}})
+        for spec in PROCESS_FIELDS if spec.required_for]
     registered = {"required": ["auto_anno_version"],
                   "properties": {"auto_anno_version": {"enum": sorted(versions)}}}
     conditions.append(_unless_request_type(ANNOTATING_TYPES,
@@ -131,10 +143,12 @@ def process_request_schema(versions: Collection[int] = ()) -> dict[str, Any]:
 def _unless_request_type(types: Collection[int], otherwise: dict[str, Any]) -> dict[str, Any]:
     """Valid when request_type is not one of ``types`` (absent: its default), or when
     ``otherwise`` holds."""
-    others = {"enum": [t for t in REQUEST_TYPES if t not in types]}
-    other_type: dict[str, Any] = {"properties": {"request_type": others}}
-    if FIELDS_BY_NAME["request_type"].default in types:  # absent means one of ``types``
+    others: list[int | None] = [t for t in REQUEST_TYPES if t not in types]
+    other_type: dict[str, Any] = {"properties": {"request_type": {"enum": others}}}
+    if FIELDS_BY_NAME["request_type"].default in types:  # absent or null: one of ``types``
         other_type["required"] = ["request_type"]
+    else:
+        others.append(None)
     return {"anyOf": [other_type, otherwise]}
 
 

@@ -5,16 +5,16 @@ import hmac
 from typing import Any, Mapping
 
 from flask import current_app, request
-from werkzeug.exceptions import BadRequest as HTTPBadRequest
+from werkzeug.exceptions import BadRequest as HTTPBadRequest, RequestEntityTooLarge
 
 from exceptions import BadRequest, Unauthorized
 
 
 def check_key(body: Mapping[str, Any]) -> None:
+    if "auth_key" in body and not isinstance(body["auth_key"], str):
+        raise BadRequest({"auth_key": "must be a string"})  # as documented, header or not
     given = request.headers.get("X-Auth-Key") or body.get("auth_key") or ""
     expected = current_app.config["SERVICE"].config.server.auth_key
-    if not isinstance(given, str):
-        given = str(given)
     # compare_digest takes the same time wherever the strings differ;
     # surrogatepass: a JSON "\udc80" is a wrong key, not an encoding error.
     if not hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode()):
@@ -23,6 +23,7 @@ def check_key(body: Mapping[str, Any]) -> None:
 
 def request_body() -> dict[str, Any]:
     """JSON, urlencoded or multipart bodies as one flat dict."""
+    _read_within_limit()
     if request.is_json:
         try:
             data = request.get_json()
@@ -34,3 +35,17 @@ def request_body() -> dict[str, Any]:
             raise BadRequest({"body": "must be a JSON object"})
         return data
     return {**request.args.to_dict(), **request.form.to_dict()}
+
+
+def _read_within_limit() -> None:
+    """Read the body (kept for the parsers), or 413 when it is over the limit.
+
+    A body with a Content-Length over the limit is refused before it is read.
+    One without (chunked) is read up to the limit, where Werkzeug stops without
+    an error: a body that reaches the limit is refused here, rather than parsed
+    cut short.
+    """
+    limit = request.max_content_length
+    data = request.get_data(cache=True)
+    if limit is not None and request.content_length is None and len(data) >= limit:
+        raise RequestEntityTooLarge()

@@ -89,8 +89,9 @@ def _path_id(name: str, description: str) -> dict[str, Any]:
 
 
 def _post_process_content() -> dict[str, Any]:
-    body = {media: {"schema": ref("ProcessContentRequest")} for media in (
-        "application/json", "application/x-www-form-urlencoded", "multipart/form-data")}
+    body = {"application/json": {"schema": ref("ProcessContentRequest")},
+            **{media: {"schema": ref("ProcessContentForm")} for media in (
+                "application/x-www-form-urlencoded", "multipart/form-data")}}
     return {
         "tags": ["uploads"], "operationId": "processContent", "security": KEY,
         "summary": "Cut an upload into task clips and/or auto-annotate it",

@@ -97,6 +97,7 @@ def components(versions: Collection[int] = ()) -> dict[str, Any]:
         "properties": {"errors": {"type": "object", "additionalProperties": {"type": "string"},
                                   "description": "field: reason, for every bad field"}}}]}
     schemas["ProcessContentRequest"] = process_request_schema(versions)
+    schemas["ProcessContentForm"] = process_request_schema(versions, form=True)
     return {
         "schemas": schemas,
         "securitySchemes": {"authKey": {
