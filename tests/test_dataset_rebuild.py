@@ -93,6 +93,25 @@ def test_rebuild_after_a_rejection_holds_exactly_the_version(make_config, mongo,
     assert again["uploadStats"]["sent"] == again["uploadStats"]["deleted"] == 0
 
 
+def test_a_rebuild_that_fails_a_task_withdraws_the_manifest(make_config, mongo, contents,
+                                                           s3_env, s3_server):
+    config = make_config(**s3_env)
+    bucket, client = s3_env["S3_BUCKET"], s3_server.client()
+    tasks = make_tasks(mongo, contents, "u1", 2)
+    version = make_version(mongo, s3Prefix="f")
+    root = dataset_dir(contents, version)
+    build(config, mongo, version)
+    relabel(mongo, tasks[:1])  # its objects change in the store during the failed build
+    (contents / "frames" / "u1" / "task-2" / "3.jpg").unlink()
+    assert dataset_builds.build_here(mongo, config, version)
+    assert mongo.get_version(version)["error"]["code"] == "task_errors"
+    assert manifest_of(client, bucket, "f") is None and not (root / "manifest.json").exists()
+    reject(mongo, tasks[1:])  # the auditor takes the broken task out
+    state = build(config, mongo, version)
+    assert state["uploadStats"]["deleted"] == 20
+    assert len(assert_exact(client, bucket, "f", root)["objects"]) == 20 + 4
+
+
 def test_a_reader_never_finds_a_listed_object_missing(make_config, mongo, contents, s3_env,
                                                       s3_server):
     """A reader polls the manifest all through rebuilds; whenever the manifest
