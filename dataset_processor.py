@@ -3,9 +3,11 @@
 Exports the version's accepted frames as YOLO and COCO under
 ``contents/datasets/<id>/`` and uploads them to ``s3://<bucket>/<s3Prefix>/``
 (``[s3]`` in config.cfg; credentials from AWS_ACCESS_KEY_ID and
-AWS_SECRET_ACCESS_KEY). Safe to re-run: what the store already holds is not
-sent again. Exit status: 0 built, 1 the build failed (the version document
-says why), 2 bad input or setup, 3 another process is building it now.
+AWS_SECRET_ACCESS_KEY; no SERVER_AUTH_KEY: nothing here serves HTTP). Safe to
+re-run: what the store already holds is not sent again, and what the version
+no longer holds (a rejected task's frames) is deleted after the new manifest.
+Exit status: 0 built, 1 the build failed (the version document says why),
+2 bad input or setup, 3 another process is building it now.
 """
 from __future__ import annotations
 
