@@ -29,6 +29,7 @@ from config import load_config
 from conftest import AUTH_KEY, ROOT, service_env, wait_for
 from dataset_data import make_tasks, make_version
 from datasets.s3_store import S3Store, UploadItem, file_etag
+from exceptions import ConfigError
 from media import cfr_video
 from queue_fixtures import celery_workers, needs_redis, redis_server  # noqa: F401
 
@@ -105,10 +106,11 @@ def next_upload_completes(post, mongo, contents: Path, long: bool = False) -> No
         assert upload["timings"]["processingSeconds"] > STALL_SECONDS
 
 
-def stall_then_next_upload(post, mongo, contents: Path, long: bool = False) -> float:
+def stall_then_next_upload(post, mongo, contents: Path, long: bool = False,
+                           doing: str = "cutting") -> float:
     """u1 hangs in its model; u2, sent once u1 failed, must still be cut by the
     same single job process slot. Returns seconds from sending u1 to its failure."""
-    cfr_video(contents / "uploads" / "a.mp4", 60, size=(160, 120))
+    cfr_video(contents / "uploads" / "a.mp4", 90, size=(160, 120))  # 2 tasks at 5 fps
     sent = time.monotonic()
     response = post(upload_id="u1", content_path="uploads/a.mp4", request_type=1,
                     auto_anno_version=HANG_VERSION)
@@ -118,7 +120,7 @@ def stall_then_next_upload(post, mongo, contents: Path, long: bool = False) -> f
     upload, job = mongo.get_upload("u1"), mongo.get_job("processContent:u1")
     assert upload["errorMessage"]["code"] == "stalled"
     assert upload["errorMessage"]["message"] == \
-        f"no progress for {STALL_SECONDS} s while cutting"
+        f"no progress for {STALL_SECONDS} s while {doing}"
     assert job["state"] == "failed" and job["error"]["code"] == "stalled"
     assert mongo.tasks.count_documents({}) == 0 and mongo.staging.count_documents({}) == 0
     assert not list(contents.rglob(".staging-*"))  # its partial outputs are gone
@@ -182,14 +184,26 @@ def test_stalled_job_fails_and_frees_a_celery_pool_process(env, redis_server, mo
                 "request_type": 0, "content_type": 1, **fields}
         return client.post("/api/processContent", json=body)
 
-    worker = celery_workers("w", "cut,annotate", service_env(env), concurrency=1)
-    failed_after = stall_then_next_upload(post_celery, mongo, contents)
+    # Here u1 (3 s) is cut in two segment jobs; the first one stalls.
+    worker = celery_workers("w", "cut,annotate", service_env(
+        {**env, "PROCESSING_SEGMENT_SECONDS": "1"}), concurrency=1)
+    failed_after = stall_then_next_upload(post_celery, mongo, contents,
+                                          doing="cutting segment 1")
     assert failed_after < 40
     # The pool process exited; its message came back and found the job failed.
-    wait_for(lambda: "processContent:u1: not run (failed)" in worker.text(), 30,
+    wait_for(lambda: "processContent:u1#1: not run (failed)" in worker.text(), 30,
              "the redelivered message to find the job failed")
     assert re.search(r"exited with 'exitcode 75'", worker.text())
-    assert worker.claimed().count("processContent:u1") == 1
+    assert mongo.get_job("processContent:u1#1")["attempts"] == 1
+    # The other segment stops without cutting: its upload has failed.
+    wait_for(lambda: mongo.get_job("processContent:u1#2")["state"] == "cancelled", 30,
+             "the second segment to stop")
+    assert worker.claimed().count("processContent:u1#1") == 1
+
+
+def test_stall_seconds_is_validated(make_config):
+    with pytest.raises(ConfigError, match="processing.stall_seconds must be between 1"):
+        make_config(PROCESSING_STALL_SECONDS="0")
 
 
 def test_a_large_s3_part_reports_while_it_is_sent(make_config, s3_env, tmp_path):
