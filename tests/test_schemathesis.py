@@ -35,7 +35,8 @@ def test_schemathesis_finds_nothing(env, contents, mongo):
              str(EXAMPLES_PER_OPERATION), "--seed", str(SEED), "--workers", "1",
              "--generation-database", "none", "--request-timeout", "10", "--no-color",
              "--max-failures", "20"],
-            capture_output=True, text=True, timeout=240)
+            # Its cache (.schemathesis/) goes to the test's folder, not the repo.
+            cwd=contents.parent, capture_output=True, text=True, timeout=240)
     finally:
         server.stop()
     output = result.stdout + result.stderr
