@@ -4,36 +4,29 @@ servers still refuse to start without it."""
 from __future__ import annotations
 
 import os
-import re
-import shlex
 import signal
 import subprocess
-import sys
 
 from conftest import ROOT, wait_for
 from dataset_builds import start_build
 from dataset_data import make_tasks, make_version
 from media import cfr_video
+import readme  # noqa: E402
+from readme import person_env, split
 
-README = (ROOT / "README.md").read_text()
 NO_KEY = "server.auth_key is not set"
 
 
 def readme_command(start: str) -> list[str]:
-    """The README's command line that begins with ``start`` (a code block line or
-    a table cell), without a leading ``SERVER_AUTH_KEY=...``, as argv."""
-    for line in re.findall(r"^(?:SERVER_AUTH_KEY=\.\.\. )?(" + re.escape(start) + r"[^#\n`]*)",
-                           README.replace("`", "\n"), re.M):
-        return shlex.split(line)
-    raise AssertionError(f"the README has no command starting {start!r}")
+    """The README's command line that begins with ``start``, as argv, without a
+    leading ``SERVER_AUTH_KEY=...``."""
+    return split(readme.readme_command(start))[1]
 
 
 def keyless_env(env: dict, **extra: str) -> dict:
-    """A person's shell: no server key, no PYTHONPATH, this interpreter first on PATH."""
-    base = {k: v for k, v in os.environ.items()
-            if k != "PYTHONPATH" and not k.startswith("SERVER_")}
-    return {**base, **{k: v for k, v in env.items() if k != "SERVER_AUTH_KEY"}, **extra,
-            "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"}
+    """A person's shell with no server key."""
+    return {k: v for k, v in person_env({**env, **extra}).items()
+            if not k.startswith("SERVER_")}
 
 
 def run(argv: list[str], run_env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -94,7 +87,7 @@ def test_executor_runs_jobs_without_server_key(env, mongo, contents):
 
 def test_web_servers_still_refuse_to_start_without_a_key(env):
     run_env = keyless_env(env, GUNICORN_BIND="127.0.0.1:9")
-    for start in ("gunicorn -c gunicorn.conf.py", "python app.py"):
+    for start in ("SERVER_AUTH_KEY=... gunicorn", "SERVER_AUTH_KEY=... python app.py"):
         command = readme_command(start)
         done = run(command, run_env, timeout=60)
         assert done.returncode == 2 and NO_KEY in done.stderr, (command, done.stderr[-2000:])
