@@ -26,7 +26,9 @@ DEFAULTS: dict[str, dict[str, str]] = {
     "processing": {"frames_per_task": "120", "workers": "", "keep_frames": "true",
                    "preset": "veryfast", "crf": "23", "jpeg_quality": "90",
                    "lease_seconds": "30", "max_attempts": "3", "poll_seconds": "0.5",
-                   "segment_seconds": "300", "stall_seconds": "300"},
+                   "segment_seconds": "300", "stall_seconds": "300",
+                   "max_frame_pixels": "16777216", "max_image_mb": "256",
+                   "max_zip_mb": "16384", "max_zip_ratio": "200"},
     "annotation": {"device": "auto", "threads": "1", "batch_size": "8"},
     "s3": {"endpoint_url": "", "bucket": "", "region": "", "upload_threads": "16",
            "max_attempts": "8", "part_mb": "8"},
@@ -73,6 +75,14 @@ class ProcessingConfig:
     # A job with no progress for this long fails ("stalled") and its process is
     # freed (job_watchdog.py); longer than any one step: a model batch, an S3 part.
     stall_seconds: float = 300.0
+    # Hostile media (processors/input_guard.py): a video frame or an image
+    # (width x height, default 4096x4096), one image file or zip member
+    # (uncompressed), all image members of a zip, and the most a zip member
+    # over 1 MiB may expand.
+    max_frame_pixels: int = 4096 * 4096
+    max_image_mb: int = 256
+    max_zip_mb: int = 16384
+    max_zip_ratio: float = 200.0
 
 
 @dataclass(frozen=True)
@@ -211,7 +221,11 @@ def _processing(get: "_Getter") -> ProcessingConfig:
         max_attempts=get.integer("processing", "max_attempts", 1, 100),
         poll_seconds=get.number("processing", "poll_seconds", 0.05, 60),
         segment_seconds=get.number("processing", "segment_seconds", 0, 10**6),
-        stall_seconds=get.number("processing", "stall_seconds", 1, 7 * 86400))
+        stall_seconds=get.number("processing", "stall_seconds", 1, 7 * 86400),
+        max_frame_pixels=get.integer("processing", "max_frame_pixels", 64 * 64, 2**31 - 1),
+        max_image_mb=get.integer("processing", "max_image_mb", 1, 1 << 20),
+        max_zip_mb=get.integer("processing", "max_zip_mb", 1, 1 << 30),
+        max_zip_ratio=get.number("processing", "max_zip_ratio", 2, 10**6))
 
 
 def _queue(get: "_Getter") -> QueueConfig:

@@ -31,6 +31,7 @@ from job_timings import RunClock
 from mongo_manager import now, to_id
 from processors.clip_writer import EncoderSettings
 from processors.image_source import ImageSource
+from processors.input_guard import MIB, InputLimits, redact
 from processors.pipeline import OutputLayout, PipelineSettings, Progress, TaskOutput, run_pipeline
 from processors.source import Source, SourceInfo
 from processors.video_source import VideoSource
@@ -124,7 +125,7 @@ def _cut(job: dict, ctx: JobContext, paths: RunPaths) -> bool:
     if segment_jobs.fan_out(job, ctx):
         return False
     heartbeat = Heartbeat(job, ctx)
-    source = open_source(params)
+    source = open_source(params, input_limits(ctx.config))
     job_watchdog.progressed("cutting")
     done, sampled = stage_pipeline(job, ctx, paths, source, heartbeat)
     heartbeat.beat(1.0, force=True)
@@ -173,10 +174,19 @@ def commit_tasks(job: dict, ctx: JobContext, paths: RunPaths, task_count: int,
         raise JobCancelled("the run was replaced before it could be committed")
 
 
-def open_source(params: dict) -> Source:
+def open_source(params: dict, limits: InputLimits) -> Source:
     if params["content_type"] == 2:
-        return ImageSource(params["content_path"], params["frame_rate"])
-    return VideoSource(params["content_path"])
+        return ImageSource(params["content_path"], params["frame_rate"], limits)
+    return VideoSource(params["content_path"], limits)
+
+
+def input_limits(config: Config) -> InputLimits:
+    """What a job's sources may read: files inside contents_dir, of bounded size."""
+    processing = config.processing
+    return InputLimits(root=config.contents_dir, max_frame_pixels=processing.max_frame_pixels,
+                       max_image_bytes=processing.max_image_mb * MIB,
+                       max_zip_bytes=processing.max_zip_mb * MIB,
+                       max_zip_ratio=processing.max_zip_ratio)
 
 
 def pipeline_settings(config: Config, params: dict) -> PipelineSettings:
@@ -249,6 +259,9 @@ def _clean_up(job: dict, ctx: JobContext, paths: RunPaths) -> None:
 
 def _fail(job: dict, ctx: JobContext, paths: RunPaths, error: dict) -> None:
     params = job["params"]
+    # Messages show paths relative to contents_dir, never the server's own
+    # (an unexpected error's text may name a file it failed on).
+    error = {**error, "message": redact(str(error.get("message", "")), ctx.config.contents_dir)}
     log.warning("upload %s: %s", params["upload_id"], error["message"])
     discard(ctx, paths)
     if ctx.mongo.end_job(job["_id"], job["runId"], "failed", error):

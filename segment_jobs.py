@@ -14,16 +14,19 @@ pass, which keeps the tasks the other segments already staged.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import av
 from pymongo.errors import PyMongoError
 
 import content_job
 import job_watchdog
-from exceptions import JobCancelled, ServiceError
+from exceptions import ContentError, JobCancelled, ServiceError
 from job_context import Heartbeat, JobContext
 from mongo_manager import now
+from processors.input_guard import InputLimits
 from processors.segments import Segment, SegmentMismatch, open_segment, plan_segments
+from processors.video_source import open_video
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +39,12 @@ def fan_out(job: dict, ctx: JobContext) -> bool:
     seconds = ctx.config.processing.segment_seconds
     if not seconds or params["content_type"] != 1 or job.get("singlePass"):
         return False
-    count = int(_duration(params["content_path"]) // seconds)
+    limits = content_job.input_limits(ctx.config)
+    count = int(_duration(params["content_path"], limits) // seconds)
     if count < 2:
         return False
     plan = plan_segments(params["content_path"], params["frame_rate"],
-                         params["frames_per_task"], count)
+                         params["frames_per_task"], count, limits)
     if len(plan) < 2:  # too few tasks, or the scan cannot promise the single pass's frames
         return False
     children = [(f"{job['_id']}#{segment.number}",
@@ -55,11 +59,11 @@ def fan_out(job: dict, ctx: JobContext) -> bool:
     return True
 
 
-def _duration(path: str) -> float:
+def _duration(path: str, limits: InputLimits) -> float:
     try:
-        with av.open(path) as container:
+        with open_video(Path(path), limits) as container:  # never a FIFO: it would block
             return (container.duration or 0) / av.time_base
-    except av.FFmpegError:
+    except (ContentError, av.FFmpegError):
         return 0.0  # the single pass reports what is wrong with the file
 
 
@@ -103,7 +107,8 @@ def _cut_segment(job: dict, ctx: JobContext, paths: content_job.RunPaths) -> Non
         raise JobCancelled("the upload's run is no longer cut in segments")
     segment = Segment.from_dict(params["segment"])
     job_watchdog.progressed(f"cutting segment {segment.number} (opening the video)")
-    source = open_segment(params["content_path"], segment)
+    source = open_segment(params["content_path"], segment,
+                          content_job.input_limits(ctx.config))
     job_watchdog.progressed(f"cutting segment {segment.number}")
     content_job.stage_pipeline(job, ctx, paths, source,
                                Heartbeat(job, ctx, lambda _: _record_progress(job, ctx)),

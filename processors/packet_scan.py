@@ -14,8 +14,12 @@ from bisect import bisect_right
 from collections import deque
 from dataclasses import dataclass, field
 from fractions import Fraction
+from pathlib import Path
 
 import av
+
+from processors.input_guard import InputLimits
+from processors.video_source import open_video
 
 # No decoder holds back more frames than this to put them in presentation
 # order (H.264 and HEVC allow at most 16), so a packet whose pts is below one
@@ -44,9 +48,9 @@ class PacketScan:
         return self.keys[at]
 
 
-def scan_packets(path: str | os.PathLike) -> PacketScan:
+def scan_packets(path: str | os.PathLike, limits: InputLimits = InputLimits()) -> PacketScan:
     """Read every packet of the first video stream (without decoding it)."""
-    with av.open(str(path), "r") as container:
+    with open_video(Path(path), limits) as container:
         stream = container.streams.video[0]
         scan = PacketScan(Fraction(stream.time_base) if stream.time_base else Fraction(0))
         if not scan.time_base:

@@ -62,12 +62,14 @@ from typing import Callable, Iterator
 import av
 
 from exceptions import ContentError
+from processors.input_guard import InputLimits
 from processors.packet_scan import PacketScan, scan_packets
 from processors.pipeline import (OutputLayout, PipelineSettings, Progress, TaskOutput,
                                  run_pipeline)
 from processors.sampling import TimestampSampler
 from processors.source import Source, SourceFrame
-from processors.video_source import VideoSource, check_complete
+from processors.video_source import (VideoSource, av_reason, check_complete, limit_decoder,
+                                     open_video)
 
 FORMAT = 1  # of to_dict(); bumped when the meaning of a field changes
 
@@ -160,7 +162,7 @@ def _int_or_none(value: object) -> int | None:
 
 
 def plan_segments(path: str | os.PathLike, frame_rate: int, frames_per_task: int,
-                  segments: int) -> list[Segment]:
+                  segments: int, limits: InputLimits = InputLimits()) -> list[Segment]:
     """Split the tasks of the video at ``path`` into at most ``segments`` runs of
     whole tasks, balanced by source duration (fewer when there are fewer tasks).
 
@@ -172,7 +174,7 @@ def plan_segments(path: str | os.PathLike, frame_rate: int, frames_per_task: int
         if value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
     path = Path(path)
-    scan, duration, reason = _checked_scan(path)
+    scan, duration, reason = _checked_scan(path, limits)
     size = path.stat().st_size
     if reason:
         return [Segment(1, 1, 1, None, 0, frame_rate, frames_per_task, size,
@@ -200,18 +202,18 @@ def plan_segments(path: str | os.PathLike, frame_rate: int, frames_per_task: int
     return plan
 
 
-def _checked_scan(path: Path) -> tuple[PacketScan, float, str]:
+def _checked_scan(path: Path, limits: InputLimits) -> tuple[PacketScan, float, str]:
     """The packet scan, the video's duration, and why the scan cannot stand for
     a single pass ("" if it can)."""
     # VideoSource first: the same errors as a single pass for a bad file, and
     # the frame that really comes out of the decoder first.
-    source = VideoSource(path)
+    source = VideoSource(path, limits)
     try:
         first = next(source.frames()).frame
         info = source.info
     finally:
         source.close()
-    scan = scan_packets(path)
+    scan = scan_packets(path, limits)
     if scan.problem:
         return scan, info.duration, scan.problem
     if first.pts != scan.pts[0] or first.time_base is None \
@@ -219,7 +221,7 @@ def _checked_scan(path: Path) -> tuple[PacketScan, float, str]:
         # e.g. leading pictures of an open GOP that the decoder drops at the start
         return scan, info.duration, "the decoder's first frame is not the first packet's"
     try:
-        check_complete(path.name, info, len(scan.pts),
+        check_complete(source.name, info, len(scan.pts),
                        (scan.pts[-1] - scan.pts[0]) * scan.time_base)
     except ContentError as exc:
         return scan, info.duration, f"a single pass reports the file as broken ({exc.code})"
@@ -242,22 +244,23 @@ def _balance(starts: list[int], end: int, segments: int) -> list[int]:
     return firsts
 
 
-def open_segment(path: str | os.PathLike, segment: Segment) -> Source:
+def open_segment(path: str | os.PathLike, segment: Segment,
+                 limits: InputLimits = InputLimits()) -> Source:
     """A Source for the pipeline that yields exactly the segment's sampled frames."""
     if segment.whole:
-        return VideoSource(path)
-    return SegmentSource(path, segment)
+        return VideoSource(path, limits)
+    return SegmentSource(path, segment, limits)
 
 
 def run_segment(path: str | os.PathLike, segment: Segment, settings: PipelineSettings,
                 layout: OutputLayout, skip_tasks: frozenset[int] = frozenset(),
-                should_stop: Callable[[], bool] = lambda: False
-                ) -> Iterator[Progress | TaskOutput]:
+                should_stop: Callable[[], bool] = lambda: False,
+                limits: InputLimits = InputLimits()) -> Iterator[Progress | TaskOutput]:
     """Cut one segment: ``run_pipeline`` over ``open_segment``, numbered globally."""
     if (settings.frame_rate, settings.frames_per_task) != \
             (segment.frame_rate, segment.frames_per_task):
         raise ValueError("the settings' frame_rate / frames_per_task are not the plan's")
-    source = open_segment(path, segment)
+    source = open_segment(path, segment, limits)
     try:
         yield from run_pipeline(source, settings, layout, skip_tasks, should_stop,
                                 first_sample=segment.first_sample)
@@ -274,13 +277,16 @@ class SegmentSource:
 
     samples_every_frame = True
 
-    def __init__(self, path: str | os.PathLike, segment: Segment) -> None:
+    def __init__(self, path: str | os.PathLike, segment: Segment,
+                 limits: InputLimits = InputLimits()) -> None:
         self.path = Path(path)
+        self.limits = limits
         if not segment.frames:
             raise ValueError("a segment without frames is cut by a single pass (open_segment)")
         # Same checks and the same SourceInfo (size, rotation from the first
         # decoded frame, duration) as the single pass.
-        probe = VideoSource(self.path)
+        probe = VideoSource(self.path, limits)
+        self.name = probe.name  # for messages: relative to the contents folder
         try:
             self.info = probe.info
         finally:
@@ -327,7 +333,8 @@ class SegmentSource:
             return packet.decode()
         except av.FFmpegError as exc:
             at = float(self.segment.timestamp(packet.pts)) if packet.pts is not None else 0.0
-            raise ContentError(f"{self.path.name}: corrupt video data at {at:.1f} s ({exc})",
+            raise ContentError(f"{self.name}: corrupt video data at {at:.1f} s "
+                               f"({av_reason(exc, self.path, self.limits)})",
                                code="corrupt") from exc
 
     def _packets(self) -> Iterator[av.Packet]:
@@ -364,8 +371,9 @@ class SegmentSource:
 
     def _open(self) -> av.VideoStream:
         self.close()
-        self._container = av.open(str(self.path), "r")
+        self._container = open_video(self.path, self.limits)
         stream = self._container.streams.video[0]
+        limit_decoder(stream, self.name, self.limits)
         stream.thread_type = "AUTO"
         return stream
 

@@ -13,6 +13,8 @@ from typing import Iterator
 import av
 
 from exceptions import ContentError
+from processors.input_guard import (InputLimits, check_pixels, output_stem, redact,
+                                    regular_file, shown)
 from processors.source import SourceFrame, SourceInfo, display_size
 
 # A file is "truncated" when it ends this far before its declared length.
@@ -27,11 +29,14 @@ SKIP_LOOKAHEAD = 16
 class VideoSource:
     samples_every_frame = False
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, limits: InputLimits = InputLimits()) -> None:
         self.path = Path(path)
-        self._container = _open_container(self.path)
+        self.limits = limits
+        # How messages name the file: relative to the contents folder.
+        self.name = shown(self.path, limits.root_for(self.path))
+        self._container = open_video(self.path, limits)
         try:
-            self._stream = _video_stream(self._container, self.path)
+            self._stream = _video_stream(self._container, self.name, limits)
             # Frame and slice threads: decoding is the longest stage.
             self._stream.thread_type = "AUTO"
             self._skipper: _UnsampledSkipper | None = None
@@ -39,7 +44,7 @@ class VideoSource:
             self._decoded = self._decode()
             self._first = next(self._decoded, None)
             if self._first is None:
-                raise ContentError(f"{self.path.name}: the video has no decodable frames",
+                raise ContentError(f"{self.name}: the video has no decodable frames",
                                    code="no_frames")
             self.info = self._probe(self._first.frame)
         except BaseException:
@@ -56,7 +61,7 @@ class VideoSource:
             duration = self._container.duration / av.time_base
         rotation = int(first.rotation or 0) % 360
         width, height = display_size(first.width, first.height, rotation)
-        return SourceInfo(name=self.path.stem, width=width, height=height, fps=float(rate),
+        return SourceInfo(name=output_stem(self.path.stem), width=width, height=height, fps=float(rate),
                           duration=duration, frame_count=int(stream.frames or 0),
                           rotation=rotation)
 
@@ -119,6 +124,8 @@ class VideoSource:
                         # each packet they are handed, so this is per packet.
                         codec.skip_frame = skip_mode = mode
                     for frame in packet.decode():
+                        # A stream may switch to a bigger size after its header.
+                        check_pixels(frame.width, frame.height, self.limits, self.name)
                         if frame.pts is not None and frame.time_base is not None:
                             ts = frame.pts * Fraction(frame.time_base)
                         else:  # raw streams without timestamps: assume the nominal rate
@@ -139,11 +146,12 @@ class VideoSource:
                     self._seen = last_pts * Fraction(stream.time_base) - origin
         except av.FFmpegError as exc:
             at = float(previous - origin) if previous is not None and origin is not None else 0.0
-            raise ContentError(f"{self.path.name}: corrupt video data at {at:.1f} s ({exc})",
+            raise ContentError(f"{self.name}: corrupt video data at {at:.1f} s "
+                               f"({av_reason(exc, self.path, self.limits)})",
                                code="corrupt") from exc
 
     def _check_complete(self) -> None:
-        check_complete(self.path.name, self.info, self._count, self._seen)
+        check_complete(self.name, self.info, self._count, self._seen)
 
     def close(self) -> None:
         self._container.close()
@@ -296,22 +304,30 @@ class _UnsampledSkipper:
         return count, last
 
 
-def _open_container(path: Path) -> av.container.InputContainer:
-    if not path.is_file():
-        raise ContentError(f"{path.name}: file not found", code="missing_file")
-    if path.stat().st_size == 0:
-        raise ContentError(f"{path.name}: the file is empty", code="empty_file")
+def open_video(path: Path, limits: InputLimits) -> av.container.InputContainer:
+    """``av.open`` of a regular file inside ``limits.root`` (never a FIFO, which
+    would block it forever); ContentError for a file that is not a video."""
+    root = limits.root_for(path)
+    name = shown(path, root)
+    real = regular_file(path, root)
+    if real.stat().st_size == 0:
+        raise ContentError(f"{name}: the file is empty", code="empty_file")
     try:
-        return av.open(str(path), "r")
+        # metadata_errors: a hostile file's tags need not be UTF-8.
+        return av.open(str(real), "r", metadata_errors="replace")
     except av.FFmpegError as exc:
-        text = str(exc)
         # FFmpeg logs "moov atom not found" but raises a generic error, so the
         # file's top-level boxes are checked here to name the real problem.
-        if _mp4_without_moov(path):
-            raise ContentError(f"{path.name}: the MP4 has no moov atom (the upload was cut off "
+        if _mp4_without_moov(real):
+            raise ContentError(f"{name}: the MP4 has no moov atom (the upload was cut off "
                                "before the file was finished)", code="no_moov") from exc
-        raise ContentError(f"{path.name}: not a video file that can be read ({text})",
-                           code="not_a_video") from exc
+        raise ContentError(f"{name}: not a video file that can be read "
+                           f"({av_reason(exc, path, limits)})", code="not_a_video") from exc
+
+
+def av_reason(exc: av.FFmpegError, path: Path, limits: InputLimits) -> str:
+    """An FFmpeg error as a message may show it: without the file's absolute path."""
+    return redact(str(exc), limits.root_for(path))
 
 
 def _mp4_without_moov(path: Path) -> bool:
@@ -329,13 +345,26 @@ def _mp4_without_moov(path: Path) -> bool:
     return bool(kinds) and kinds[0] == b"ftyp" and b"moov" not in kinds
 
 
-def _video_stream(container: av.container.InputContainer, path: Path) -> av.VideoStream:
+def _video_stream(container: av.container.InputContainer, name: str,
+                  limits: InputLimits) -> av.VideoStream:
     if not container.streams.video:
-        raise ContentError(f"{path.name}: the file has no video stream", code="no_video_stream")
+        raise ContentError(f"{name}: the file has no video stream", code="no_video_stream")
     stream = container.streams.video[0]
     codec = stream.codec_context
     if codec is None or codec.codec is None or codec.name in ("none", ""):
         # PyAV gives no codec context when FFmpeg has no decoder for the stream.
-        raise ContentError(f"{path.name}: unsupported video codec (no decoder for this stream)",
+        raise ContentError(f"{name}: unsupported video codec (no decoder for this stream)",
                            code="unsupported_codec")
+    limit_decoder(stream, name, limits)
     return stream
+
+
+def limit_decoder(stream: av.VideoStream, name: str, limits: InputLimits) -> None:
+    """Refuse frames over ``max_frame_pixels`` from the stream's header, before
+    one is decoded (a frame of 8192x8192 is ~100 MB, and the pipeline holds
+    dozens); the decoder itself refuses a later, bigger frame too."""
+    codec = stream.codec_context
+    check_pixels(codec.width, codec.height, limits, name)
+    # FFmpeg checks its coded size (e.g. 1920x1088), a little over the shown
+    # one: the exact limit is check_pixels' on each decoded frame.
+    codec.options = {**codec.options, "max_pixels": str(2 * limits.max_frame_pixels)}
