@@ -56,17 +56,17 @@ class ImageSource:
         root = limits.root_for(self.path)
         self._archive: zipfile.ZipFile | None = None
         self._handle: BinaryIO | None = None
-        if self.path.suffix.lower() == ".zip" and not self.path.is_dir():
-            self._handle = open_regular(self.path, root)
-            self._archive = _open_zip(self._handle, shown(self.path, root))
-            self._items = _zip_members(self._archive, limits, shown(self.path, root))
-        else:
-            self._items = _list_images(self.path, root, limits)
-        if not self._items:
-            self.close()
-            raise ContentError(f"{shown(self.path, root)}: no images found", code="no_images")
         self._rate = frame_rate
         try:
+            if self.path.suffix.lower() == ".zip" and not self.path.is_dir():
+                self._handle = open_regular(self.path, root)
+                self._archive = _open_zip(self._handle, shown(self.path, root))
+                self._items = _zip_members(self._archive, limits, shown(self.path, root))
+            else:
+                self._items = _list_images(self.path, root, limits)
+            if not self._items:
+                raise ContentError(f"{shown(self.path, root)}: no images found",
+                                   code="no_images")
             first = self._load(*self._items[0])
         except BaseException:
             self.close()
