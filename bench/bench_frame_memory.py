@@ -1,6 +1,6 @@
 """Peak memory of one job as a function of the video's frame size.
 
-    python bench/bench_frame_memory.py [--seconds 2]
+    python bench/bench_frame_memory.py [--seconds 2] [--sizes 320x240,1920x1080,...]
 
 Each size is a ``--seconds`` long testsrc2 H.264 video (30 fps, ultrafast,
 generated into bench/data/ once), cut as a person would, by
@@ -48,7 +48,10 @@ def run_job(video: Path, contents: Path, env: dict[str, str]) -> tuple[float, st
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=2)
+    parser.add_argument("--sizes", default=",".join(f"{w}x{h}" for w, h in SIZES),
+                        help="WxH,... (the first is the baseline of bytes / pixel)")
     args = parser.parse_args()
+    sizes = [tuple(map(int, size.split("x"))) for size in args.sizes.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         contents, db = Path(tmp) / "contents", Path(tmp) / "db"
         (contents / "uploads").mkdir(parents=True)
@@ -58,7 +61,7 @@ def main() -> int:
         env.pop("PYTHONPATH", None)
         try:
             rows, base = [], None
-            for width, height in SIZES:
+            for width, height in sizes:
                 video = test_video(args.seconds, width, height, preset="ultrafast")
                 peak, outcome = run_job(video, contents, env)
                 base = peak if base is None else base
@@ -67,7 +70,7 @@ def main() -> int:
                              f"{peak:.0f}", f"{per_pixel:.0f}" if peak != base else "-"])
             default = int(DEFAULTS["processing"]["max_frame_pixels"])
             refused = {**env, "PROCESSING_MAX_FRAME_PIXELS": str(default)}
-            video = test_video(args.seconds, 8192, 8192, preset="ultrafast")
+            video = test_video(2, 8192, 8192, preset="ultrafast")  # only its header is read
             peak = _refused_peak(video, contents, refused)
             rows.append([f"8192x8192 (limit {default})", f"{8192 * 8192 / 1e6:.1f}",
                          "refused (frame_too_large)", f"{peak:.0f}", "-"])

@@ -25,7 +25,11 @@ from processors.frame_ops import encode_jpeg, normalize
 from processors.sampling import TimestampSampler, task_number
 from processors.source import Source
 
-QUEUE_FRAMES = 24  # frames in flight per queue: a few MB at 1080p
+QUEUE_FRAMES = 24  # frames in flight per queue: ~75 MB of yuv420p at 1080p
+# ... but no more than this many bytes of frames per queue, down to QUEUE_MIN
+# frames: at 4K a queue of 24 would hold 300 MB, at 8K 1.2 GB (bench/bench_frame_memory.py).
+QUEUE_BYTES = 96 * 1024 * 1024
+QUEUE_MIN = 4
 PROGRESS_INTERVAL = 0.5  # seconds between Progress events
 _END = object()
 
@@ -156,14 +160,15 @@ def run_pipeline(source: Source, settings: PipelineSettings, layout: OutputLayou
     start, end = _span(source, settings, first_sample)
     run = _Run()
     run.position = start
-    encode_q: queue.Queue = queue.Queue(QUEUE_FRAMES)
+    depth = queue_depth(source.info.width, source.info.height)
+    encode_q: queue.Queue = queue.Queue(depth)
     events: queue.Queue = queue.Queue()
     # Side stages: each gets every sampled frame and reports per task.
     sides: dict[str, tuple[queue.Queue, Callable]] = {}
     if layout.frame_dir:
-        sides["jpeg"] = (queue.Queue(QUEUE_FRAMES), _jpeg_stage)
+        sides["jpeg"] = (queue.Queue(depth), _jpeg_stage)
     if settings.annotate:
-        sides["annotate"] = (queue.Queue(QUEUE_FRAMES), _annotate_stage)
+        sides["annotate"] = (queue.Queue(depth), _annotate_stage)
     threads = [
         threading.Thread(target=_guard(run, _decode_stage), name="decode",
                          args=(run, source, settings, skip_tasks, first_sample, end,
@@ -197,6 +202,12 @@ def run_pipeline(source: Source, settings: PipelineSettings, layout: OutputLayou
             thread.join()
     if run.error is not None:
         raise run.error
+
+
+def queue_depth(width: int, height: int) -> int:
+    """Frames each queue holds: QUEUE_FRAMES up to 1080p, fewer for bigger frames."""
+    frame_bytes = width * height * 3 // 2  # yuv420p
+    return max(QUEUE_MIN, min(QUEUE_FRAMES, QUEUE_BYTES // max(1, frame_bytes)))
 
 
 def _span(source: Source, settings: PipelineSettings, first_sample: int) -> tuple[float, float]:
