@@ -230,3 +230,15 @@ def test_video_path_that_is_not_a_file_inside(kind, tmp_path):
         read_video(path, tree.contents)
     assert caught.value.code == ("outside_contents" if kind.startswith("link")
                                  else "not_a_regular_file")
+
+
+def test_zip_member_stream_stops_at_the_cap():
+    """zipfile already stops at a member's declared size; this cap holds even
+    where it would not (the bytes actually read, whatever is declared)."""
+    from processors.image_source import _CappedStream
+    stream = io.BufferedReader(_CappedStream(io.BytesIO(bytes(MIB + 1)),
+                                             InputLimits(max_image_bytes=MIB), "set.zip/1.png"))
+    assert len(stream.read(MIB)) == MIB
+    with pytest.raises(ContentError) as caught:
+        stream.read()
+    assert caught.value.code == "image_too_large"
