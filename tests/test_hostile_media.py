@@ -22,6 +22,7 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT, service_env
+from exceptions import ConfigError
 from media import barcode_image, cfr_video
 from test_bad_input import assert_nothing_left, assert_still_serving
 
@@ -253,6 +254,13 @@ def test_image_with_too_many_pixels_is_refused_from_its_header(side, contents, p
 
 
 # --- frame size (finding 5, second half) --------------------------------------------
+
+@pytest.mark.parametrize("key, value", [("max_frame_pixels", "0"), ("max_image_mb", "-1"),
+                                        ("max_zip_mb", "lots"), ("max_zip_ratio", "1")])
+def test_limits_are_validated(key, value, make_config):
+    with pytest.raises(ConfigError, match=f"processing.{key}"):
+        make_config(**{f"PROCESSING_{key.upper()}": value})
+
 
 def test_frame_size_limit_is_configurable(contents, make_config, post, run_jobs, mongo):
     cfr_video(contents / "uploads" / "small.mp4", 12)  # 320x240 = 76800 pixels
