@@ -546,6 +546,15 @@ def get_mongo(config: Config) -> MongoManager:
     return manager
 
 
+def close_mongo(config: Config) -> None:
+    """Close and forget this process's manager for ``config`` (tests: one
+    database each, and a server that caps its connections)."""
+    with _lock:
+        manager = _managers.pop((os.getpid(), config.mongodb.uri, config.mongodb.database), None)
+    if manager is not None:
+        manager.close()
+
+
 def resolve_uri(config: Config) -> str:
     if config.mongodb.uri == "embedded":
         return embedded_uri(config.contents_dir / "db")

@@ -24,7 +24,7 @@ from app import create_app  # noqa: E402
 from config import Config, load_config  # noqa: E402
 from embedded_db import embedded_uri, stop_embedded  # noqa: E402
 from executor import worker_loop  # noqa: E402
-from mongo_manager import MongoManager, get_mongo  # noqa: E402
+from mongo_manager import MongoManager, close_mongo, get_mongo  # noqa: E402
 
 AUTH_KEY = "test-key-0123456789"
 
@@ -76,6 +76,7 @@ def mongo(config: Config) -> MongoManager:
     manager = get_mongo(config)
     yield manager
     manager.client.drop_database(config.mongodb.database)
+    close_mongo(config)  # one client per test's database would pile up connections
 
 
 @pytest.fixture
