@@ -14,6 +14,7 @@ from conftest import AUTH_KEY, ROOT, service_env
 from embedded_db import free_port
 from executor_control import executor_running
 from media import cfr_video, clip_barcodes
+from readme import person_env, readme_command
 
 
 def wait_until(predicate, timeout: float = 60.0) -> None:
@@ -29,11 +30,14 @@ def wait_until(predicate, timeout: float = 60.0) -> None:
 
 
 def test_gunicorn_serves_and_processes(env, contents, mongo, config):
+    """The README's production command, as written (its key placeholder filled)."""
     port = free_port()
     cfr_video(contents / "uploads" / "cam 1.mp4", 60)
+    command = readme_command("SERVER_AUTH_KEY=... gunicorn").replace("...", AUTH_KEY, 1)
+    run_env = {k: v for k, v in env.items() if k != "SERVER_AUTH_KEY"}
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-        env=service_env({**env, "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": "2"}),
+        ["bash", "-c", command],
+        env=person_env({**run_env, "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": "2"}),
         cwd=ROOT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:

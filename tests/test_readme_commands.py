@@ -2,16 +2,15 @@
 the README, console scripts from PATH, from the repo folder, no PYTHONPATH, a
 fresh contents folder. A README edit that breaks a command breaks a test.
 
-(The CLIs that need no server key, ``python app.py process``, ``python
-executor.py``, the dataset CLI and the warm start, are run the same way in
-test_entry_point_keys.py.)
+(gunicorn's line is run in test_deployment.py; the CLIs that need no server
+key, ``python app.py process``, ``python executor.py``, the dataset CLI and
+the warm start, are run the same way in test_entry_point_keys.py.)
 """
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -77,8 +76,9 @@ def test_quick_start_as_written(tmp_path):
     assert clips and f"{clips[0]}" in done.stdout
 
 
-WEB_COMMANDS = ["SERVER_AUTH_KEY=... gunicorn", "SERVER_AUTH_KEY=... python app.py",
-                "SERVER_DEV_MODE=true python app.py"]
+# The production command, ``SERVER_AUTH_KEY=... gunicorn ...``, is run as
+# written by test_deployment.test_gunicorn_serves_and_processes.
+WEB_COMMANDS = ["SERVER_AUTH_KEY=... python app.py", "SERVER_DEV_MODE=true python app.py"]
 
 
 @pytest.mark.parametrize("start", WEB_COMMANDS)
