@@ -30,7 +30,7 @@ from datasets.export import Export, TaskFrames, export_version
 from datasets.formats import BoxStats
 from datasets.s3_store import ChecksumCache, S3Store, UploadItem
 from datasets.spec import VersionSpec, parse_version
-from exceptions import DatasetError, JobCancelled, ServiceError, StorageError
+from exceptions import DatasetError, JobCancelled, ServiceError
 from job_context import Heartbeat, JobContext
 from mongo_manager import MongoManager, now, to_id
 
