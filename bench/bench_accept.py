@@ -48,7 +48,7 @@ import requests
 from bson import ObjectId
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, machine, median, table, test_video  # noqa: E402
+from common import ROOT, machine, median, table, test_video, wait_healthy  # noqa: E402
 
 AUTH_KEY = "bench-accept-key"
 
@@ -171,20 +171,6 @@ def sequential(base: str, count: int) -> list[float]:
         assert status == 202, status
     session.close()
     return out
-
-
-def wait_healthy(base: str, proc: subprocess.Popen, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {proc.returncode}")
-        try:
-            if requests.get(f"{base}/api/health", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError("gunicorn did not become healthy")
 
 
 def body(upload_id: str) -> dict:

@@ -33,7 +33,7 @@ import numpy as np
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, machine, table  # noqa: E402
+from common import ROOT, machine, table, wait_healthy  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
@@ -111,15 +111,7 @@ class Service:
         self.proc = subprocess.Popen(["bash", "-c", f"SERVER_AUTH_KEY={KEY} {gunicorn} -c "
                                       "gunicorn.conf.py wsgi:app"], env=env, cwd=ROOT,
                                      stdout=self.log, stderr=self.log, start_new_session=True)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{self.base}/api/health", timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError("the service did not become healthy")
+        wait_healthy(self.base, self.proc, timeout=120)
 
     def post(self, **fields: object) -> requests.Response:
         body = {"auth_key": KEY, "project_id": "hostile", "frame_rate": 5, **fields}

@@ -13,15 +13,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT  # noqa: E402
+from common import ROOT, wait_healthy  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "tests"))
 from queue_fixtures import CeleryWorker, RedisServer  # noqa: E402
@@ -66,15 +64,8 @@ class Stack:
                                           "gunicorn.conf.py", "wsgi:app"], env=env, cwd=ROOT,
                                          stdout=log, stderr=log, start_new_session=True)
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{base}/api/health", timeout=2).status_code == 200:
-                    return base
-            except requests.RequestException:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError("gunicorn did not become healthy")
+        wait_healthy(base, self.gunicorn)
+        return base
 
     def claims(self) -> list[tuple[str, str, int]]:
         """(job id, owner, attempt) of every claim in every worker's log."""

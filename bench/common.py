@@ -107,3 +107,19 @@ def table(headers: list[str], rows: list[list[object]]) -> str:
     line = lambda row: "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |"
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     return "\n".join([line(headers), sep, *(line(r) for r in cells)])
+
+
+def wait_healthy(base: str, proc: subprocess.Popen, timeout: float = 90) -> None:
+    """Wait until the service started as ``proc`` answers ``/api/health`` with 200."""
+    import requests  # here: the other helpers need no HTTP client
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {proc.returncode}")
+        try:
+            if requests.get(f"{base}/api/health", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError("gunicorn did not become healthy")

@@ -144,13 +144,17 @@ def opens_only_inside(run, root: Path) -> None:
     assert not outside, outside
 
 
-def read_images(path: Path, root: Path) -> None:
-    source = ImageSource(path, 5, InputLimits(root=root, **LIMITS))
+def drain(source) -> None:
+    """Read every frame of ``source``, then close it."""
     try:
         for _ in source.frames():
             pass
     finally:
         source.close()
+
+
+def read_images(path: Path, root: Path) -> None:
+    drain(ImageSource(path, 5, InputLimits(root=root, **LIMITS)))
 
 
 @SETTINGS
@@ -194,12 +198,7 @@ def test_image_zips(members, damage):
 
 
 def read_video(path: Path, root: Path) -> None:
-    source = VideoSource(path, InputLimits(root=root, **LIMITS))
-    try:
-        for _ in source.frames():
-            pass
-    finally:
-        source.close()
+    drain(VideoSource(path, InputLimits(root=root, **LIMITS)))
 
 
 @SETTINGS
