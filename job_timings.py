@@ -7,7 +7,6 @@ the run that produced it, whichever process or machine ran it.
 """
 from __future__ import annotations
 
-import time
 from datetime import datetime, timezone
 
 from mongo_manager import now
@@ -16,17 +15,19 @@ from mongo_manager import now
 class RunClock:
     """Started when a run starts working; ``timings`` when it is done."""
 
-    def __init__(self, job: dict) -> None:
+    def __init__(self, job: dict, started_at: datetime | None = None) -> None:
+        """``started_at``: when the run began working, if not now (a run cut in
+        segments is committed by another process than the one that began it)."""
         self.job = job
-        self.started = time.monotonic()
-        self.started_at = now()
+        self.started_at = _utc(started_at) if started_at else now()
 
-    def timings(self, stage: str, frames: int) -> dict:
+    def timings(self, stage: str, frames: int, **extra: int) -> dict:
         """``stage``: what the run did ("cutting", "annotating"); ``frames``: how
-        many frames this run handled (a resumed run counts only its own)."""
-        seconds = round(time.monotonic() - self.started, 3)
+        many frames this run handled (a resumed run counts only its own);
+        ``extra``: more counts (a segmented run's ``segments``)."""
+        seconds = round(max(0.0, (now() - self.started_at).total_seconds()), 3)
         return {"processingSeconds": seconds, "attempts": self.job.get("attempts", 1),
-                "frames": frames,
+                "frames": frames, **extra,
                 "framesPerSecond": round(frames / seconds, 3) if seconds > 0 else 0.0,
                 "stages": {"queued": self._queued_seconds(), stage: seconds}}
 
@@ -35,6 +36,9 @@ class RunClock:
         created = self.job.get("createdAt")
         if not isinstance(created, datetime):
             return 0.0
-        if created.tzinfo is None:  # a client without tz_aware: stored dates are UTC
-            created = created.replace(tzinfo=timezone.utc)
-        return round(max(0.0, (self.started_at - created).total_seconds()), 3)
+        return round(max(0.0, (self.started_at - _utc(created)).total_seconds()), 3)
+
+
+def _utc(moment: datetime) -> datetime:
+    """A client without tz_aware reads naive dates; stored dates are UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)

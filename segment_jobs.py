@@ -23,7 +23,7 @@ import content_job
 import job_watchdog
 from exceptions import ContentError, JobCancelled, ServiceError
 from job_context import Heartbeat, JobContext
-from mongo_manager import now
+from job_timings import RunClock
 from processors.input_guard import InputLimits
 from processors.segments import Segment, SegmentMismatch, open_segment, plan_segments
 from processors.video_source import open_video
@@ -147,13 +147,11 @@ def commit_segments(job: dict, ctx: JobContext, paths: content_job.RunPaths) -> 
     expected = list(range(1, len(staged) + 1))
     if [doc["number"] for doc in staged] != expected:
         raise RuntimeError(f"segments staged tasks {[d['number'] for d in staged]}")
-    upload = mongo.get_upload(params["upload_id"]) or {}
-    seconds = max(0.001, (now() - (upload.get("startedAt") or now())).total_seconds())
+    # The run's clock started when its fan-out began cutting (the upload's startedAt).
+    clock = RunClock(job, (mongo.get_upload(params["upload_id"]) or {}).get("startedAt"))
     frames = sum(doc["task"]["frameCount"] for doc in staged)
-    content_job.commit_tasks(job, ctx, paths, len(staged), {
-        "processingSeconds": round(seconds, 3), "attempts": job.get("attempts", 1),
-        "segments": job["segments"], "frames": frames,
-        "framesPerSecond": round(frames / seconds, 3), "stages": {"cutting": round(seconds, 3)}})
+    content_job.commit_tasks(job, ctx, paths, len(staged),
+                             clock.timings("cutting", frames, segments=job["segments"]))
     return True
 
 

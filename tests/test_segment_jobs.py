@@ -55,6 +55,11 @@ def test_segments_give_the_single_pass_tasks(make_config, mongo, contents, name,
             [(f["frameId"], f["sourceFrame"]) for f in frames_b]
     assert not list((contents / "tasks" / "p1").glob(".staging-*"))
     assert not mongo.staging.count_documents({})
+    # The same timings as a single pass (what /metrics reads), plus the segment count.
+    one, many = (mongo.get_upload(u)["timings"] for u in ("single", "segmented"))
+    assert set(many["stages"]) == set(one["stages"]) == {"queued", "cutting"}
+    assert many["segments"] == segments and many["frames"] == one["frames"]
+    assert many["stages"]["cutting"] == many["processingSeconds"] > 0
 
 
 def test_force_write_during_segments_replaces_the_run(make_config, mongo, contents):
