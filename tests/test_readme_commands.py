@@ -119,12 +119,20 @@ def worker_queues(argv: list[str]) -> list[str]:
     return argv[argv.index("-Q") + 1].split(",")
 
 
+def procfile_workers() -> list[str]:
+    """The Procfile's Celery lines (honcho and foreman run them as written)."""
+    lines = (ROOT / "Procfile").read_text().splitlines()
+    return [line.split(":", 1)[1].strip() for line in lines
+            if not line.startswith("#") and "celery -A celery_app worker" in line]
+
+
 @needs_redis
-@pytest.mark.parametrize("command", readme_commands("celery -A celery_app worker"))
+@pytest.mark.parametrize("command", readme_commands("celery -A celery_app worker")
+                         + procfile_workers())
 def test_celery_worker_as_documented_runs_jobs(command, env, contents, mongo, redis_server,
                                                tmp_path):
-    """Each worker line of the README (and the table's short form) takes and
-    runs the jobs of its queues: a cut, and an auto-annotation (request_type 1,
+    """Each worker line of the README (and the table's short form) and of the
+    Procfile takes and runs the jobs of its queues: a cut, and an auto-annotation (request_type 1,
     the built-in face model)."""
     assigns, argv = split(command)
     if assigns.get("ANNOTATION_DEVICE", "").startswith("cuda"):
