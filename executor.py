@@ -24,7 +24,7 @@ import socket
 import sys
 import threading
 import time
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from pymongo.errors import PyMongoError
 
@@ -33,7 +33,7 @@ import dataset_job
 import segment_jobs
 from annotation.registry import get_registry
 from config import Config, load_config
-from executor_control import executor_lock_path
+from executor_control import executor_lock_path, wake_address, wake_executor
 from job_watchdog import STALL_EXIT_CODE, Watchdog
 from logging_setup import configure_logging, upload_context
 from mongo_manager import MongoManager, get_mongo, owner_id
@@ -62,8 +62,9 @@ class EmbeddedExecutor:
         self.config = config
 
     def submit(self, job_id: str) -> None:
-        # Nothing to send: the job was recorded (state "queued") before this
-        # call, and a worker claims it within processing.poll_seconds.
+        # The job was recorded (state "queued") before this call: the wake-up
+        # only saves an idle job process the wait for its next poll.
+        wake_executor(self.config)
         log.debug("job %s queued for the embedded executor", job_id)
 
 
@@ -88,10 +89,18 @@ def run_claimed(job: dict, ctx: content_job.JobContext) -> None:
             run(job, ctx)
 
 
-def worker_loop(config: Config, stop: threading.Event, drain: bool = False) -> int:
-    """Claim and run jobs until ``stop`` (or, with ``drain``, until none is left)."""
+def worker_loop(config: Config, stop: threading.Event, drain: bool = False,
+                wake: Any = None) -> int:
+    """Claim and run jobs until ``stop`` (or, with ``drain``, until none is left).
+
+    ``wake``: the supervisor's semaphore, released once for each job queued on
+    this machine; an idle process waits on it rather than sleeping a whole
+    ``processing.poll_seconds``, which stays the fallback.
+    """
     mongo = get_mongo(config)
-    ctx = content_job.JobContext(mongo, config, owner_id())
+    # Segments this process fans out wake the other job processes too.
+    ctx = content_job.JobContext(mongo, config, owner_id(),
+                                 submit=lambda job_id: wake_executor(config))
     parent = os.getppid()
     ran = 0
     while not stop.is_set():
@@ -100,7 +109,10 @@ def worker_loop(config: Config, stop: threading.Event, drain: bool = False) -> i
             if job is None:
                 if drain or os.getppid() != parent:
                     return ran
-                stop.wait(config.processing.poll_seconds)
+                if wake is None:
+                    stop.wait(config.processing.poll_seconds)
+                else:
+                    wake.acquire(timeout=config.processing.poll_seconds)
                 continue
             run_claimed(job, ctx)
             ran += 1
@@ -127,9 +139,9 @@ def release_orphans(mongo: MongoManager) -> int:
     return released + mongo.requeue_committable()
 
 
-def _worker_main(config: Config) -> None:
+def _worker_main(config: Config, wake: Any) -> None:
     configure_logging()
-    worker_loop(config, threading.Event())
+    worker_loop(config, threading.Event(), wake=wake)
 
 
 class Supervisor:
@@ -142,10 +154,13 @@ class Supervisor:
         self.context = multiprocessing.get_context("spawn")  # never fork a live client
         self.workers: list[multiprocessing.Process] = []
         self.stopping = threading.Event()
+        # Released once per wake-up datagram; idle job processes wait on it.
+        self.wake = self.context.Semaphore(0)
 
     def run(self) -> None:
         release_orphans(self.mongo)
         self.workers = [self._start() for _ in range(self.config.processing.workers)]
+        threading.Thread(target=self._relay_wakeups, name="wake-relay", daemon=True).start()
         last_scan = time.monotonic()
         while not self.stopping.wait(SUPERVISE_SECONDS):
             if self.parent_pid and os.getppid() != self.parent_pid:
@@ -157,8 +172,29 @@ class Supervisor:
                 last_scan = time.monotonic()
         self._stop_workers()
 
+    def _relay_wakeups(self) -> None:
+        """Each datagram on the wake-up socket (``wake_executor``: a job was
+        queued) lets one idle job process claim at once."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            try:
+                sock.bind(wake_address(self.config))
+            except OSError as exc:  # polling alone still finds every job
+                log.warning("no wake-up socket (%s); new jobs are found by polling", exc)
+                return
+            sock.settimeout(SUPERVISE_SECONDS)
+            while not self.stopping.is_set():
+                try:
+                    sock.recv(16)
+                except (TimeoutError, socket.timeout):
+                    continue
+                # At most one pending wake-up per process: while all are busy,
+                # more would only make them claim in vain later.
+                if self.wake.get_value() < len(self.workers):
+                    self.wake.release()
+
     def _start(self) -> multiprocessing.Process:
-        process = self.context.Process(target=_worker_main, args=(self.config,), daemon=True)
+        process = self.context.Process(target=_worker_main, args=(self.config, self.wake),
+                                       daemon=True)
         process.start()
         return process
 

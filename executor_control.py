@@ -6,6 +6,9 @@ its ssl import) must not be loaded there before gevent patches the workers.
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +20,25 @@ EXECUTOR_SCRIPT = Path(__file__).resolve().parent / "executor.py"
 
 def executor_lock_path(config: Config) -> Path:
     return config.contents_dir / "executor.lock"
+
+
+def wake_address(config: Config) -> str:
+    """The supervisor's wake-up socket: in Linux's abstract namespace (no file to
+    leave behind, no path length limit), one per contents folder like the lock."""
+    folder = os.path.realpath(config.contents_dir)
+    return "\0content-processor-wake-" + hashlib.sha1(folder.encode()).hexdigest()[:20]
+
+
+def wake_executor(config: Config) -> None:
+    """Tell the supervisor a job was just queued, so an idle job process claims
+    it now instead of at its next poll. Best effort: with no supervisor, or a
+    full socket buffer, the job is found by polling (processing.poll_seconds)."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.setblocking(False)
+            sock.sendto(b"j", wake_address(config))
+    except OSError:
+        pass
 
 
 def executor_running(config: Config) -> bool:

@@ -1,0 +1,134 @@
+"""An upload end to end through the API against the ffmpeg CLI doing the same cut.
+
+    python bench/bench_e2e.py [--reps 5] [--seconds 20] [--extra NAME=ROOT ...]
+
+Starts the service as the README says (``SERVER_AUTH_KEY=... gunicorn -c
+gunicorn.conf.py wsgi:app`` from the repo folder: embedded database and
+executor, 2 job processes, a fresh contents folder) and times, alternating
+with ffmpeg, N rounds of:
+
+* api    -- POST /api/processContent of a 1080p30 H.264 video (generated into
+            bench/data/ when missing) at frame_rate 5, then GET its status every
+            10 ms until it is 1: from sending the request to seeing status 1
+            (accepting, noticing the job, cutting 120-frame task clips plus a
+            JPEG per sampled frame, the commit);
+* ffmpeg -- ffmpeg -y -i in.mp4 -vf fps=5 -c:v libx264 -preset veryfast -crf 23
+            -pix_fmt yuv420p -movflags +faststart out.mp4 (one clip, no JPEGs).
+
+``--extra NAME=ROOT`` runs another service from the checkout at ROOT (e.g. a
+``git worktree`` of an older commit) beside it, on its own port and contents
+folder, as a third contender. The order is rotated every round; reported are
+medians, the ratio of the medians and the median of the per-round ratios.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (ROOT, ffmpeg_exe, machine, median, run_child, table,  # noqa: E402
+                    test_video, wait_healthy)
+
+from embedded_db import free_port, stop_embedded  # noqa: E402
+
+KEY = "bench-e2e-key"
+FRAME_RATE = 5
+
+
+class Service:
+    """The service of one checkout, started as its README says."""
+
+    def __init__(self, root: Path, folder: Path, video: Path) -> None:
+        self.contents = folder / "contents"
+        (self.contents / "uploads").mkdir(parents=True)
+        os.link(video, self.contents / "uploads" / "in.mp4")
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        env.update(PATHS_CONTENTS_DIR=str(self.contents), GUNICORN_BIND=f"127.0.0.1:{self.port}",
+                   GUNICORN_WORKERS="2", PROCESSING_WORKERS="2", SERVER_AUTH_KEY=KEY)
+        gunicorn = Path(sys.executable).with_name("gunicorn")
+        self.log = open(folder / "service.log", "ab")
+        self.proc = subprocess.Popen([str(gunicorn), "-c", "gunicorn.conf.py", "wsgi:app"],
+                                     env=env, cwd=root, stdout=self.log, stderr=self.log,
+                                     start_new_session=True)
+        wait_healthy(self.base, self.proc, timeout=120)
+        self.uploads = 0
+
+    def upload(self) -> float:
+        """Seconds from sending the request to seeing status 1."""
+        self.uploads += 1
+        upload_id = f"e2e{self.uploads}"
+        with requests.Session() as http:
+            started = time.perf_counter()
+            answer = http.post(f"{self.base}/api/processContent", timeout=30, json={
+                "auth_key": KEY, "upload_id": upload_id, "project_id": "bench",
+                "frame_rate": FRAME_RATE, "content_path": "uploads/in.mp4"})
+            assert answer.status_code == 202, answer.text
+            url = f"{self.base}/api/processContent/{upload_id}"
+            while True:
+                status = http.get(url, headers={"X-Auth-Key": KEY}, timeout=30).json()
+                if status["status"]:
+                    break
+                time.sleep(0.01)
+        assert status["status"] == 1, status
+        return time.perf_counter() - started
+
+    def stop(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        self.proc.wait(timeout=60)
+        stop_embedded(self.contents / "db")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--extra", action="append", default=[], metavar="NAME=ROOT")
+    args = parser.parse_args()
+    video = test_video(args.seconds)
+    folder = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
+    out = folder / "out.mp4"
+    ffmpeg = [ffmpeg_exe(), "-v", "error", "-y", "-i", str(video), "-vf", f"fps={FRAME_RATE}",
+              "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p",
+              "-movflags", "+faststart", str(out)]
+    roots = {"api": ROOT, **{n: Path(r).resolve() for n, _, r in
+                             (spec.partition("=") for spec in args.extra)}}
+    services = {name: Service(root, folder / name, video) for name, root in roots.items()}
+    runs: dict[str, list[float]] = {name: [] for name in [*services, "ffmpeg"]}
+    try:
+        for name, service in services.items():
+            service.upload()  # warm-up: models, caches, the first client connections
+        for rep in range(args.reps):
+            order = list(runs)
+            order = order[rep % len(order):] + order[:rep % len(order)]
+            for name in order:
+                seconds = run_child(ffmpeg).wall if name == "ffmpeg" else services[name].upload()
+                runs[name].append(seconds)
+            print(f"round {rep + 1}: " + ", ".join(f"{n} {runs[n][-1]:.2f} s" for n in runs),
+                  file=sys.stderr, flush=True)
+    finally:
+        for service in services.values():
+            service.stop()
+        subprocess.run(["rm", "-rf", str(folder)], check=False)
+    base = runs["ffmpeg"]
+    rows = [[name, f"{median(times):.2f}", f"{median(times) / median(base):.3f}",
+             f"{median([t / b for t, b in zip(times, base)]):.3f}"]
+            for name, times in runs.items()]
+    print(f"machine: {machine()}")
+    print(f"{video.name}, frame_rate {FRAME_RATE}, {args.reps} rounds")
+    print(table(["contender", "median s", "median / ffmpeg", "per-round ratio (median)"],
+                rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
