@@ -4,7 +4,10 @@ Jobs are durable documents in MongoDB (ProcessingJob) before the API answers
 ``202``; ``submit`` is the seam a distributed engine (Celery) plugs into. Here
 one supervisor process per contents folder (a file lock makes it a singleton,
 however many gunicorn workers there are) runs the job processes, which claim
-jobs with an atomic update and hold a lease while they work. Heavy work never
+jobs with an atomic update and hold a lease while they work. ``submit`` wakes
+an idle job process through the supervisor (``executor_control.wake_executor``:
+a datagram on a Unix socket), so a new job starts at once; polling every
+``processing.poll_seconds`` only backs that up. Heavy work never
 runs inside a web worker. A job process that dies has its job released and
 resumed by a fresh process; after a crash of everything, the next start (or
 ``dataset_creation_warm_start.py``) does the same.
