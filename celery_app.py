@@ -42,6 +42,7 @@ from config import Config, load_config  # noqa: E402
 from exceptions import ConfigError, DatabaseUnavailable  # noqa: E402
 from executor import get_executor, run_claimed  # noqa: E402
 from job_context import JobContext  # noqa: E402
+from job_states import LEASED_JOB_STATES  # noqa: E402
 from logging_setup import configure_logging  # noqa: E402
 from mongo_manager import MongoManager, get_mongo, now, owner_id  # noqa: E402
 from processes import pid_alive  # noqa: E402
@@ -122,12 +123,12 @@ def claim_by_id(mongo: MongoManager, config: Config, job_id: str,
     if current is None:
         return None, "no such job"
     holder = current.get("owner")
-    if current["state"] in ("running", "committed") and holder and _dead_here(holder):
+    if current["state"] in LEASED_JOB_STATES and holder and _dead_here(holder):
         mongo.release_jobs([holder])
         job = mongo.claim_job(owner, lease, job_id=job_id)
         if job is not None:
             return job, "claimed"
-    if current["state"] in ("running", "committed"):
+    if current["state"] in LEASED_JOB_STATES:
         left = (current["leaseUntil"] - now()).total_seconds()
         return None, f"held by {holder} for {left:.1f} s more"
     return None, current["state"]

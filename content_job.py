@@ -27,6 +27,7 @@ from box_documents import box_documents
 from config import Config
 from exceptions import JobCancelled, ServiceError
 from job_context import Heartbeat, JobContext
+from job_states import JobState
 from job_timings import RunClock
 from mongo_manager import now, to_id
 from processors.clip_writer import EncoderSettings
@@ -80,7 +81,7 @@ def task_object_id(run_id: str, number: int) -> ObjectId:
 def run_content_job(job: dict, ctx: JobContext) -> None:
     params, run_id = job["params"], job["runId"]
     paths = RunPaths(ctx.config.contents_dir, params["project_id"], params["upload_id"], run_id)
-    if job["state"] == "committed":  # died after the commit: only the clean-up is left
+    if job["state"] == JobState.COMMITTED:  # died after the commit: only the clean-up is left
         _clean_up(job, ctx, paths)
         return
     try:
@@ -252,7 +253,7 @@ def _clean_up(job: dict, ctx: JobContext, paths: RunPaths) -> None:
         for leftover in final.parent.glob(f".trash-{final.name}-*"):
             shutil.rmtree(leftover, ignore_errors=True)
     ctx.mongo.cleanup_after_commit(job["_id"], job["params"]["upload_id"], job["runId"])
-    ctx.mongo.end_job(job["_id"], job["runId"], "done")
+    ctx.mongo.end_job(job["_id"], job["runId"], JobState.DONE)
     if ctx.on_progress:
         ctx.on_progress(1.0)
 
@@ -264,7 +265,7 @@ def _fail(job: dict, ctx: JobContext, paths: RunPaths, error: dict) -> None:
     error = {**error, "message": redact(str(error.get("message", "")), ctx.config.contents_dir)}
     log.warning("upload %s: %s", params["upload_id"], error["message"])
     discard(ctx, paths)
-    if ctx.mongo.end_job(job["_id"], job["runId"], "failed", error):
+    if ctx.mongo.end_job(job["_id"], job["runId"], JobState.FAILED, error):
         ctx.mongo.update_upload(params["upload_id"], status=2, stage="error",
                                 errorMessage=error, finishedAt=now())
 

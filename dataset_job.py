@@ -32,6 +32,7 @@ from datasets.s3_store import ChecksumCache, S3Store, UploadItem
 from datasets.spec import VersionSpec, parse_version
 from exceptions import DatasetError, JobCancelled, ServiceError
 from job_context import Heartbeat, JobContext
+from job_states import JobState
 from mongo_manager import MongoManager, now, to_id
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ def run_dataset_job(job: dict, ctx: JobContext) -> None:
         _fail(job, ctx, {"code": "internal_error", "message": f"build failed: {exc}",
                          "retryable": False})
         return
-    ctx.mongo.end_job(job["_id"], job["runId"], "done")
+    ctx.mongo.end_job(job["_id"], job["runId"], JobState.DONE)
 
 
 def fail_dataset_job(job: dict, ctx: JobContext, error: dict) -> None:
@@ -78,7 +79,7 @@ def fail_dataset_job(job: dict, ctx: JobContext, error: dict) -> None:
 def _fail(job: dict, ctx: JobContext, error: dict) -> None:
     version_id = job["params"]["version_id"]
     log.warning("dataset version %s: %s", version_id, error["message"])
-    if ctx.mongo.end_job(job["_id"], job["runId"], "failed", error) \
+    if ctx.mongo.end_job(job["_id"], job["runId"], JobState.FAILED, error) \
             and ctx.mongo.get_version(version_id) is not None:
         ctx.mongo.update_version(version_id, status=2, stage="error", error=error,
                                  finishedAt=now(), **{"taskStatus.state": "error"})

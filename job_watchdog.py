@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Callable
 
 from pymongo.errors import PyMongoError
 
+from job_states import JobState
+
 if TYPE_CHECKING:
     from job_context import JobContext
 
@@ -129,4 +131,5 @@ class Watchdog:
         holder, the upload must not turn to an error)."""
         current = self.ctx.mongo.get_job(self.job["_id"])
         return (current is not None and current["runId"] == self.job["runId"]
-                and current.get("owner") == self.ctx.owner and current["state"] == "running")
+                and current.get("owner") == self.ctx.owner
+                and current["state"] == JobState.RUNNING)

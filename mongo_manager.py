@@ -23,9 +23,8 @@ from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 from config import Config
 from embedded_db import embedded_uri
 from exceptions import DatabaseUnavailable
+from job_states import ACTIVE_JOB_STATES, LEASED_JOB_STATES, JobState
 
-# "waiting": a run whose segments (segment_jobs.py) are being cut.
-ACTIVE_JOB_STATES = ["accepting", "queued", "running", "waiting", "committed"]
 # A request that died between recording its job and answering never got a
 # 202; after this long its "accepting" job no longer blocks a new request.
 ACCEPT_TIMEOUT = timedelta(seconds=60)
@@ -43,7 +42,7 @@ def job_busy(job: dict | None) -> bool:
     (force_write). A request that died while accepting blocks only ACCEPT_TIMEOUT."""
     if job is None or job.get("state") not in ACTIVE_JOB_STATES:
         return False
-    return not (job["state"] == "accepting"
+    return not (job["state"] == JobState.ACCEPTING
                 and job.get("createdAt", _EPOCH) < now() - ACCEPT_TIMEOUT)
 
 
@@ -142,7 +141,7 @@ class MongoManager:
         a decision made on a stale read (a run that ended in between) is
         never acted on: the caller reads again and decides again.
         """
-        fields = {"kind": kind, "params": params, "runId": run_id, "state": "accepting",
+        fields = {"kind": kind, "params": params, "runId": run_id, "state": JobState.ACCEPTING,
                   "attempts": 0, "owner": None, "leaseUntil": _EPOCH, "error": None,
                   "createdAt": now()}
         # A new run starts whole: no segments or single-pass mark of an old run.
@@ -161,8 +160,8 @@ class MongoManager:
             return True
         except DuplicateKeyError:  # the document exists and is active...
             stale = self.jobs.update_one(  # ...unless a request died while accepting it
-                {"_id": job_id, "state": "accepting", "createdAt": {"$lt": now() - ACCEPT_TIMEOUT}},
-                update)
+                {"_id": job_id, "state": JobState.ACCEPTING,
+                 "createdAt": {"$lt": now() - ACCEPT_TIMEOUT}}, update)
             return stale.matched_count == 1
 
     def _start_if_unchanged(self, job_id: str, seen: dict | None, update: dict) -> bool:
@@ -180,8 +179,8 @@ class MongoManager:
         return result.matched_count == 1
 
     def queue_job(self, job_id: str, run_id: str) -> None:
-        self.jobs.update_one({"_id": job_id, "runId": run_id, "state": "accepting"},
-                             {"$set": {"state": "queued"}})
+        self.jobs.update_one({"_id": job_id, "runId": run_id, "state": JobState.ACCEPTING},
+                             {"$set": {"state": JobState.QUEUED}})
 
     def get_job(self, job_id: str) -> dict | None:
         return self.jobs.find_one({"_id": job_id})
@@ -195,11 +194,12 @@ class MongoManager:
                  "resendAt": _EPOCH}
         only = {"_id": job_id} if job_id else {}
         job = self.jobs.find_one_and_update(
-            {**only, "state": "queued"}, {"$set": {**lease, "state": "running"}, "$inc": {"attempts": 1}},
+            {**only, "state": JobState.QUEUED},
+            {"$set": {**lease, "state": JobState.RUNNING}, "$inc": {"attempts": 1}},
             sort=[("createdAt", 1)], return_document=ReturnDocument.AFTER)
         if job is None:
             job = self.jobs.find_one_and_update(
-                {**only, "state": {"$in": ["running", "committed"]}, "leaseUntil": {"$lt": now()}},
+                {**only, "state": {"$in": LEASED_JOB_STATES}, "leaseUntil": {"$lt": now()}},
                 {"$set": lease, "$inc": {"attempts": 1}},
                 sort=[("createdAt", 1)], return_document=ReturnDocument.AFTER)
         return job
@@ -207,8 +207,8 @@ class MongoManager:
     def take_job(self, job_id: str, run_id: str, owner: str, lease_seconds: float) -> dict | None:
         """Run a just-started job in this process instead of queueing it (the CLIs)."""
         return self.jobs.find_one_and_update(
-            {"_id": job_id, "runId": run_id, "state": "accepting"},
-            {"$set": {"state": "running", "owner": owner,
+            {"_id": job_id, "runId": run_id, "state": JobState.ACCEPTING},
+            {"$set": {"state": JobState.RUNNING, "owner": owner,
                       "leaseUntil": now() + timedelta(seconds=lease_seconds)},
              "$inc": {"attempts": 1}}, return_document=ReturnDocument.AFTER)
 
@@ -222,17 +222,18 @@ class MongoManager:
     def release_jobs(self, owners: Iterable[str]) -> int:
         """Make the jobs of dead holders claimable at once (their lease expires now)."""
         result = self.jobs.update_many(
-            {"owner": {"$in": list(owners)}, "state": {"$in": ["running", "committed"]}},
+            {"owner": {"$in": list(owners)}, "state": {"$in": LEASED_JOB_STATES}},
             {"$set": {"leaseUntil": _EPOCH}})
         return result.modified_count
 
     def job_owners(self) -> list[str]:
-        return self.jobs.distinct("owner", {"state": {"$in": ["running", "committed"]}})
+        return self.jobs.distinct("owner", {"state": {"$in": LEASED_JOB_STATES}})
 
     def commit_owners(self) -> list[str]:
         return self.commits.distinct("owner")
 
-    def end_job(self, job_id: str, run_id: str, state: str, error: dict | None = None) -> bool:
+    def end_job(self, job_id: str, run_id: str, state: JobState,
+                error: dict | None = None) -> bool:
         result = self.jobs.update_one({"_id": job_id, "runId": run_id},
                                       {"$set": {"state": state, "error": error, "owner": None,
                                                 "finishedAt": now()}})
@@ -248,7 +249,7 @@ class MongoManager:
         """
         for child_id, params in children:
             fields = {"kind": kind, "params": params, "runId": run_id, "parent": job_id,
-                      "state": "queued", "attempts": 0, "owner": None,
+                      "state": JobState.QUEUED, "attempts": 0, "owner": None,
                       "leaseUntil": _EPOCH, "error": None, "createdAt": now()}
             try:
                 self.jobs.update_one({"_id": child_id, "runId": {"$ne": run_id}},
@@ -257,51 +258,52 @@ class MongoManager:
                 pass  # already queued for this run
         result = self.jobs.update_one(
             {"_id": job_id, "runId": run_id, "owner": owner},
-            {"$set": {"state": "waiting", "segments": len(children), "owner": None}})
+            {"$set": {"state": JobState.WAITING, "segments": len(children), "owner": None}})
         return result.matched_count == 1
 
     def parent_waiting(self, job_id: str, run_id: str) -> bool:
         return self.jobs.count_documents({"_id": job_id, "runId": run_id,
-                                          "state": "waiting"}) == 1
+                                          "state": JobState.WAITING}) == 1
 
     def count_done_segments(self, job_id: str, run_id: str) -> int:
-        return self.jobs.count_documents({"parent": job_id, "state": "done", "runId": run_id})
+        return self.jobs.count_documents({"parent": job_id, "state": JobState.DONE,
+                                          "runId": run_id})
 
     def claim_for_commit(self, job_id: str, run_id: str, owner: str,
                          lease_seconds: float) -> dict | None:
         return self.jobs.find_one_and_update(
-            {"_id": job_id, "runId": run_id, "state": "waiting"},
-            {"$set": {"state": "running", "owner": owner,
+            {"_id": job_id, "runId": run_id, "state": JobState.WAITING},
+            {"$set": {"state": JobState.RUNNING, "owner": owner,
                       "leaseUntil": now() + timedelta(seconds=lease_seconds)}},
             return_document=ReturnDocument.AFTER)
 
     def wait_for_segments(self, job_id: str, run_id: str, owner: str) -> None:
         self.jobs.update_one({"_id": job_id, "runId": run_id, "owner": owner},
-                             {"$set": {"state": "waiting", "owner": None}})
+                             {"$set": {"state": JobState.WAITING, "owner": None}})
 
     def requeue_committable(self) -> int:
         """Queue the waiting runs whose segments are all done: the last segment
         died before it could claim the commit. Returns how many."""
         requeued = 0
-        for job in self.jobs.find({"state": "waiting"}, {"runId": 1, "segments": 1}):
+        for job in self.jobs.find({"state": JobState.WAITING}, {"runId": 1, "segments": 1}):
             if self.count_done_segments(job["_id"], job["runId"]) >= job.get("segments", 0):
                 requeued += self.jobs.update_one(
-                    {"_id": job["_id"], "runId": job["runId"], "state": "waiting"},
-                    {"$set": {"state": "queued"}}).modified_count
+                    {"_id": job["_id"], "runId": job["runId"], "state": JobState.WAITING},
+                    {"$set": {"state": JobState.QUEUED}}).modified_count
         return requeued
 
     def requeue_single_pass(self, job_id: str, run_id: str) -> bool:
         """Cut the run in one pass after all: its segments stop, its staged tasks stay."""
         result = self.jobs.update_one(
-            {"_id": job_id, "runId": run_id, "state": "waiting"},
-            {"$set": {"state": "queued", "singlePass": True}, "$unset": {"segments": ""}})
+            {"_id": job_id, "runId": run_id, "state": JobState.WAITING},
+            {"$set": {"state": JobState.QUEUED, "singlePass": True}, "$unset": {"segments": ""}})
         return result.matched_count == 1
 
     def count_staged(self, upload_id: Any, run_id: str) -> int:
         return self.staging.count_documents({"uploadId": to_id(upload_id), "runId": run_id})
 
     def job_counts(self) -> dict[str, int]:
-        counts = {state: 0 for state in ACTIVE_JOB_STATES + ["done", "failed"]}
+        counts = {state: 0 for state in ACTIVE_JOB_STATES + [JobState.DONE, JobState.FAILED]}
         for row in self.jobs.aggregate([{"$group": {"_id": "$state", "n": {"$sum": 1}}}]):
             counts[row["_id"]] = row["n"]
         return counts
@@ -332,8 +334,8 @@ class MongoManager:
         t = now()
         not_recent = {"resendAt": {"$not": {"$gt": t}}}  # also never sent
         fields = {"kind": 1, "params.request_type": 1, "sends": 1}
-        due = list(self.jobs.find({"state": "queued", **not_recent}, fields, limit=limit))
-        due += self.jobs.find({"state": {"$in": ["running", "committed"]},
+        due = list(self.jobs.find({"state": JobState.QUEUED, **not_recent}, fields, limit=limit))
+        due += self.jobs.find({"state": {"$in": LEASED_JOB_STATES},
                                "leaseUntil": {"$lt": t}, **not_recent}, fields, limit=limit)
         taken = []
         for job in due:
@@ -425,7 +427,8 @@ class MongoManager:
         if staged:
             self.tasks.insert_many([doc["task"] for doc in staged], session=session)
         self.uploads.update_one({"_id": upload}, {"$set": upload_fields}, session=session)
-        self.jobs.update_one({"_id": job_id}, {"$set": {"state": "committed", "oldTasks": old}},
+        self.jobs.update_one({"_id": job_id},
+                             {"$set": {"state": JobState.COMMITTED, "oldTasks": old}},
                              session=session)
         return True
 
@@ -460,7 +463,7 @@ class MongoManager:
     def complete_run(self, job_id: str, run_id: str, upload_id: Any, upload_fields: dict) -> bool:
         """End a run that changed no tasks (request_type 2), fenced on its runId."""
         result = self.jobs.update_one({"_id": job_id, "runId": run_id},
-                                      {"$set": {"state": "committed"}})
+                                      {"$set": {"state": JobState.COMMITTED}})
         if result.matched_count:
             self.uploads.update_one({"_id": to_id(upload_id)}, {"$set": upload_fields})
         return bool(result.matched_count)

@@ -23,6 +23,7 @@ import content_job
 import job_watchdog
 from exceptions import ContentError, JobCancelled, ServiceError
 from job_context import Heartbeat, JobContext
+from job_states import JobState
 from job_timings import RunClock
 from processors.input_guard import InputLimits
 from processors.segments import Segment, SegmentMismatch, open_segment, plan_segments
@@ -77,7 +78,7 @@ def run_segment_job(job: dict, ctx: JobContext) -> None:
         if not mongo.parent_waiting(params["parent"], run_id):  # not merely taken over
             log.info("upload %s: segment %s stopped: its run ended", params["upload_id"],
                      job["_id"])
-            mongo.end_job(job["_id"], run_id, "cancelled")
+            mongo.end_job(job["_id"], run_id, JobState.CANCELLED)
             parent = mongo.get_job(params["parent"])
             if parent is None or parent["runId"] != run_id:  # replaced (force_write)
                 content_job.discard(ctx, paths)
@@ -97,7 +98,7 @@ def run_segment_job(job: dict, ctx: JobContext) -> None:
         fail_segment_job(job, ctx, {"code": "internal_error",
                                     "message": f"processing failed: {exc}"})
         return
-    mongo.end_job(job["_id"], run_id, "done")
+    mongo.end_job(job["_id"], run_id, JobState.DONE)
     _commit_if_last(job, ctx)
 
 
@@ -160,4 +161,4 @@ def fail_segment_job(job: dict, ctx: JobContext, error: dict) -> None:
     parent = ctx.mongo.get_job(job["params"]["parent"])
     if parent is not None and parent["runId"] == job["runId"]:
         content_job.fail_job(parent, ctx, error)
-    ctx.mongo.end_job(job["_id"], job["runId"], "failed", error)
+    ctx.mongo.end_job(job["_id"], job["runId"], JobState.FAILED, error)

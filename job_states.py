@@ -1,0 +1,26 @@
+"""The states of a job run (a ProcessingJob document's ``state``), named once.
+
+A ``StrEnum``: each member is the very string stored in MongoDB and compares
+equal to it, so documents read back as plain strings still match.
+"""
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class JobState(StrEnum):
+    ACCEPTING = "accepting"  # recorded by a request that has not answered yet: not claimable
+    QUEUED = "queued"  # claimable
+    RUNNING = "running"  # held by a lease
+    WAITING = "waiting"  # its segments (segment_jobs.py) are being cut; no holder
+    COMMITTED = "committed"  # its tasks are in place; held by a lease until cleaned up
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"  # a segment whose run was replaced or stopped
+
+
+# A run in one of these blocks a new run of its job (unless replaced: force_write).
+ACTIVE_JOB_STATES = [JobState.ACCEPTING, JobState.QUEUED, JobState.RUNNING,
+                     JobState.WAITING, JobState.COMMITTED]
+# Held by a lease: its holder's death (or the lease running out) frees it.
+LEASED_JOB_STATES = [JobState.RUNNING, JobState.COMMITTED]
