@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -44,8 +43,8 @@ from executor import get_executor, run_claimed  # noqa: E402
 from job_context import JobContext  # noqa: E402
 from job_states import LEASED_JOB_STATES  # noqa: E402
 from logging_setup import configure_logging  # noqa: E402
-from mongo_manager import MongoManager, get_mongo, now, owner_id  # noqa: E402
-from processes import pid_alive  # noqa: E402
+from mongo_manager import MongoManager, get_mongo, now  # noqa: E402
+from processes import owner_dead_here, owner_id  # noqa: E402
 
 log = logging.getLogger("celery_app")
 
@@ -123,7 +122,7 @@ def claim_by_id(mongo: MongoManager, config: Config, job_id: str,
     if current is None:
         return None, "no such job"
     holder = current.get("owner")
-    if current["state"] in LEASED_JOB_STATES and holder and _dead_here(holder):
+    if current["state"] in LEASED_JOB_STATES and owner_dead_here(holder):
         mongo.release_jobs([holder])
         job = mongo.claim_job(owner, lease, job_id=job_id)
         if job is not None:
@@ -132,11 +131,6 @@ def claim_by_id(mongo: MongoManager, config: Config, job_id: str,
         left = (current["leaseUntil"] - now()).total_seconds()
         return None, f"held by {holder} for {left:.1f} s more"
     return None, current["state"]
-
-
-def _dead_here(owner: str) -> bool:
-    host, _, pid = owner.rpartition(":")
-    return host == socket.gethostname() and pid.isdigit() and not pid_alive(int(pid))
 
 
 def __getattr__(name: str) -> Any:

@@ -16,7 +16,8 @@ from config import Config
 from content_job import JobContext, job_id_for
 from exceptions import ServiceError
 from executor import get_executor, run_claimed
-from mongo_manager import get_mongo, owner_id
+from mongo_manager import get_mongo
+from processes import owner_id
 from processors.image_source import IMAGE_SUFFIXES
 from schemas import parse_process_request
 

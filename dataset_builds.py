@@ -11,7 +11,8 @@ from dataset_job import KIND, job_id_for
 from exceptions import Conflict, NotFound
 from executor import release_orphans, run_claimed
 from job_context import JobContext
-from mongo_manager import MongoManager, owner_id
+from mongo_manager import MongoManager
+from processes import owner_id
 
 STATUS_TEXT = {0: "in progress", 1: "completed", 2: "error"}
 

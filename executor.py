@@ -39,8 +39,8 @@ from config import Config, load_config
 from executor_control import executor_lock_path, wake_address, wake_executor
 from job_watchdog import STALL_EXIT_CODE, Watchdog
 from logging_setup import configure_logging, upload_context
-from mongo_manager import MongoManager, get_mongo, owner_id
-from processes import pid_alive
+from mongo_manager import MongoManager, get_mongo
+from processes import owner_dead_here, owner_id
 
 log = logging.getLogger("executor")
 
@@ -131,11 +131,8 @@ def release_orphans(mongo: MongoManager) -> int:
     Also queues the commit of a segmented run whose last segment died between
     ending and claiming the commit (nothing else would ever take it).
     """
-    host = socket.gethostname()
     owners = set(mongo.job_owners()) | set(mongo.commit_owners())
-    dead = [owner for owner in owners
-            if owner and owner.rsplit(":", 1)[0] == host
-            and not pid_alive(int(owner.rsplit(":", 1)[1]))]
+    dead = [owner for owner in owners if owner_dead_here(owner)]
     # Their commit transactions first: the documents they locked include the jobs.
     mongo.end_abandoned_commits(dead)
     released = mongo.release_jobs(dead) if dead else 0
@@ -208,7 +205,7 @@ class Supervisor:
             why = ("freed from a stalled job" if process.exitcode == STALL_EXIT_CODE
                    else f"status {process.exitcode}")
             log.warning("job process %s exited (%s); starting another", process.pid, why)
-            owner = f"{socket.gethostname()}:{process.pid}"
+            owner = owner_id(process.pid)
             self._safe(lambda: self.mongo.release_jobs([owner]))
             self.workers[i] = self._start()
 
@@ -217,7 +214,7 @@ class Supervisor:
             process.terminate()
         for process in self.workers:
             process.join(timeout=10)
-        owners = [f"{socket.gethostname()}:{p.pid}" for p in self.workers]
+        owners = [owner_id(p.pid) for p in self.workers]
         self._safe(lambda: self.mongo.release_jobs(owners))
 
     @staticmethod

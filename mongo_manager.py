@@ -10,7 +10,6 @@ commit transaction in progress, so that a dead process's can be ended).
 from __future__ import annotations
 
 import os
-import socket
 import threading
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
@@ -24,6 +23,7 @@ from config import Config
 from embedded_db import embedded_uri
 from exceptions import DatabaseUnavailable
 from job_states import ACTIVE_JOB_STATES, LEASED_JOB_STATES, JobState
+from processes import owner_id
 
 # A request that died between recording its job and answering never got a
 # 202; after this long its "accepting" job no longer blocks a new request.
@@ -55,11 +55,6 @@ def to_id(value: Any) -> Any:
     if isinstance(value, str) and ObjectId.is_valid(value) and len(value) == 24:
         return ObjectId(value)
     return value
-
-
-def owner_id() -> str:
-    """Who holds a job lease: this host and process."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class MongoManager:

@@ -32,6 +32,7 @@ from common import ROOT, machine, table  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "tests"))
 from media import cfr_video, clip_barcodes  # noqa: E402
+from processes import owner_pid_here  # noqa: E402
 
 PER_TASK = 10
 
@@ -75,10 +76,11 @@ def exact(mongo, upload_id: str, frames: int) -> bool:
 
 def holder(stack: Stack, owner: str | None):
     """The live worker whose pool process holds the job, if any."""
-    if not owner:
+    pid = owner_pid_here(owner)
+    if pid is None:
         return None
     try:
-        group = os.getpgid(int(owner.rsplit(":", 1)[1]))
+        group = os.getpgid(pid)
     except ProcessLookupError:  # it just finished
         return None
     return next((w for w in stack.workers if w.proc.poll() is None and w.proc.pid == group),

@@ -18,6 +18,7 @@ from config import load_config
 from conftest import AUTH_KEY, service_env
 from media import cfr_video, clip_barcodes
 from mongo_manager import get_mongo
+from processes import owner_pid_here
 from queue_fixtures import (celery_workers, needs_redis, redis_server,  # noqa: F401
                             secantus_server, wait_for)
 
@@ -99,7 +100,7 @@ def test_worker_killed_mid_job_and_another_finishes_it(env, post, mongo, content
     job = wait_for(lambda: (j := job_of(mongo, "long0")) and j.get("owner") and j,
                    what="a worker to claim the job")
     wait_for(lambda: mongo.staging.count_documents({}) >= 3, what="tasks to be staged")
-    holder_pid = int(job["owner"].rsplit(":", 1)[1])
+    holder_pid = owner_pid_here(job["owner"])
     holder = next(w for w in workers if os.getpgid(holder_pid) == w.proc.pid)
     if victim == "worker":
         holder.kill()  # the worker, its pool process and its sweeper: kill -9
@@ -259,7 +260,7 @@ def test_worker_killed_mid_segment_and_the_upload_still_ends_exact(env, post, mo
     running = wait_for(lambda: mongo.jobs.find_one({"parent": "processContent:segkill0",
                                                     "state": "running"}),
                        what="a segment to be running")
-    holder_pid = int(running["owner"].rsplit(":", 1)[1])
+    holder_pid = owner_pid_here(running["owner"])
     holder = next(w for w in workers if os.getpgid(holder_pid) == w.proc.pid)
     holder.kill()
     assert mongo.staging.count_documents({}) < 90, "the upload ended before the kill"

@@ -12,6 +12,7 @@ import pytest
 
 from conftest import ROOT, service_env, wait_for
 from media import cfr_video, clip_barcodes
+from processes import owner_pid_here
 
 FRAMES = 900  # 30 fps sampled at 30: 900 samples, 90 tasks of 10
 
@@ -31,7 +32,7 @@ def kill_mid_video(mongo) -> int:
     job = wait_for(lambda: (j := mongo.get_job("processContent:u1")) and j.get("owner") and j,
                    what="a worker to claim the job")
     wait_for(lambda: mongo.staging.count_documents({}) >= 5, what="tasks to be staged")
-    pid = int(job["owner"].rsplit(":", 1)[1])
+    pid = owner_pid_here(job["owner"])
     os.kill(pid, signal.SIGKILL)
     staged = mongo.staging.count_documents({})
     assert staged < FRAMES // 10, "the job finished before it could be killed"
