@@ -35,7 +35,6 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from celery import Celery, Task, signals  # noqa: E402
-from pymongo.errors import PyMongoError  # noqa: E402
 
 from config import Config, load_config  # noqa: E402
 from exceptions import ConfigError, DatabaseUnavailable  # noqa: E402
@@ -43,7 +42,7 @@ from executor import get_executor, run_claimed  # noqa: E402
 from job_context import JobContext  # noqa: E402
 from job_states import LEASED_JOB_STATES  # noqa: E402
 from logging_setup import configure_logging  # noqa: E402
-from mongo_manager import MongoManager, get_mongo, now  # noqa: E402
+from mongo_manager import DatabaseError, MongoManager, get_mongo, now  # noqa: E402
 from processes import owner_dead_here, owner_id  # noqa: E402
 
 log = logging.getLogger("celery_app")
@@ -98,7 +97,7 @@ def run_job_here(task: Task, config: Config, job_id: str) -> str:
         log.info("job %s: claimed by %s (attempt %d)", job_id, ctx.owner, job["attempts"])
         run_claimed(job, ctx)
         return "ran"
-    except (PyMongoError, DatabaseUnavailable) as exc:
+    except (DatabaseError, DatabaseUnavailable) as exc:
         # The database is away: try again once the lease has run out (a new
         # claim needs that); the sweeper would re-send it anyway.
         log.warning("job %s: database error, retrying: %s", job_id, exc)

@@ -8,7 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-from bson import ObjectId
 from tqdm import tqdm
 
 import uploads
@@ -16,7 +15,7 @@ from config import Config
 from content_job import JobContext, job_id_for
 from exceptions import ServiceError
 from executor import get_executor, run_claimed
-from mongo_manager import get_mongo
+from mongo_manager import get_mongo, new_id
 from processes import owner_id
 from processors.image_source import IMAGE_SUFFIXES
 from schemas import parse_process_request
@@ -28,7 +27,7 @@ def process_local(config: Config, args: argparse.Namespace) -> int:
         print(f"{source}: not found", file=sys.stderr)
         return 2
     content_path = _inside_contents(config, source)
-    form = {"upload_id": args.upload_id or str(ObjectId()), "project_id": args.project_id,
+    form = {"upload_id": args.upload_id or new_id(), "project_id": args.project_id,
             "frame_rate": args.frame_rate, "content_path": str(content_path),
             "force_write": args.force_write, "request_type": 0,
             "content_type": args.content_type or _guess_content_type(source)}

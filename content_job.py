@@ -9,15 +9,11 @@ a run killed mid-way resumes from its staged tasks.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from bson import ObjectId
-from pymongo.errors import PyMongoError
 
 import job_watchdog
 import segment_jobs
@@ -29,7 +25,7 @@ from exceptions import JobCancelled, ServiceError
 from job_context import Heartbeat, JobContext
 from job_states import JobState
 from job_timings import RunClock
-from mongo_manager import now, to_id
+from mongo_manager import DatabaseError, DocumentId, now, object_id_from, to_id
 from processors.clip_writer import EncoderSettings
 from processors.image_source import ImageSource
 from processors.input_guard import MIB, InputLimits, redact
@@ -73,9 +69,9 @@ class RunPaths:
         return [(self.staging(self.clips), self.clips), (self.staging(self.frames), self.frames)]
 
 
-def task_object_id(run_id: str, number: int) -> ObjectId:
+def task_object_id(run_id: str, number: int) -> DocumentId:
     """Deterministic per run and task, so a resumed run finds its own leftovers."""
-    return ObjectId(hashlib.sha1(f"{run_id}:{number}".encode()).digest()[:12])
+    return object_id_from(f"{run_id}:{number}")
 
 
 def run_content_job(job: dict, ctx: JobContext) -> None:
@@ -106,7 +102,7 @@ def run_content_job(job: dict, ctx: JobContext) -> None:
     except ServiceError as exc:  # bad content, an unusable model
         _fail(job, ctx, paths, exc.to_dict())
         return
-    except PyMongoError:
+    except DatabaseError:
         raise  # the database is away: the lease runs out and the job is retried
     except Exception as exc:
         log.exception("upload %s failed", params["upload_id"])

@@ -4,14 +4,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Callable
 
-from bson import ObjectId
-
 from config import Config
 from dataset_job import KIND, job_id_for
 from exceptions import Conflict, NotFound
 from executor import release_orphans, run_claimed
 from job_context import JobContext
-from mongo_manager import MongoManager
+from mongo_manager import MongoManager, new_id
 from processes import owner_id
 
 STATUS_TEXT = {0: "in progress", 1: "completed", 2: "error"}
@@ -21,7 +19,7 @@ def start_build(mongo: MongoManager, version_id: str) -> tuple[str, str] | None:
     """Record a new build run of the version; None when one is active already."""
     if mongo.get_version(version_id) is None:
         raise NotFound(f"no dataset version {version_id}", code="version_not_found")
-    job_id, run_id = job_id_for(version_id), str(ObjectId())
+    job_id, run_id = job_id_for(version_id), new_id()
     if not mongo.start_job(job_id, KIND, {"version_id": str(version_id)}, run_id,
                            replace_active=False):
         return None

@@ -23,8 +23,6 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from pymongo.errors import PyMongoError
-
 import job_watchdog
 from datasets.export import Export, TaskFrames, export_version
 from datasets.formats import BoxStats
@@ -33,7 +31,7 @@ from datasets.spec import VersionSpec, parse_version
 from exceptions import DatasetError, JobCancelled, ServiceError
 from job_context import Heartbeat, JobContext
 from job_states import JobState
-from mongo_manager import MongoManager, now, to_id
+from mongo_manager import DatabaseError, MongoManager, now, to_id
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +57,7 @@ def run_dataset_job(job: dict, ctx: JobContext) -> None:
     except JobCancelled:
         log.info("dataset version %s: another process took the build over", version_id)
         return
-    except PyMongoError:
+    except DatabaseError:
         raise  # the database is away: the lease runs out and the build is retried
     except ServiceError as exc:
         _fail(job, ctx, {**exc.to_dict(), "retryable": getattr(exc, "retryable", False)})

@@ -29,8 +29,6 @@ import threading
 import time
 from typing import Any, Callable, Protocol
 
-from pymongo.errors import PyMongoError
-
 import content_job
 import dataset_job
 import segment_jobs
@@ -39,7 +37,7 @@ from config import Config, load_config
 from executor_control import executor_lock_path, wake_address, wake_executor
 from job_watchdog import STALL_EXIT_CODE, Watchdog
 from logging_setup import configure_logging, upload_context
-from mongo_manager import MongoManager, get_mongo
+from mongo_manager import DatabaseError, MongoManager, get_mongo
 from processes import owner_dead_here, owner_id
 
 log = logging.getLogger("executor")
@@ -119,7 +117,7 @@ def worker_loop(config: Config, stop: threading.Event, drain: bool = False,
                 continue
             run_claimed(job, ctx)
             ran += 1
-        except PyMongoError as exc:
+        except DatabaseError as exc:
             log.warning("database error, retrying: %s", exc)
             stop.wait(1.0)
     return ran
@@ -221,7 +219,7 @@ class Supervisor:
     def _safe(action: Callable) -> None:
         try:
             action()
-        except PyMongoError as exc:
+        except DatabaseError as exc:
             log.warning("database error: %s", exc)
 
 

@@ -61,7 +61,7 @@ logconfig_dict = gunicorn_log_config(accesslog)
 
 
 def when_ready(server):
-    # Nothing here may import pymongo: the workers are forked from this
+    # Nothing here may load pymongo: the workers are forked from this
     # process and gevent must patch them before pymongo loads.
     from embedded_db import embedded_uri
     from executor_control import start_executor

@@ -25,9 +25,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Callable
 
-from pymongo.errors import PyMongoError
-
 from job_states import JobState
+from mongo_manager import DatabaseError
 
 if TYPE_CHECKING:
     from job_context import JobContext
@@ -104,7 +103,7 @@ class Watchdog:
         try:
             return ctx.mongo.renew_lease(job["_id"], job["runId"], ctx.owner,
                                          ctx.config.processing.lease_seconds)
-        except PyMongoError as exc:
+        except DatabaseError as exc:
             log.warning("job %s: lease not renewed: %s", job["_id"], exc)
             return True
 

@@ -30,10 +30,9 @@ from typing import Callable, Iterator
 
 from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
-from pymongo.errors import PyMongoError
 
 from exceptions import ServiceError
-from mongo_manager import MongoManager, now
+from mongo_manager import DatabaseError, MongoManager, now
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +55,7 @@ class JobMetricsCollector(Collector):
             mongo = self.mongo()
             counts = mongo.job_counts()
             runs = mongo.recent_timings(now() - WINDOW, MAX_RUNS)
-        except (PyMongoError, ServiceError) as exc:  # the scrape still answers
+        except (DatabaseError, ServiceError) as exc:  # the scrape still answers
             log.warning("metrics: database unreachable: %s", exc)
             yield _gauge("database_up", "1 when MongoDB answered this scrape.", 0)
             return

@@ -9,6 +9,7 @@ commit transaction in progress, so that a dead process's can be ended).
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from datetime import datetime, timedelta, timezone
@@ -31,6 +32,10 @@ ACCEPT_TIMEOUT = timedelta(seconds=60)
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # A commit transaction open this long belongs to a process that died.
 COMMIT_TIMEOUT = timedelta(seconds=60)
+# What every other module catches for "the database failed" (so that only this
+# module imports pymongo), and the type of the backend's document ids.
+DatabaseError = PyMongoError
+DocumentId = ObjectId
 
 
 # start_job's "the caller did not read the job first".
@@ -48,6 +53,16 @@ def job_busy(job: dict | None) -> bool:
 
 def now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def new_id() -> str:
+    """A fresh id as the backend writes them (24 hex digits): runs, uploads, boxes."""
+    return str(ObjectId())
+
+
+def object_id_from(text: str) -> ObjectId:
+    """The same ObjectId for the same ``text`` (the first 12 bytes of its SHA-1)."""
+    return ObjectId(hashlib.sha1(text.encode()).digest()[:12])
 
 
 def to_id(value: Any) -> Any:

@@ -21,14 +21,12 @@ import signal
 import sys
 import threading
 
-from pymongo.errors import PyMongoError
-
 from celery_executor import CeleryExecutor
 from config import Config, load_config
 from exceptions import DatabaseUnavailable
 from executor import release_orphans
 from logging_setup import configure_logging
-from mongo_manager import get_mongo
+from mongo_manager import DatabaseError, get_mongo
 
 log = logging.getLogger("queue_sweeper")
 
@@ -56,7 +54,7 @@ def run(config: Config, stop: threading.Event, parent: int | None = None) -> Non
             return
         try:
             sweep_once(config, executor)
-        except (PyMongoError, DatabaseUnavailable) as exc:
+        except (DatabaseError, DatabaseUnavailable) as exc:
             log.warning("database unreachable, sweeping later: %s", exc)
 
 

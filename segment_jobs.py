@@ -17,7 +17,6 @@ import logging
 from pathlib import Path
 
 import av
-from pymongo.errors import PyMongoError
 
 import content_job
 import job_watchdog
@@ -25,6 +24,7 @@ from exceptions import ContentError, JobCancelled, ServiceError
 from job_context import Heartbeat, JobContext
 from job_states import JobState
 from job_timings import RunClock
+from mongo_manager import DatabaseError
 from processors.input_guard import InputLimits
 from processors.segments import Segment, SegmentMismatch, open_segment, plan_segments
 from processors.video_source import open_video
@@ -88,7 +88,7 @@ def run_segment_job(job: dict, ctx: JobContext) -> None:
         if mongo.requeue_single_pass(params["parent"], run_id):
             ctx.submit(params["parent"])
         return
-    except PyMongoError:
+    except DatabaseError:
         raise  # the database is away: the lease runs out and the segment is retried
     except ServiceError as exc:
         fail_segment_job(job, ctx, exc.to_dict())

@@ -3,13 +3,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bson import ObjectId
-
 from config import Config
 from content_job import KIND, job_id_for
 from exceptions import Conflict, NotFound
 from executor import Executor
-from mongo_manager import MongoManager, job_busy, to_id
+from mongo_manager import MongoManager, job_busy, new_id, to_id
 from schemas import ProcessRequest
 
 STATUS_TEXT = {0: "in progress", 1: "completed", 2: "error"}
@@ -36,7 +34,7 @@ def accept(req: ProcessRequest, mongo: MongoManager, config: Config,
     """
     fields = _upload_fields(req, config)
     job_id = job_id_for(req.upload_id)
-    run_id = str(ObjectId())
+    run_id = new_id()
     params = req.as_params(config.processing.frames_per_task)
     for _ in range(ACCEPT_TRIES):
         # The job first: a run commits its upload's final state before its job

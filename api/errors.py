@@ -4,10 +4,10 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify
-from pymongo.errors import PyMongoError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from exceptions import BodyTooLarge, ServiceError
+from mongo_manager import DatabaseError
 
 log = logging.getLogger(__name__)
 
@@ -19,8 +19,8 @@ def register(app: Flask) -> None:
             log.warning("%s: %s", exc.code, exc.message)
         return jsonify({**exc.to_dict(), "message": exc.message}), exc.http_status
 
-    @app.errorhandler(PyMongoError)
-    def database_error(exc: PyMongoError):
+    @app.errorhandler(DatabaseError)
+    def database_error(exc: DatabaseError):
         log.warning("database unreachable: %s", exc)
         return jsonify({"code": "database_unavailable",
                         "message": "the database is unreachable; nothing was accepted"}), 503
