@@ -62,6 +62,7 @@ class Service:
                                      start_new_session=True)
         wait_healthy(self.base, self.proc, timeout=120)
         self.uploads = 0
+        self.timings: list[dict] = []  # what the service recorded of each upload
 
     def upload(self) -> float:
         """Seconds from sending the request to seeing status 1."""
@@ -80,6 +81,7 @@ class Service:
                     break
                 time.sleep(0.01)
         assert status["status"] == 1, status
+        self.timings.append(status["timings"])
         return time.perf_counter() - started
 
     def stop(self) -> None:
@@ -127,6 +129,11 @@ def main() -> int:
     print(f"{video.name}, frame_rate {FRAME_RATE}, {args.reps} rounds")
     print(table(["contender", "median s", "median / ffmpeg", "per-round ratio (median)"],
                 rows))
+    # Where an upload's time goes, as the service recorded it (warm-up excluded).
+    print(table(["contender", "queued s (accept to claim)", "cutting s (claim to commit)"],
+                [[name, f"{median([t['stages']['queued'] for t in svc.timings[1:]]):.3f}",
+                  f"{median([t['processingSeconds'] for t in svc.timings[1:]]):.2f}"]
+                 for name, svc in services.items()]))
     return 0
 
 
