@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -34,33 +33,20 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (ROOT, ffmpeg_exe, machine, median, run_child, table,  # noqa: E402
-                    test_video, wait_healthy)
+from common import (ROOT, LiveService, ffmpeg_exe, machine, median, run_child,  # noqa: E402
+                    table, test_video)
 
-from embedded_db import free_port, stop_embedded  # noqa: E402
 
 KEY = "bench-e2e-key"
 FRAME_RATE = 5
 
 
-class Service:
-    """The service of one checkout, started as its README says."""
+class Service(LiveService):
+    """The service of one checkout, and the uploads it was given."""
 
     def __init__(self, root: Path, folder: Path, video: Path) -> None:
-        self.contents = folder / "contents"
-        (self.contents / "uploads").mkdir(parents=True)
+        super().__init__(folder, KEY, root)
         os.link(video, self.contents / "uploads" / "in.mp4")
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        env.update(PATHS_CONTENTS_DIR=str(self.contents), GUNICORN_BIND=f"127.0.0.1:{self.port}",
-                   GUNICORN_WORKERS="2", PROCESSING_WORKERS="2", SERVER_AUTH_KEY=KEY)
-        gunicorn = Path(sys.executable).with_name("gunicorn")
-        self.log = open(folder / "service.log", "ab")
-        self.proc = subprocess.Popen([str(gunicorn), "-c", "gunicorn.conf.py", "wsgi:app"],
-                                     env=env, cwd=root, stdout=self.log, stderr=self.log,
-                                     start_new_session=True)
-        wait_healthy(self.base, self.proc, timeout=120)
         self.uploads = 0
         self.timings: list[dict] = []  # what the service recorded of each upload
 
@@ -83,11 +69,6 @@ class Service:
         assert status["status"] == 1, status
         self.timings.append(status["timings"])
         return time.perf_counter() - started
-
-    def stop(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        self.proc.wait(timeout=60)
-        stop_embedded(self.contents / "db")
 
 
 def main() -> int:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -33,11 +32,10 @@ import numpy as np
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, machine, table, wait_healthy  # noqa: E402
+from common import ROOT, LiveService, machine, table  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
-from embedded_db import free_port, stop_embedded  # noqa: E402
 from media import cfr_video  # noqa: E402
 
 KEY = "bench-hostile-key"
@@ -96,22 +94,10 @@ class Sampler:
         self._thread.join()
 
 
-class Service:
+class Service(LiveService):
     def __init__(self, folder: Path) -> None:
-        self.contents = folder / "contents"
-        (self.contents / "uploads").mkdir(parents=True)
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        env.update(PATHS_CONTENTS_DIR=str(self.contents), GUNICORN_BIND=f"127.0.0.1:{self.port}",
-                   GUNICORN_WORKERS="2", PROCESSING_WORKERS="2",
-                   PROCESSING_FRAMES_PER_TASK="30", PROCESSING_STALL_SECONDS="20")
-        gunicorn = Path(sys.executable).with_name("gunicorn")
-        self.log = open(folder / "service.log", "ab")
-        self.proc = subprocess.Popen(["bash", "-c", f"SERVER_AUTH_KEY={KEY} {gunicorn} -c "
-                                      "gunicorn.conf.py wsgi:app"], env=env, cwd=ROOT,
-                                     stdout=self.log, stderr=self.log, start_new_session=True)
-        wait_healthy(self.base, self.proc, timeout=120)
+        super().__init__(folder, KEY, PROCESSING_FRAMES_PER_TASK="30",
+                         PROCESSING_STALL_SECONDS="20")
 
     def post(self, **fields: object) -> requests.Response:
         body = {"auth_key": KEY, "project_id": "hostile", "frame_rate": 5, **fields}
@@ -131,11 +117,6 @@ class Service:
                 return f"202, then status 2 `{doc['errorMessage']['code']}`"
             time.sleep(0.2)
         return "202, then NOT FINISHED"
-
-    def stop(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        self.proc.wait(timeout=60)
-        stop_embedded(self.contents / "db")
 
 
 def _code(answer: requests.Response) -> str:

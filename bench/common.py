@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import platform
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -123,3 +124,35 @@ def wait_healthy(base: str, proc: subprocess.Popen, timeout: float = 90) -> None
             pass
         time.sleep(0.3)
     raise RuntimeError("gunicorn did not become healthy")
+
+
+class LiveService:
+    """The service started as the README says (``SERVER_AUTH_KEY=... gunicorn -c
+    gunicorn.conf.py wsgi:app``, the console script, from the checkout ``root``,
+    no PYTHONPATH): a fresh contents folder under ``folder`` (embedded database
+    and executor), 2 web workers and 2 job processes, plus ``settings``
+    (environment overrides). ``stop`` ends it and its database."""
+
+    def __init__(self, folder: Path, key: str, root: Path = ROOT, **settings: str) -> None:
+        from embedded_db import free_port
+        self.contents = folder / "contents"
+        (self.contents / "uploads").mkdir(parents=True)
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        env.update(PATHS_CONTENTS_DIR=str(self.contents), GUNICORN_BIND=f"127.0.0.1:{self.port}",
+                   GUNICORN_WORKERS="2", PROCESSING_WORKERS="2", SERVER_AUTH_KEY=key,
+                   **settings)
+        gunicorn = Path(sys.executable).with_name("gunicorn")
+        self.log = open(folder / "service.log", "ab")
+        self.proc = subprocess.Popen([str(gunicorn), "-c", "gunicorn.conf.py", "wsgi:app"],
+                                     env=env, cwd=root, stdout=self.log, stderr=self.log,
+                                     start_new_session=True)
+        wait_healthy(self.base, self.proc, timeout=120)
+
+    def stop(self) -> None:
+        from embedded_db import stop_embedded
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        self.proc.wait(timeout=60)
+        stop_embedded(self.contents / "db")
+        self.log.close()
