@@ -184,8 +184,7 @@ class _CappedStream(io.RawIOBase):
 
     def __init__(self, raw: BinaryIO, limits: InputLimits, name: str) -> None:
         super().__init__()
-        self._raw, self._cap, self._name = raw, limits.max_image_bytes, name
-        self._limits = limits
+        self._raw, self._limits, self._name = raw, limits, name
 
     def readable(self) -> bool:
         return True
@@ -200,9 +199,10 @@ class _CappedStream(io.RawIOBase):
         return self._raw.tell()
 
     def readinto(self, buffer: memoryview) -> int:
-        room = self._cap + 1 - self._raw.tell()
+        cap = self._limits.max_image_bytes
+        room = cap + 1 - self._raw.tell()
         data = self._raw.read(max(0, min(len(buffer), room)))
-        if self._raw.tell() > self._cap:
+        if self._raw.tell() > cap:
             raise _too_large(self._name, self._raw.tell(), self._limits)
         buffer[:len(data)] = data
         return len(data)
