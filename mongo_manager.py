@@ -38,10 +38,6 @@ DatabaseError = PyMongoError
 DocumentId = ObjectId
 
 
-# start_job's "the caller did not read the job first".
-_NOT_READ = object()
-
-
 def job_busy(job: dict | None) -> bool:
     """A run of this job is active: a new one may start only by replacing it
     (force_write). A request that died while accepting blocks only ACCEPT_TIMEOUT."""
@@ -137,19 +133,21 @@ class MongoManager:
     # -- jobs --------------------------------------------------------------
 
     def start_job(self, job_id: str, kind: str, params: dict, run_id: str,
-                  replace_active: bool, seen: Any = _NOT_READ) -> bool:
+                  replace_active: bool, seen: dict | None = None) -> bool:
         """Record a new run of ``job_id`` as "accepting" (not yet claimable).
 
-        Returns False when a run is active and may not be replaced. One
-        document per job id, so concurrent duplicate requests race on a single
-        atomic update: exactly one of them wins. ``queue_job`` then makes the
-        run claimable, once the upload document is written.
-
         ``seen``: the job document as the caller read it when it decided to
-        start a run (None: there was none). The run then starts only if the
-        job is still exactly that (a compare-and-set on its run and state), so
-        a decision made on a stale read (a run that ended in between) is
-        never acted on: the caller reads again and decides again.
+        start a run (None: there was none). Unless ``replace_active``, the run
+        starts only if the job is still exactly that and not busy (a
+        compare-and-set on its run and state), so a decision made on a stale
+        read (a run that ended in between) is never acted on; False then, and
+        the caller reads again and decides again. One document per job id, so
+        concurrent duplicate requests race on a single atomic update: exactly
+        one of them wins. ``queue_job`` then makes the run claimable, once the
+        upload document is written. Plain filters on ``_id``, never an $or,
+        which keeps the embedded server from using the _id index on a
+        collection that grows with every upload (measured: 15 ms at 1000
+        uploads instead of 1 ms).
         """
         fields = {"kind": kind, "params": params, "runId": run_id, "state": JobState.ACCEPTING,
                   "attempts": 0, "owner": None, "leaseUntil": _EPOCH, "error": None,
@@ -159,22 +157,6 @@ class MongoManager:
         if replace_active:
             self.jobs.update_one({"_id": job_id}, update, upsert=True)
             return True
-        if seen is not _NOT_READ:
-            return self._start_if_unchanged(job_id, seen, update)
-        # Two plain filters rather than one $or: an $or keeps the embedded
-        # server from using the _id index, and this collection grows with every
-        # upload ever accepted (measured: 15 ms at 1000 uploads instead of 1 ms).
-        try:
-            self.jobs.update_one({"_id": job_id, "state": {"$nin": ACTIVE_JOB_STATES}},
-                                 update, upsert=True)
-            return True
-        except DuplicateKeyError:  # the document exists and is active...
-            stale = self.jobs.update_one(  # ...unless a request died while accepting it
-                {"_id": job_id, "state": JobState.ACCEPTING,
-                 "createdAt": {"$lt": now() - ACCEPT_TIMEOUT}}, update)
-            return stale.matched_count == 1
-
-    def _start_if_unchanged(self, job_id: str, seen: dict | None, update: dict) -> bool:
         if seen is None:  # none was there: insert, unless another request just did
             try:
                 self.jobs.update_one({"_id": job_id, "runId": {"$exists": False}}, update,
