@@ -266,10 +266,22 @@ def _fail(job: dict, ctx: JobContext, paths: RunPaths, error: dict) -> None:
                                 errorMessage=error, finishedAt=now())
 
 
+def remove_tree(path: Path, tries: int = 5) -> None:
+    """Remove a folder that a pipeline stage may still be writing into (a
+    stalled run's other stages go on until its process ends): a file added
+    while rmtree runs leaves the folder behind, so it is removed again. Once
+    it is gone it stays gone (run_pipeline's stages never make its root)."""
+    for _ in range(tries):
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():
+            return
+    log.warning("could not remove %s", path.name)
+
+
 def discard(ctx: JobContext, paths: RunPaths) -> None:
     """Remove a run's partial outputs: staging folders and staged documents."""
     for staging, _ in paths.pairs():
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_tree(staging)
     ctx.mongo.discard_run(paths.upload_id, paths.run_id)
 
 

@@ -158,6 +158,12 @@ def run_pipeline(source: Source, settings: PipelineSettings, layout: OutputLayou
     then continue those of the segments before it. It must start a task.
     """
     start, end = _span(source, settings, first_sample)
+    # The output roots are made here, once: the stages only make folders inside
+    # them, so a run whose outputs were discarded while a starved stage still
+    # ran (a stalled job its watchdog failed) cannot bring them back.
+    for root in (layout.clip_dir, layout.frame_dir):
+        if root is not None:
+            root.mkdir(parents=True, exist_ok=True)
     run = _Run()
     run.position = start
     depth = queue_depth(source.info.width, source.info.height)
@@ -296,7 +302,6 @@ def _encode_stage(run: _Run, source: Source, settings: PipelineSettings,
                 if work is _END:
                     return
                 task, frames = work.task, []
-                layout.clip_path(task).parent.mkdir(parents=True, exist_ok=True)
                 writer = ClipWriter(layout.clip_path(task), info.width, info.height,
                                     settings.frame_rate, settings.encoder)
             writer.write(work.frame)
@@ -328,7 +333,7 @@ def _jpeg_stage(run: _Run, settings: PipelineSettings, layout: OutputLayout,
             return
         start = first_sample.setdefault(work.task, work.sample)
         path = layout.frame_path(work.task, work.sample - start + 1)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(exist_ok=True)  # not parents: see run_pipeline
         path.write_bytes(encode_jpeg(work.frame, settings.jpeg_quality))
         run.mark_done("jpeg", work.task)
         run.moves += 1

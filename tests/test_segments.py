@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
+import threading
 from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
+from conftest import wait_for
 from exceptions import ContentError
 from media import clip_barcodes, expected_samples, write_video
 from processors.packet_scan import scan_packets
@@ -336,3 +339,29 @@ def test_a_replaced_file_is_refused(videos, tmp_path):
     other = encode(tmp_path / "other.mp4", list(range(40)), Fraction(1, 30))
     with pytest.raises(SegmentMismatch, match="not the file"):
         SegmentSource(other, segment)
+
+
+def test_outputs_removed_mid_run_are_not_made_again(videos, tmp_path):
+    """A stalled job's watchdog discards its outputs while the pipeline's other
+    stages may still run: they must fail, not bring the folders back."""
+    path = videos["cfr 30fps, B-frames"]
+    layout = OutputLayout(tmp_path / "clips", tmp_path / "frames", path.stem)
+    model_hangs = threading.Event()
+
+    def annotate(frames: list) -> list:  # hangs until the outputs are gone
+        model_hangs.wait(30)
+        return [[] for _ in frames]
+
+    source = VideoSource(path)
+    events = run_pipeline(source, replace(settings(30, 4), annotate=annotate), layout)
+    try:
+        next(events)  # a Progress: the stages run
+        wait_for(lambda: any(layout.frame_dir.rglob("*.jpg")), 10, "the first JPEGs")
+        shutil.rmtree(layout.clip_dir)
+        shutil.rmtree(layout.frame_dir)
+        model_hangs.set()  # the other stages go on writing
+        with pytest.raises(OSError):
+            collect(events)
+    finally:
+        source.close()
+    assert not layout.clip_dir.exists() and not layout.frame_dir.exists()
