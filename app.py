@@ -11,9 +11,9 @@ import sys
 
 from flask import Flask
 
+from api.service import Service
 from config import Config, load_config, with_auth_key
 from logging_setup import configure_logging
-from service import Service
 
 
 def create_app(config: Config | None = None) -> Flask:
@@ -42,7 +42,7 @@ def create_app(config: Config | None = None) -> Flask:
 def serve(config: Config) -> None:
     """Development server with the embedded executor (gunicorn for production);
     with ``queue.broker_url`` set, Celery workers run the jobs instead."""
-    from executor_control import start_executor
+    from engines.control import start_executor
     from mongo_manager import resolve_uri
 
     resolve_uri(config)  # start the embedded database before anything needs it

@@ -10,15 +10,17 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-import uploads
 from config import Config
-from content_job import JobContext, job_id_for
+from engines.engine import get_executor
 from exceptions import ServiceError
-from executor import get_executor, run_claimed
+from intake import uploads
+from intake.schemas import parse_process_request
+from job_states import upload_job_id
+from jobs.context import JobContext
+from jobs.runner import run_claimed
 from mongo_manager import get_mongo, new_id
 from processes import owner_id
-from processors.image_source import IMAGE_SUFFIXES
-from schemas import parse_process_request
+from processors.readers import guess_content_type
 
 
 def process_local(config: Config, args: argparse.Namespace) -> int:
@@ -30,7 +32,7 @@ def process_local(config: Config, args: argparse.Namespace) -> int:
     form = {"upload_id": args.upload_id or new_id(), "project_id": args.project_id,
             "frame_rate": args.frame_rate, "content_path": str(content_path),
             "force_write": args.force_write, "request_type": 0,
-            "content_type": args.content_type or _guess_content_type(source)}
+            "content_type": args.content_type or guess_content_type(source)}
     mongo = get_mongo(config)
     try:
         req = parse_process_request(form, config.contents_dir)
@@ -56,7 +58,8 @@ def _run_with_progress(config: Config, upload_id: str) -> None:
         def show(fraction: float) -> None:
             bar.update(max(0, int(fraction * 100) - bar.n))
 
-        job = mongo.claim_job(owner_id(), config.processing.lease_seconds, job_id_for(upload_id))
+        job = mongo.claim_job(owner_id(), config.processing.lease_seconds,
+                               upload_job_id(upload_id))
         if job is not None:
             run_claimed(job, JobContext(mongo, config, owner_id(), on_progress=show))
             return
@@ -83,9 +86,3 @@ def _inside_contents(config: Config, source: Path) -> Path:
             except OSError:  # another file system: copy instead
                 shutil.copy2(resolved, target)
     return target
-
-
-def _guess_content_type(source: Path) -> int:
-    if source.is_dir() or source.suffix.lower() in IMAGE_SUFFIXES | {".zip"}:
-        return 2
-    return 1

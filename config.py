@@ -73,7 +73,7 @@ class ProcessingConfig:
     # seconds by several workers at once (0 = always one pass).
     segment_seconds: float = 300.0
     # A job with no progress for this long fails ("stalled") and its process is
-    # freed (job_watchdog.py); longer than any one step: a model batch, an S3 part.
+    # freed (jobs/watchdog.py); longer than any one step: a model batch, an S3 part.
     stall_seconds: float = 300.0
     # Hostile media (processors/input_guard.py): a video frame or an image
     # (width x height, default 4096x4096), one image file or zip member

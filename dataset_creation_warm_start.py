@@ -16,10 +16,11 @@ import logging
 import sys
 import threading
 
-import dataset_builds
 from config import load_config
+from engines.embedded import worker_loop
 from exceptions import ServiceError
-from executor import release_orphans, worker_loop
+from intake import dataset_builds
+from jobs.claims import release_orphans
 from logging_setup import configure_logging
 from mongo_manager import get_mongo
 

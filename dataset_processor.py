@@ -17,9 +17,9 @@ import sys
 
 from tqdm import tqdm
 
-import dataset_builds
 from config import load_config
 from exceptions import ServiceError
+from intake import dataset_builds
 from logging_setup import configure_logging
 from mongo_manager import get_mongo
 

@@ -64,7 +64,7 @@ def when_ready(server):
     # Nothing here may load pymongo: the workers are forked from this
     # process and gevent must patch them before pymongo loads.
     from embedded_db import embedded_uri
-    from executor_control import start_executor
+    from engines.control import start_executor
 
     if _config.mongodb.uri == "embedded":  # start it once, before the workers need it
         embedded_uri(_config.contents_dir / "db")

@@ -1,4 +1,5 @@
-"""The states of a job run (a ProcessingJob document's ``state``), named once.
+"""The kinds of job and the states of a job run (a ProcessingJob document's
+``kind`` and ``state``), named once.
 
 A ``StrEnum``: each member is the very string stored in MongoDB and compares
 equal to it, so documents read back as plain strings still match.
@@ -12,7 +13,7 @@ class JobState(StrEnum):
     ACCEPTING = "accepting"  # recorded by a request that has not answered yet: not claimable
     QUEUED = "queued"  # claimable
     RUNNING = "running"  # held by a lease
-    WAITING = "waiting"  # its segments (segment_jobs.py) are being cut; no holder
+    WAITING = "waiting"  # its segments (jobs/segments.py) are being cut; no holder
     COMMITTED = "committed"  # its tasks are in place; held by a lease until cleaned up
     DONE = "done"
     FAILED = "failed"
@@ -24,3 +25,19 @@ ACTIVE_JOB_STATES = [JobState.ACCEPTING, JobState.QUEUED, JobState.RUNNING,
                      JobState.WAITING, JobState.COMMITTED]
 # Held by a lease: its holder's death (or the lease running out) frees it.
 LEASED_JOB_STATES = [JobState.RUNNING, JobState.COMMITTED]
+
+
+class JobKind(StrEnum):
+    CONTENT = "processContent"  # one upload's run (jobs/content.py)
+    SEGMENT = "contentSegment"  # one time segment of a long video's run (jobs/segments.py)
+    DATASET = "datasetBuild"  # one dataset version's build (jobs/dataset.py)
+
+
+def upload_job_id(upload_id: str) -> str:
+    """The one job of an upload: each request for it starts a new run of it."""
+    return f"{JobKind.CONTENT}:{upload_id}"
+
+
+def dataset_job_id(version_id: str) -> str:
+    """The one job of a dataset version."""
+    return f"{JobKind.DATASET}:{version_id}"

@@ -231,7 +231,7 @@ class MongoManager:
                                                 "finishedAt": now()}})
         return result.matched_count == 1
 
-    # -- segments of a run (segment_jobs.py) ---------------------------------
+    # -- segments of a run (jobs/segments.py) ---------------------------------
 
     def fan_out(self, job_id: str, run_id: str, owner: str, kind: str,
                 children: list[tuple[str, dict]]) -> bool:

@@ -4,9 +4,11 @@ from __future__ import annotations
 import hmac
 from typing import Any, Mapping
 
-from flask import current_app, request
-from werkzeug.exceptions import BadRequest as HTTPBadRequest, RequestEntityTooLarge
+from flask import request
+from werkzeug.exceptions import BadRequest as HTTPBadRequest
+from werkzeug.exceptions import RequestEntityTooLarge
 
+from api.service import service
 from exceptions import BadRequest, Unauthorized
 
 
@@ -14,7 +16,7 @@ def check_key(body: Mapping[str, Any]) -> None:
     if "auth_key" in body and not isinstance(body["auth_key"], str):
         raise BadRequest({"auth_key": "must be a string"})  # as documented, header or not
     given = request.headers.get("X-Auth-Key") or body.get("auth_key") or ""
-    expected = current_app.config["SERVICE"].config.server.auth_key
+    expected = service().config.server.auth_key
     # compare_digest takes the same time wherever the strings differ;
     # surrogatepass: a JSON "\udc80" is a wrong key, not an encoding error.
     if not hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode()):

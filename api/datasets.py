@@ -1,10 +1,11 @@
 """POST /api/datasets/<version_id>/build and GET /api/datasets/<version_id>."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 
-import dataset_builds
 from api.auth import check_key, request_body
+from api.service import service
+from intake import dataset_builds
 
 bp = Blueprint("datasets", __name__, url_prefix="/api/datasets")
 
@@ -12,13 +13,13 @@ bp = Blueprint("datasets", __name__, url_prefix="/api/datasets")
 @bp.post("/<version_id>/build")
 def build(version_id: str):
     check_key(request_body())
-    service = current_app.config["SERVICE"]
-    return jsonify(dataset_builds.queue_build(service.mongo(), version_id,
-                                              service.executor)), 202
+    svc = service()
+    return jsonify(dataset_builds.queue_build(svc.mongo(), version_id,
+                                              svc.executor)), 202
 
 
 @bp.get("/<version_id>")
 def version_status(version_id: str):
     check_key({})
-    service = current_app.config["SERVICE"]
-    return jsonify(dataset_builds.status(service.mongo(), version_id))
+    svc = service()
+    return jsonify(dataset_builds.status(svc.mongo(), version_id))

@@ -8,8 +8,7 @@ for "Try it out".
 """
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, current_app, jsonify, send_from_directory, \
-    url_for
+from flask import Blueprint, Response, abort, current_app, jsonify, send_from_directory, url_for
 from swagger_ui_bundle import swagger_ui_path
 
 from api.openapi import build_document

@@ -5,7 +5,8 @@ import shutil
 
 from flask import Blueprint, current_app, jsonify
 
-from executor_control import executor_running
+from api.service import Service, service
+from engines.control import executor_running
 
 bp = Blueprint("health", __name__, url_prefix="/api")
 
@@ -14,17 +15,17 @@ MIN_FREE_BYTES = 1 << 30
 
 @bp.get("/health")
 def health():
-    service = current_app.config["SERVICE"]
-    checks = {"database": _database(service), "storage": _storage(service),
-              "queue": _queue(service)}
+    svc = service()
+    checks = {"database": _database(svc), "storage": _storage(svc),
+              "queue": _queue(svc)}
     ok = all(check["ok"] for check in checks.values())
     body = {"status": "ok" if ok else "degraded", "checks": checks}
     return jsonify(body), 200 if ok else 503
 
 
-def _database(service) -> dict:
+def _database(svc: Service) -> dict:
     try:
-        mongo = service.mongo()
+        mongo = svc.mongo()
         mongo.ping()
         return {"ok": True, "jobs": mongo.job_counts()}
     except Exception as exc:  # any failure is "down"; the reason is logged, not shown
@@ -32,8 +33,8 @@ def _database(service) -> dict:
         return {"ok": False, "error": "unreachable"}
 
 
-def _storage(service) -> dict:
-    contents = service.config.contents_dir
+def _storage(svc: Service) -> dict:
+    contents = svc.config.contents_dir
     try:
         contents.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(contents).free
@@ -42,9 +43,9 @@ def _storage(service) -> dict:
     return {"ok": free >= MIN_FREE_BYTES, "freeBytes": free}
 
 
-def _queue(service) -> dict:
-    if service.config.broker_url:  # the Celery engine: is its broker there?
-        return service.executor.health()
-    if executor_running(service.config):
+def _queue(svc: Service) -> dict:
+    if svc.config.broker_url:  # the Celery engine: is its broker there?
+        return svc.executor.health()
+    if executor_running(svc.config):
         return {"ok": True, "engine": "embedded"}
     return {"ok": False, "engine": "embedded", "error": "no executor is running"}

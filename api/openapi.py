@@ -15,8 +15,15 @@ from typing import Any, Iterable, Union
 from flask import Flask
 
 from api.openapi_schemas import components, ref
-from exceptions import BadRequest, BodyTooLarge, Conflict, DatabaseUnavailable, NotFound, \
-    ServiceError, Unauthorized
+from exceptions import (
+    BadRequest,
+    BodyTooLarge,
+    Conflict,
+    DatabaseUnavailable,
+    NotFound,
+    ServiceError,
+    Unauthorized,
+)
 
 OPENAPI_VERSION = "3.0.3"
 API_VERSION = "1.0"

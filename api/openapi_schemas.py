@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Collection
 
-from schemas import process_request_schema
+from intake.schemas import process_request_schema
 
 STATUS = "0 = in progress or queued, 1 = completed, 2 = error"
 

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 
-import uploads
 from api.auth import check_key, request_body
+from api.service import service
+from intake import uploads
+from intake.schemas import parse_process_request
 from logging_setup import set_upload_id
-from schemas import parse_process_request
 
 log = logging.getLogger(__name__)
 bp = Blueprint("process_content", __name__, url_prefix="/api/processContent")
@@ -19,9 +20,9 @@ def process_content():
     body = request_body()
     check_key(body)
     set_upload_id(body.get("upload_id"))  # every line logged from here names the upload
-    service = current_app.config["SERVICE"]
-    req = parse_process_request(body, service.config.contents_dir, service.registry.versions)
-    code, payload = uploads.accept(req, service.mongo(), service.config, service.executor)
+    svc = service()
+    req = parse_process_request(body, svc.config.contents_dir, svc.registry.versions)
+    code, payload = uploads.accept(req, svc.mongo(), svc.config, svc.executor)
     log.info("processContent request_type %d: %d %s", req.request_type, code,
              payload["message"])
     return jsonify(payload), code
@@ -31,5 +32,5 @@ def process_content():
 def upload_status(upload_id: str):
     check_key({})
     set_upload_id(upload_id)
-    service = current_app.config["SERVICE"]
-    return jsonify(uploads.status(service.mongo(), upload_id))
+    svc = service()
+    return jsonify(uploads.status(svc.mongo(), upload_id))

@@ -122,11 +122,11 @@ def probe_accept(contents: Path, count: int) -> dict[str, list[float]]:
     HTTP) and each MongoManager call inside it, one at a time, no concurrency."""
     os.environ.update({"SERVER_AUTH_KEY": AUTH_KEY, "PATHS_CONTENTS_DIR": str(contents)})
     sys.path.insert(0, str(ROOT))
-    import uploads
     from config import load_config
-    from executor import get_executor
+    from engines.engine import get_executor
+    from intake import uploads
+    from intake.schemas import parse_process_request
     from mongo_manager import MongoManager, get_mongo
-    from schemas import parse_process_request
 
     config = load_config()
     mongo = get_mongo(config)
@@ -254,8 +254,9 @@ def summary(name: str, values: list[float]) -> list[str]:
 def jobs_done(contents: Path) -> Counter:
     """Upload states, read straight from the embedded database (a bench helper)."""
     sys.path.insert(0, str(ROOT))
-    from embedded_db import embedded_uri
     from pymongo import MongoClient
+
+    from embedded_db import embedded_uri
     uri = embedded_uri(contents / "db", start=False)
     if not uri:
         return Counter()

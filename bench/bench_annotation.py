@@ -263,7 +263,7 @@ def bare(detect: Callable, frames: list[np.ndarray], batch: int) -> dict:
 
 def pipeline(video: Path, config, params: dict, tmp: Path, timed: Timed | None) -> dict:
     """One job's pipeline (content_job.pipeline_settings), outputs into a temp dir."""
-    from content_job import pipeline_settings
+    from jobs.staging import pipeline_settings
     from processors.pipeline import OutputLayout, TaskOutput, run_pipeline
     from processors.video_source import VideoSource
     settings = pipeline_settings(config, params)
@@ -303,7 +303,7 @@ class Jobs:
         self.mongo = get_mongo(config)
 
     def run(self, upload: str, request_type: int, version: int) -> dict:
-        from executor import worker_loop
+        from engines.embedded import worker_loop
         body = {"auth_key": AUTH_KEY, "upload_id": upload, "project_id": "bench",
                 "request_type": request_type, "content_type": 1,
                 "auto_anno_version": version}

@@ -28,17 +28,17 @@ from pathlib import Path
 
 import av
 import cv2
-
 from common import DATA, ROOT, test_video
 
 sys.path.insert(0, str(ROOT / "tests"))
 
-import dataset_builds  # noqa: E402
-from config import load_config  # noqa: E402
-from dataset_job import dataset_dir  # noqa: E402
-from embedded_db import embedded_uri, stop_embedded  # noqa: E402
-from mongo_manager import get_mongo, now  # noqa: E402
 from s3_server import SeaweedServer  # noqa: E402
+
+from config import load_config  # noqa: E402
+from embedded_db import embedded_uri, stop_embedded  # noqa: E402
+from intake import dataset_builds  # noqa: E402
+from jobs.dataset import dataset_dir  # noqa: E402
+from mongo_manager import get_mongo, now  # noqa: E402
 
 FRAMES_PER_TASK = 120
 

@@ -33,9 +33,16 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (ROOT, LiveService, ffmpeg_exe, machine, median, run_child,  # noqa: E402
-                    table, test_video)
-
+from common import (  # noqa: E402
+    ROOT,
+    LiveService,
+    ffmpeg_exe,
+    machine,
+    median,
+    run_child,
+    table,
+    test_video,
+)
 
 KEY = "bench-e2e-key"
 FRAME_RATE = 5

@@ -32,17 +32,18 @@ from common import ROOT, machine, table  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "tests"))
 from media import cfr_video, clip_barcodes  # noqa: E402
+
 from processes import owner_pid_here  # noqa: E402
 
 PER_TASK = 10
 
 
 def submit(stack: Stack, upload_id: str) -> None:
-    import uploads
     from config import load_config
-    from executor import get_executor
+    from engines.engine import get_executor
+    from intake import uploads
+    from intake.schemas import parse_process_request
     from mongo_manager import get_mongo
-    from schemas import parse_process_request
 
     config = load_config(env=stack.env)
     form = {"upload_id": upload_id, "project_id": "faults", "frame_rate": 30,

@@ -26,11 +26,11 @@ from common import test_video
 
 
 def cut(stack: Stack, upload_id: str, segment_seconds: float) -> float:
-    import uploads
     from config import load_config
-    from executor import get_executor
+    from engines.engine import get_executor
+    from intake import uploads
+    from intake.schemas import parse_process_request
     from mongo_manager import get_mongo
-    from schemas import parse_process_request
 
     config = load_config(env={**stack.env, "PROCESSING_SEGMENT_SECONDS": str(segment_seconds)})
     mongo = get_mongo(config)

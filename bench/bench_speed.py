@@ -47,7 +47,12 @@ def child(video: str, root: str) -> None:
     """The measured work of "ours": one job's pipeline, outputs into a temp dir."""
     sys.path.insert(0, root)
     from processors.clip_writer import EncoderSettings
-    from processors.pipeline import OutputLayout, PipelineSettings, TaskOutput, run_pipeline
+    from processors.pipeline import (
+        OutputLayout,
+        PipelineSettings,
+        TaskOutput,
+        run_pipeline,
+    )
     from processors.video_source import VideoSource
 
     start = time.perf_counter()

@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, wait_healthy  # noqa: E402
 

@@ -135,7 +135,12 @@ def child(root: str, video: str, rates: list[int]) -> None:
     sys.path.insert(0, root)
     from exceptions import ContentError
     from processors.clip_writer import EncoderSettings
-    from processors.pipeline import OutputLayout, PipelineSettings, TaskOutput, run_pipeline
+    from processors.pipeline import (
+        OutputLayout,
+        PipelineSettings,
+        TaskOutput,
+        run_pipeline,
+    )
     from processors.video_source import VideoSource
 
     md5 = lambda p: hashlib.md5(Path(p).read_bytes()).hexdigest()  # noqa: E731

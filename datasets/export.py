@@ -14,8 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from datasets.formats import (BoxStats, CocoSplit, assign_split, data_yaml, frame_stem,
-                              map_boxes, yolo_lines)
+from datasets.formats import (
+    BoxStats,
+    CocoSplit,
+    assign_split,
+    data_yaml,
+    frame_stem,
+    map_boxes,
+    yolo_lines,
+)
 from datasets.spec import VersionSpec
 
 

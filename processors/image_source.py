@@ -23,8 +23,16 @@ from PIL import Image, ImageOps
 
 from exceptions import ContentError
 from processors.frame_ops import letterbox
-from processors.input_guard import (MIB, InputLimits, check_pixels, confined, open_regular,
-                                    output_stem, shown, utf8)
+from processors.input_guard import (
+    MIB,
+    InputLimits,
+    check_pixels,
+    confined,
+    open_regular,
+    output_stem,
+    shown,
+    utf8,
+)
 from processors.source import SourceFrame, SourceInfo, even
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}

@@ -6,7 +6,7 @@ in 1 MB, a video may declare 8192x8192 frames. So every file a source opens
 goes through ``open_regular`` / ``regular_file`` here: it must resolve (links
 followed) inside ``InputLimits.root`` and be a regular file, or the job fails
 with a ``ContentError`` (status 2) before anything is read. The limits come
-from the configuration (the job builds them, see content_job.input_limits);
+from the configuration (the job builds them, see jobs.staging.input_limits);
 this module knows nothing of the configuration itself.
 """
 from __future__ import annotations

@@ -64,12 +64,16 @@ import av
 from exceptions import ContentError
 from processors.input_guard import InputLimits
 from processors.packet_scan import PacketScan, scan_packets
-from processors.pipeline import (OutputLayout, PipelineSettings, Progress, TaskOutput,
-                                 run_pipeline)
+from processors.pipeline import OutputLayout, PipelineSettings, Progress, TaskOutput, run_pipeline
 from processors.sampling import TimestampSampler
 from processors.source import Source, SourceFrame
-from processors.video_source import (VideoSource, av_reason, check_complete, limit_decoder,
-                                     open_video)
+from processors.video_source import (
+    VideoSource,
+    av_reason,
+    check_complete,
+    limit_decoder,
+    open_video,
+)
 
 FORMAT = 1  # of to_dict(); bumped when the meaning of a field changes
 

@@ -13,8 +13,14 @@ from typing import Iterator
 import av
 
 from exceptions import ContentError
-from processors.input_guard import (InputLimits, check_pixels, output_stem, redact,
-                                    regular_file, shown)
+from processors.input_guard import (
+    InputLimits,
+    check_pixels,
+    output_stem,
+    redact,
+    regular_file,
+    shown,
+)
 from processors.source import SourceFrame, SourceInfo, display_size
 
 # A file is "truncated" when it ends this far before its declared length.

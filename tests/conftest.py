@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from app import create_app  # noqa: E402
 from config import Config, load_config  # noqa: E402
 from embedded_db import embedded_uri, stop_embedded  # noqa: E402
-from executor import worker_loop  # noqa: E402
+from engines.embedded import worker_loop  # noqa: E402
 from mongo_manager import MongoManager, close_mongo, get_mongo  # noqa: E402
 
 AUTH_KEY = "test-key-0123456789"

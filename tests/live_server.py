@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import requests
-
 from conftest import ROOT
+
 from embedded_db import free_port
 
 

@@ -14,6 +14,7 @@ Findings encoded here (torch 2.13, onnx 1.23, onnxruntime 1.31, onnxscript 0.7):
 from __future__ import annotations
 
 import warnings
+
 import torch
 
 INPUT_NAME, OUTPUT_NAME = "images", "output0"  # Ultralytics' names, so tools find them

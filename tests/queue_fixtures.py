@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from conftest import wait_for  # noqa: E402
+
 from embedded_db import free_port  # noqa: E402
 
 CLAIMED = re.compile(r"job (\S+): claimed by ")  # celery_app's log line

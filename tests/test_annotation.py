@@ -10,12 +10,12 @@ import av
 import numpy as np
 import pytest
 import torch
+from model_export import export_onnx, export_pt2, export_torchscript
+from tiny_detector import ExportWrapper, train
 
 from annotation.registry import ModelRegistry
 from config import load_config
 from exceptions import ConfigError
-from model_export import export_onnx, export_pt2, export_torchscript
-from tiny_detector import ExportWrapper, train
 
 SIDE = 40  # the square's side in source pixels
 # version: (format, output layout, file) -- every format in both layouts
@@ -114,7 +114,7 @@ def post_aa(client, **fields):
 def run_all(versions_env) -> None:
     import threading
 
-    from executor import worker_loop
+    from engines.embedded import worker_loop
     worker_loop(load_config(env=versions_env), threading.Event(), drain=True)
 
 

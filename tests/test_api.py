@@ -5,7 +5,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from conftest import AUTH_KEY
 from media import cfr_video
 

@@ -12,15 +12,20 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import AUTH_KEY, service_env
+from media import cfr_video, clip_barcodes
+from queue_fixtures import (  # noqa: F401
+    celery_workers,
+    needs_redis,
+    redis_server,
+    secantus_server,
+    wait_for,
+)
 
 from app import create_app
 from config import load_config
-from conftest import AUTH_KEY, service_env
-from media import cfr_video, clip_barcodes
 from mongo_manager import get_mongo
 from processes import owner_pid_here
-from queue_fixtures import (celery_workers, needs_redis, redis_server,  # noqa: F401
-                            secantus_server, wait_for)
 
 pytestmark = needs_redis
 
@@ -210,7 +215,9 @@ def test_config_accepts_a_redis_broker(make_config):
 def test_a_run_taken_over_keeps_its_staged_tasks(config, mongo, contents):
     """A stalled holder whose job a re-send gave to another worker must not
     discard the run's staged tasks: the new holder resumes from them."""
-    from content_job import JobContext, run_content_job, task_object_id
+    from jobs.content import run_content_job
+    from jobs.context import JobContext
+    from jobs.documents import task_object_id
 
     make_videos(contents, 1, 60)
     mongo.start_job("processContent:v0", "processContent",

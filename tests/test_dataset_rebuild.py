@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
-
-import dataset_builds
 from conftest import ROOT, wait_for
 from dataset_data import box, make_tasks, make_version
-from dataset_job import dataset_dir
+
+from intake import dataset_builds
+from jobs.dataset import dataset_dir
 
 REJECTED = 2  # auditStatus "Rejected": not in the default [1, 5]
 

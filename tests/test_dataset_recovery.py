@@ -8,12 +8,12 @@ import subprocess
 import sys
 
 import pytest
-
-import dataset_builds
 from conftest import ROOT, service_env, use_credentials, wait_for
 from dataset_data import make_tasks, make_version
-from dataset_job import dataset_dir
 from s3_server import SeaweedServer
+
+from intake import dataset_builds
+from jobs.dataset import dataset_dir
 
 TASKS, FRAMES = 40, 10  # 800 objects: long enough at one upload thread to kill mid-way
 

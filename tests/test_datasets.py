@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from PIL import Image
-
-import dataset_builds
 from conftest import AUTH_KEY
 from dataset_data import HEIGHT, WIDTH, box, make_task, make_tasks, make_version
-from dataset_job import dataset_dir
+from PIL import Image
+
 from datasets.formats import assign_split
 from datasets.spec import parse_splits
 from exceptions import DatasetError
+from intake import dataset_builds
+from jobs.dataset import dataset_dir
 
 
 def build_here(config, mongo, version_id: str) -> dict:
@@ -242,7 +242,8 @@ def test_api_errors(client, method, path, headers, status):
 
 def test_large_files_go_multipart_and_resume_by_etag(make_config, s3_env, s3_server, tmp_path):
     import os
-    from datasets.s3_store import S3Store, UploadItem, file_etag
+
+    from storage.s3_store import S3Store, UploadItem, file_etag
     config = make_config(**s3_env, S3_PART_MB="5")
     big = tmp_path / "big.json"
     big.write_bytes(os.urandom(12 << 20))  # 3 parts of 5 MiB

@@ -9,12 +9,12 @@ import time
 from pathlib import Path
 
 import requests
-
 from conftest import AUTH_KEY, ROOT, service_env
-from embedded_db import free_port
-from executor_control import executor_running
 from media import cfr_video, clip_barcodes
 from readme import person_env, readme_command
+
+from embedded_db import free_port
+from engines.control import executor_running
 
 
 def wait_until(predicate, timeout: float = 60.0) -> None:

@@ -7,12 +7,13 @@ import os
 import signal
 import subprocess
 
+import readme  # noqa: E402
 from conftest import ROOT, wait_for
-from dataset_builds import start_build
 from dataset_data import make_tasks, make_version
 from media import cfr_video
-import readme  # noqa: E402
 from readme import person_env, split
+
+from intake.dataset_builds import start_build
 
 NO_KEY = "server.auth_key is not set"
 

@@ -7,10 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
 from conftest import AUTH_KEY
-from executor import worker_loop
 from media import cfr_video
+
+from engines.embedded import worker_loop
 
 
 def finished(post, run_jobs, mongo, **fields) -> list[dict]:

@@ -17,15 +17,21 @@ from urllib.parse import quote
 
 import pytest
 import requests
-from hypothesis import HealthCheck, given, settings, strategies as st
+from conftest import AUTH_KEY
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from live_server import LiveServer, memory_kib
 
 from api.openapi import build_document
 from config import load_config
-from conftest import AUTH_KEY
 from exceptions import BadRequest, ConfigError, NotFound
-from live_server import LiveServer, memory_kib
-from schemas import ID_PATTERN, MAX_FRAME_RATE, PROCESS_FIELDS, ProcessRequest, \
-    parse_process_request
+from intake.schemas import (
+    ID_PATTERN,
+    MAX_FRAME_RATE,
+    PROCESS_FIELDS,
+    ProcessRequest,
+    parse_process_request,
+)
 
 KEY = {"X-Auth-Key": AUTH_KEY}
 MiB = 1 << 20

@@ -19,12 +19,12 @@ import zlib
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
 from conftest import ROOT, service_env
-from exceptions import ConfigError
 from media import barcode_image, cfr_video
+from PIL import Image
 from test_bad_input import assert_nothing_left, assert_still_serving
+
+from exceptions import ConfigError
 
 MIB = 1024 * 1024
 JOB_SECONDS = 30  # far more than any of these jobs takes; a hang fails instead of blocking

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import av
 import pytest
-
 from media import cfr_video
 from test_bad_input import make_no_moov
 from test_hostile_media import assert_no_server_path, job_error, png, run_within

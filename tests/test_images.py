@@ -5,9 +5,8 @@ import zipfile
 from pathlib import Path
 
 import av
-from PIL import Image
-
 from media import barcode_image, clip_barcodes, decode_gray, read_barcode
+from PIL import Image
 
 EXIF_ORIENTATION = 0x0112
 

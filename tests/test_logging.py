@@ -10,11 +10,15 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from conftest import AUTH_KEY
-from logging_setup import JsonFormatter, current_upload_id, gunicorn_log_config, \
-    upload_context
 from media import cfr_video
+
+from logging_setup import (
+    JsonFormatter,
+    current_upload_id,
+    gunicorn_log_config,
+    upload_context,
+)
 
 
 @pytest.fixture
@@ -86,7 +90,7 @@ def test_gunicorn_log_config(access_log, level):
 
 def test_threads_of_a_job_carry_its_upload_id():
     """The pipeline's stage threads run in a copy of the job's context."""
-    from processors.pipeline import _Run, _guard
+    from processors.pipeline import _guard, _Run
     seen = []
     with upload_context("u7"):
         stage = _guard(_Run(), lambda: seen.append(current_upload_id()))

@@ -15,11 +15,12 @@ from functools import lru_cache
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from media import barcode_image, cfr_video
 from PIL import Image
 
 from exceptions import ContentError
-from media import barcode_image, cfr_video
 from processors.image_source import ImageSource
 from processors.input_guard import MIB, InputLimits
 from processors.video_source import VideoSource

@@ -4,12 +4,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from prometheus_client.openmetrics.parser import \
-    text_string_to_metric_families as parse_openmetrics
-from prometheus_client.parser import text_string_to_metric_families
-
 from conftest import AUTH_KEY
 from media import cfr_video
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as parse_openmetrics,
+)
+from prometheus_client.parser import text_string_to_metric_families
 
 
 def scrape(client) -> dict[str, dict[tuple, float]]:

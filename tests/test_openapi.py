@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 from bson import ObjectId
+from conftest import AUTH_KEY
+from media import cfr_video
 from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate
 
-from conftest import AUTH_KEY
 from exceptions import BadRequest, NotFound
-from media import cfr_video
-from schemas import FIELDS_BY_NAME, PROCESS_FIELDS, parse_process_request
+from intake.schemas import FIELDS_BY_NAME, PROCESS_FIELDS, parse_process_request
 
 KEY = {"X-Auth-Key": AUTH_KEY}
 

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import av
 import pytest
-
 from media import clip_barcodes, expected_samples, top_level_atoms, write_video
 
 
@@ -139,7 +138,7 @@ def test_progress_rises_during_a_long_job(contents, post, mongo, config):
     import threading
     import time
 
-    from executor import worker_loop
+    from engines.embedded import worker_loop
     video = write_video(contents / "uploads" / "long.mp4", list(range(900)), size=(640, 480))
     post(content_path="uploads/long.mp4", frame_rate=30)
     stop = threading.Event()

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 import requests
-
-from app import create_app
-from config import load_config
 from conftest import AUTH_KEY, ROOT, wait_for
-from embedded_db import free_port
 from media import cfr_video
 from queue_fixtures import needs_redis, redis_server  # noqa: F401
 from readme import person_env, readme_command, readme_commands, split
+
+from app import create_app
+from config import load_config
+from embedded_db import free_port
 
 
 class Started:

@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, service_env, wait_for
 from media import cfr_video, clip_barcodes
+
 from processes import owner_pid_here
 
 FRAMES = 900  # 30 fps sampled at 30: 900 samples, 90 tasks of 10
@@ -119,7 +119,7 @@ STUCK_IN_COMMIT = """
 import sys, threading, time
 import mongo_manager
 from config import load_config
-from executor import worker_loop
+from engines.embedded import worker_loop
 
 real_commit = mongo_manager.MongoManager._commit
 

@@ -2,8 +2,8 @@
 from fractions import Fraction
 
 import pytest
-
 from media import expected_samples
+
 from processors.sampling import TimestampSampler, task_number
 
 

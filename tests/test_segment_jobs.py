@@ -5,12 +5,13 @@ import threading
 from fractions import Fraction
 
 import pytest
-
-from app import create_app
 from conftest import AUTH_KEY
-from executor import worker_loop
 from media import clip_barcodes
 from test_segments import VFR_MS, encode
+
+from app import create_app
+from engines.embedded import worker_loop
+from storage.contents import RunPaths
 
 VIDEOS = {
     "cfr 30fps, B-frames": (list(range(300)), Fraction(1, 30), {"gop": 15}),
@@ -71,9 +72,9 @@ def test_force_write_during_segments_replaces_the_run(make_config, mongo, conten
             "content_path": str(video)}
     assert client.post("/api/processContent", json=body).status_code == 202
     # Run only the parent: it fans out and parks the run as "waiting".
+    from jobs.context import JobContext
+    from jobs.runner import run_claimed
     from mongo_manager import owner_id
-    from executor import run_claimed
-    from job_context import JobContext
     parent = mongo.claim_job(owner_id(), 30, "processContent:u1")
     run_claimed(parent, JobContext(mongo, config, owner_id()))
     assert mongo.get_job("processContent:u1")["state"] == "waiting"
@@ -94,10 +95,11 @@ def test_force_write_during_segments_replaces_the_run(make_config, mongo, conten
 
 def test_a_run_whose_last_segment_died_before_the_commit_is_finished(make_config, mongo,
                                                                     contents):
-    from executor import release_orphans, run_claimed
-    from job_context import JobContext
+    from jobs import segments as segment_jobs
+    from jobs.claims import release_orphans
+    from jobs.context import JobContext
+    from jobs.runner import run_claimed
     from mongo_manager import owner_id
-    import segment_jobs
 
     pts, time_base, options = VIDEOS["cfr 30fps, B-frames"]
     video = encode(contents / "uploads" / "clip.mp4", pts, time_base, **options)
@@ -110,7 +112,7 @@ def test_a_run_whose_last_segment_died_before_the_commit_is_finished(make_config
     run_claimed(mongo.claim_job(owner_id(), 30, "processContent:u1"), ctx)
     for child in mongo.jobs.find({"parent": "processContent:u1"}):
         job = mongo.claim_job(owner_id(), 30, child["_id"])
-        paths = segment_jobs.content_job.RunPaths(contents, "p1", "u1", job["runId"])
+        paths = RunPaths(contents, "p1", "u1", job["runId"])
         segment_jobs._cut_segment(job, ctx, paths)  # cut, then "die" before the commit
         mongo.end_job(job["_id"], job["runId"], "done")
     assert mongo.get_job("processContent:u1")["state"] == "waiting"

@@ -14,16 +14,27 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
-
 from conftest import wait_for
-from exceptions import ContentError
 from media import clip_barcodes, expected_samples, write_video
+
+from exceptions import ContentError
 from processors.packet_scan import scan_packets
-from processors.pipeline import (OutputLayout, PipelineSettings, Progress, TaskOutput,
-                                 run_pipeline)
+from processors.pipeline import (
+    OutputLayout,
+    PipelineSettings,
+    Progress,
+    TaskOutput,
+    run_pipeline,
+)
 from processors.sampling import TimestampSampler
-from processors.segments import (Segment, SegmentMismatch, SegmentSource, open_segment,
-                                 plan_segments, run_segment)
+from processors.segments import (
+    Segment,
+    SegmentMismatch,
+    SegmentSource,
+    open_segment,
+    plan_segments,
+    run_segment,
+)
 from processors.video_source import VideoSource
 
 SIZE = (160, 120)

@@ -22,16 +22,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import AUTH_KEY, ROOT, service_env, wait_for
+from dataset_data import make_tasks, make_version
+from media import cfr_video
+from queue_fixtures import celery_workers, needs_redis, redis_server  # noqa: F401
 from torch import nn
 
 from app import create_app
 from config import load_config
-from conftest import AUTH_KEY, ROOT, service_env, wait_for
-from dataset_data import make_tasks, make_version
-from datasets.s3_store import S3Store, UploadItem, file_etag
 from exceptions import ConfigError
-from media import cfr_video
-from queue_fixtures import celery_workers, needs_redis, redis_server  # noqa: F401
+from storage.s3_store import S3Store, UploadItem, file_etag
 
 STALL_SECONDS = 2
 HANG_VERSION = 9

@@ -10,11 +10,11 @@ import sys
 import time
 
 import pytest
+from conftest import AUTH_KEY, ROOT, service_env, wait_for
+from media import cfr_video
 
 from app import create_app
-from conftest import AUTH_KEY, ROOT, service_env, wait_for
 from config import load_config
-from media import cfr_video
 
 POLL = "30"  # so long that a job claimed within a second was woken, not polled
 

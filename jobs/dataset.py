@@ -23,27 +23,24 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import job_watchdog
 from datasets.export import Export, TaskFrames, export_version
 from datasets.formats import BoxStats
-from datasets.s3_store import ChecksumCache, S3Store, UploadItem
 from datasets.spec import VersionSpec, parse_version
-from exceptions import DatasetError, JobCancelled, ServiceError
-from job_context import Heartbeat, JobContext
-from job_states import JobState
-from mongo_manager import DatabaseError, MongoManager, now, to_id
+from exceptions import DatasetError
+from job_states import JobKind, JobState
+from jobs import watchdog
+from jobs.context import Heartbeat, JobContext
+from jobs.failure import run_guarded
+from mongo_manager import MongoManager, now, to_id
+from storage.s3_store import ChecksumCache, S3Store, UploadItem
 
 log = logging.getLogger(__name__)
 
-KIND = "datasetBuild"
+KIND = JobKind.DATASET
 EXPORT_SHARE = 0.2  # of the progress bar; the upload is the rest
 MANIFEST = "manifest.json"
 # What a build writes under its prefix: nothing else there is ever deleted.
 OWN_FOLDERS, OWN_FILES = ("images/", "labels/", "annotations/"), ("data.yaml", MANIFEST)
-
-
-def job_id_for(version_id: str) -> str:
-    return f"{KIND}:{version_id}"
 
 
 def dataset_dir(contents: Path, version_id: str) -> Path:
@@ -52,22 +49,11 @@ def dataset_dir(contents: Path, version_id: str) -> Path:
 
 def run_dataset_job(job: dict, ctx: JobContext) -> None:
     version_id = job["params"]["version_id"]
-    try:
-        _build(job, ctx, version_id)
-    except JobCancelled:
-        log.info("dataset version %s: another process took the build over", version_id)
-        return
-    except DatabaseError:
-        raise  # the database is away: the lease runs out and the build is retried
-    except ServiceError as exc:
-        _fail(job, ctx, {**exc.to_dict(), "retryable": getattr(exc, "retryable", False)})
-        return
-    except Exception as exc:
-        log.exception("dataset version %s failed", version_id)
-        _fail(job, ctx, {"code": "internal_error", "message": f"build failed: {exc}",
-                         "retryable": False})
-        return
-    ctx.mongo.end_job(job["_id"], job["runId"], JobState.DONE)
+    if run_guarded(lambda: _build(job, ctx, version_id) or True, doing="build",
+                   fail=lambda error: _fail(job, ctx, {"retryable": False, **error}),
+                   cancelled=lambda: log.info("dataset version %s: another process took the "
+                                              "build over", version_id)):
+        ctx.mongo.end_job(job["_id"], job["runId"], JobState.DONE)
 
 
 def fail_dataset_job(job: dict, ctx: JobContext, error: dict) -> None:
@@ -94,7 +80,7 @@ def _build(job: dict, ctx: JobContext, version_id: str) -> None:
         raise DatasetError(f"no task of the version's projects/taskList has an audit status "
                            f"in {list(spec.audit_statuses)}", code="no_matching_tasks")
     store = S3Store(ctx.config.s3) if ctx.config.s3.bucket else None
-    job_watchdog.progressed("exporting (checking the bucket)")
+    watchdog.progressed("exporting (checking the bucket)")
     if store:
         store.check()  # a missing bucket or bad credentials: fail before any work
         store.start_listing(spec.s3_prefix)
@@ -104,7 +90,7 @@ def _build(job: dict, ctx: JobContext, version_id: str) -> None:
                              {"task": t["_id"], "state": "pending", "error": None,
                               "imageCount": 0} for t in tasks]})
     heartbeat = Heartbeat(job, ctx, lambda p: mongo.update_version(version_id, progress=p))
-    job_watchdog.progressed("exporting")
+    watchdog.progressed("exporting")
     started = time.monotonic()
     root = dataset_dir(ctx.config.contents_dir, version_id)
     (root / MANIFEST).unlink(missing_ok=True)  # the folder is about to change
@@ -116,7 +102,7 @@ def _build(job: dict, ctx: JobContext, version_id: str) -> None:
         if task.error:
             mongo.set_version_task(version_id, index, state="error", error=task.error)
     mongo.update_version(version_id, stage="uploading" if store else "writing")
-    job_watchdog.progressed("uploading" if store else "writing")
+    watchdog.progressed("uploading" if store else "writing")
     exported_at = time.monotonic()
     cache = ChecksumCache(root, ctx.config.s3.part_mb << 20)
     try:
@@ -164,8 +150,8 @@ def _upload_tasks(spec: VersionSpec, exported: Export, cache: ChecksumCache,
                   store: S3Store | None, recorder: _TaskRecorder) -> None:
     for index in [i for i, left in recorder.left.items() if left == 0]:
         recorder.task_done(index)  # a task with no frames has nothing to send
-    items = [(index, _item(spec, cache, name)) for index, task in enumerate(exported.tasks) if not task.error
-             for name in task.files]
+    items = [(index, _item(spec, cache, name)) for index, task in enumerate(exported.tasks)
+             if not task.error for name in task.files]
     if store is None:  # written locally only
         for index, _ in items:
             recorder.object_done(index)

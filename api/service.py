@@ -1,11 +1,14 @@
-"""What a process of the service holds: its config, its executor, its database."""
+"""What a web process of the service holds (its config, its executor, its
+database, its models), and ``service()``: the one typed way a route gets it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from flask import current_app
+
 from annotation.registry import ModelRegistry, get_registry
 from config import Config
-from executor import Executor, get_executor
+from engines.engine import Executor, get_executor
 from mongo_manager import MongoManager, get_mongo
 
 
@@ -24,3 +27,8 @@ class Service:
     def mongo(self) -> MongoManager:
         # Lazy and per process: gunicorn forks workers after loading nothing.
         return get_mongo(self.config)
+
+
+def service() -> Service:
+    """The Service of the app handling this request."""
+    return current_app.config["SERVICE"]

@@ -1,7 +1,7 @@
 """The sweeper of a Celery worker: no job is lost with its broker message.
 
 MongoDB, not the broker, is the queue's record. Every ``queue.sweep_seconds``
-this process (one per worker, started by ``celery_app``) re-sends the jobs
+this process (one per worker, started by ``engines/celery_worker.py``) re-sends the jobs
 whose message may be gone: still queued ``queue.resubmit_seconds`` after they
 were sent (Redis restarted without persistence, or the broker was away when
 the request was accepted), or held by a lease that ran out (their worker died,
@@ -21,10 +21,10 @@ import signal
 import sys
 import threading
 
-from celery_executor import CeleryExecutor
 from config import Config, load_config
+from engines.celery_send import CeleryExecutor
 from exceptions import DatabaseUnavailable
-from executor import release_orphans
+from jobs.claims import release_orphans
 from logging_setup import configure_logging
 from mongo_manager import DatabaseError, get_mongo
 

@@ -11,20 +11,18 @@ from __future__ import annotations
 import contextvars
 import queue
 import threading
-from pathlib import Path
 from typing import Iterator
 
-import av
-import cv2
 import numpy as np
 
-import job_watchdog
 from annotation.registry import get_registry
-from box_documents import box_documents
 from exceptions import ContentError
-from job_context import Heartbeat, JobContext
-from job_timings import RunClock
+from jobs import watchdog
+from jobs.context import Heartbeat, JobContext
+from jobs.documents import box_documents
+from jobs.timings import RunClock
 from mongo_manager import now
+from processors.readers import task_images
 
 PREFETCH_FRAMES = 32
 _END = object()
@@ -36,10 +34,10 @@ def annotate_existing(job: dict, ctx: JobContext) -> None:
     clock = RunClock(job)
     mongo.update_upload(params["upload_id"], status=0, stage="annotating", startedAt=now(),
                         errorMessage=None)
-    job_watchdog.progressed("annotating (loading the model)")
+    watchdog.progressed("annotating (loading the model)")
     detector = get_registry(ctx.config.annotation).detector(version)
     tasks = mongo.tasks_of(params["upload_id"])
-    job_watchdog.progressed("annotating")
+    watchdog.progressed("annotating")
     total = sum(task.get("frameCount", 0) for task in tasks) or 1
     heartbeat, done = Heartbeat(job, ctx), 0
     for task in tasks:
@@ -58,7 +56,7 @@ def annotate_existing(job: dict, ctx: JobContext) -> None:
     mongo.complete_run(job["_id"], job["runId"], params["upload_id"], fields)
 
 
-def _batches(task: dict, frames: list[dict], size: int) -> Iterator[tuple[list, list]]:
+def _batches(task: dict, frames: list[dict], size: int) -> Iterator[tuple[list, list[np.ndarray]]]:
     """(frame documents, RGB images) in batches; images are loaded in a thread ahead."""
     loaded: queue.Queue = queue.Queue(PREFETCH_FRAMES)
     stop = threading.Event()
@@ -76,7 +74,8 @@ def _batches(task: dict, frames: list[dict], size: int) -> Iterator[tuple[list, 
 
     def load() -> None:
         try:
-            for image in _images(task, frames):
+            for image in task_images(task["taskName"], [f.get("imagePath") for f in frames],
+                                     task["videoPath"]):
                 if not offer(image):
                     return
         except BaseException as exc:  # handed to the consuming thread
@@ -101,21 +100,3 @@ def _batches(task: dict, frames: list[dict], size: int) -> Iterator[tuple[list, 
             yield batch, images
     finally:
         stop.set()
-
-
-def _images(task: dict, frames: list[dict]) -> Iterator[np.ndarray]:
-    paths = [Path(f["imagePath"]) if f.get("imagePath") else None for f in frames]
-    if paths and all(p is not None and p.is_file() for p in paths):
-        for path in paths:
-            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if bgr is None:
-                raise ContentError(f"{path}: frame image cannot be read", code="bad_image")
-            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        return
-    clip = Path(task["videoPath"])  # frames were not kept: decode the task clip
-    if not clip.is_file():
-        raise ContentError(f"{task['taskName']}: neither frame images nor the clip "
-                           f"{clip.name} exist", code="missing_file")
-    with av.open(str(clip)) as container:
-        for frame in container.decode(video=0):
-            yield frame.to_ndarray(format="rgb24")

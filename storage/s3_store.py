@@ -284,7 +284,7 @@ class S3Store:
 class _SentBody(io.BytesIO):
     """A request body that reports each block the HTTP client reads to send:
     a job sending one large object or part, however slow the link, shows it
-    is alive (job_watchdog.py) all the while."""
+    is alive (jobs/watchdog.py) all the while."""
 
     def __init__(self, data: bytes, on_read: Callable[[], None]) -> None:
         super().__init__(data)

@@ -1,4 +1,5 @@
-"""``submit(job_id)`` for the Celery engine: send the job's id to its queue.
+"""The Celery engine's sending side: ``submit(job_id)`` sends the job's id to its
+queue (it never imports the worker side).
 
 Cutting (processContent request_type 0) and dataset builds go to the CPU
 queue (``queue.cpu_queue``); auto-annotation (request_type 1 and 2) to the
@@ -15,16 +16,15 @@ import redis
 from celery import Celery
 from kombu.exceptions import OperationalError
 
-from celery_app import RUN_JOB, make_celery
 from config import Config, QueueConfig
-from content_job import KIND as CONTENT_KIND
-from segment_jobs import KIND as SEGMENT_KIND
+from engines.celery_setup import RUN_JOB, make_celery
+from job_states import JobKind
 from mongo_manager import get_mongo
 
 log = logging.getLogger("celery_executor")
 
 ANNOTATION_REQUEST_TYPES = (1, 2)
-CUTTING_KINDS = (CONTENT_KIND, SEGMENT_KIND)  # a whole upload, or one segment of it
+CUTTING_KINDS = (JobKind.CONTENT, JobKind.SEGMENT)  # a whole upload, or one segment of it
 HEALTH_TIMEOUT_SECONDS = 2.0
 
 

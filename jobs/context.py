@@ -5,9 +5,9 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-import job_watchdog
 from config import Config
 from exceptions import JobCancelled
+from jobs import watchdog
 from mongo_manager import MongoManager
 
 HEARTBEAT_SECONDS = 0.5  # progress and lease updates: at least once a second
@@ -29,7 +29,7 @@ class Heartbeat:
 
     A lease that cannot be renewed means the run was replaced (force_write=1)
     or taken over: the run stops with JobCancelled. Call ``beat`` when the job
-    moved on: it is what keeps the job's watchdog (job_watchdog.py) at bay.
+    moved on: it is what keeps the job's watchdog (jobs/watchdog.py) at bay.
     """
 
     def __init__(self, job: dict, ctx: JobContext,
@@ -37,8 +37,8 @@ class Heartbeat:
         self.job, self.ctx = job, ctx
         self.last = 0.0
         # For threads that do not carry the job's context (an S3 upload pool's).
-        watchdog = job_watchdog.current()
-        self.alive: Callable[[], None] = watchdog.progressed if watchdog else lambda: None
+        current = watchdog.current()
+        self.alive: Callable[[], None] = current.progressed if current else lambda: None
         # Where progress goes: the upload document unless the job says otherwise.
         self.record = record or (lambda progress: ctx.mongo.update_upload(
             job["params"]["upload_id"], progress=progress))

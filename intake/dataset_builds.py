@@ -1,26 +1,25 @@
 """Starting dataset builds and describing them (API, CLI and warm start)."""
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Callable
 
 from config import Config
-from dataset_job import KIND, job_id_for
 from exceptions import Conflict, NotFound
-from executor import release_orphans, run_claimed
-from job_context import JobContext
+from intake.status import STATUS_TEXT, iso
+from job_states import JobKind, dataset_job_id
+from jobs.claims import release_orphans
+from jobs.context import JobContext
+from jobs.runner import run_claimed
 from mongo_manager import MongoManager, new_id
 from processes import owner_id
-
-STATUS_TEXT = {0: "in progress", 1: "completed", 2: "error"}
 
 
 def start_build(mongo: MongoManager, version_id: str) -> tuple[str, str] | None:
     """Record a new build run of the version; None when one is active already."""
     if mongo.get_version(version_id) is None:
         raise NotFound(f"no dataset version {version_id}", code="version_not_found")
-    job_id, run_id = job_id_for(version_id), new_id()
-    if not mongo.start_job(job_id, KIND, {"version_id": str(version_id)}, run_id,
+    job_id, run_id = dataset_job_id(version_id), new_id()
+    if not mongo.start_job(job_id, JobKind.DATASET, {"version_id": str(version_id)}, run_id,
                            replace_active=False, seen=mongo.get_job(job_id)):
         return None
     return job_id, run_id
@@ -46,7 +45,7 @@ def _take(mongo: MongoManager, config: Config, version_id: str) -> dict | None:
         return mongo.take_job(*started, owner_id(), lease)
     # A build killed on this host holds its lease until it runs out: release it now.
     release_orphans(mongo)
-    return mongo.claim_job(owner_id(), lease, job_id_for(version_id))
+    return mongo.claim_job(owner_id(), lease, dataset_job_id(version_id))
 
 
 def queue_build(mongo: MongoManager, version_id: str, executor: Any) -> dict:
@@ -91,9 +90,5 @@ def status(mongo: MongoManager, version_id: str) -> dict:
             {**task, "task": str(task.get("task"))} for task in state.get("tasks", [])]},
         "counts": doc.get("counts"), "uploadStats": doc.get("uploadStats"),
         "timings": doc.get("timings"),
-        "startedAt": _iso(doc.get("startedAt")), "finishedAt": _iso(doc.get("finishedAt")),
+        "startedAt": iso(doc.get("startedAt")), "finishedAt": iso(doc.get("finishedAt")),
     }
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if isinstance(value, datetime) else None

@@ -1,7 +1,7 @@
 """How long a job's stages took, recorded in the upload document at commit.
 
 ``timings`` is what ``GET /api/processContent/<id>`` shows and what
-``/metrics`` summarises (``metrics.py``): it is written in the same update
+``/metrics`` summarises (``api/metrics.py``): it is written in the same update
 that completes the upload, so every completed upload carries the timings of
 the run that produced it, whichever process or machine ran it.
 """

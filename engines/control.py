@@ -1,4 +1,5 @@
-"""Starting the executor and asking whether one runs, without importing pymongo.
+"""Starting the embedded engine's supervisor, asking whether one runs, and waking
+it, without importing pymongo.
 
 The gunicorn master uses this before forking its gevent workers: pymongo (and
 its ssl import) must not be loaded there before gevent patches the workers.
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from config import Config
 
-EXECUTOR_SCRIPT = Path(__file__).resolve().parent / "executor.py"
+EXECUTOR_SCRIPT = Path(__file__).resolve().parent.parent / "executor.py"
 
 
 def executor_lock_path(config: Config) -> Path:

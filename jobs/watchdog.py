@@ -29,7 +29,7 @@ from job_states import JobState
 from mongo_manager import DatabaseError
 
 if TYPE_CHECKING:
-    from job_context import JobContext
+    from jobs.context import JobContext
 
 log = logging.getLogger(__name__)
 

@@ -1,16 +1,14 @@
 """Accepting processContent requests and describing uploads (API and CLI)."""
 from __future__ import annotations
 
-from datetime import datetime
-
 from config import Config
-from content_job import KIND, job_id_for
+from engines.engine import Executor
 from exceptions import Conflict, NotFound
-from executor import Executor
+from intake.schemas import ProcessRequest
+from intake.status import STATUS_TEXT, iso
+from job_states import JobKind, upload_job_id
 from mongo_manager import MongoManager, job_busy, new_id, to_id
-from schemas import ProcessRequest
 
-STATUS_TEXT = {0: "in progress", 1: "completed", 2: "error"}
 # Reads and compare-and-sets before a request gives up on an upload whose job
 # keeps changing (each failed one means another request changed it meanwhile).
 ACCEPT_TRIES = 3
@@ -33,7 +31,7 @@ def accept(req: ProcessRequest, mongo: MongoManager, config: Config,
     and replace the tasks people are annotating. Only force_write redoes.
     """
     fields = _upload_fields(req, config)
-    job_id = job_id_for(req.upload_id)
+    job_id = upload_job_id(req.upload_id)
     run_id = new_id()
     params = req.as_params(config.processing.frames_per_task)
     for _ in range(ACCEPT_TRIES):
@@ -47,8 +45,8 @@ def accept(req: ProcessRequest, mongo: MongoManager, config: Config,
         if not req.force_write and job_busy(seen):
             raise Conflict("this upload is being processed now; wait for it to finish or "
                            "send force_write=1 to restart it", code="in_progress")
-        if mongo.start_job(job_id, KIND, params, run_id, replace_active=bool(req.force_write),
-                           seen=seen):
+        if mongo.start_job(job_id, JobKind.CONTENT, params, run_id,
+                           replace_active=bool(req.force_write), seen=seen):
             break
     else:  # the job kept changing under us: another request is handling it
         raise Conflict("this upload is being accepted by another request now; try again",
@@ -101,9 +99,6 @@ def status(mongo: MongoManager, upload_id: str) -> dict:
 
 
 def describe(upload: dict) -> dict:
-    def iso(value: datetime | None) -> str | None:
-        return value.isoformat() if isinstance(value, datetime) else None
-
     return {
         "upload_id": str(upload["_id"]), "project_id": str(upload.get("projectId")),
         "status": upload.get("status"), "statusText": STATUS_TEXT.get(upload.get("status")),

@@ -1,0 +1,50 @@
+"""Claims a process makes besides the engines' own loop: one job by id (a Celery
+message), and the release of jobs held by this host's dead processes."""
+from __future__ import annotations
+
+from config import Config
+from job_states import LEASED_JOB_STATES
+from mongo_manager import MongoManager, now
+from processes import owner_dead_here
+
+
+def claim_by_id(mongo: MongoManager, config: Config, job_id: str,
+                owner: str) -> tuple[dict | None, str]:
+    """The claimed job, or None and why it is not to be run here.
+
+    A job held by a live lease is left to its holder: if the holder dies, its
+    lease runs out and the sweeper sends the job again. A holder that was a
+    process of this host and is gone (a killed pool process) is released at
+    once, so the redelivered message resumes the job without waiting.
+    """
+    lease = config.processing.lease_seconds
+    job = mongo.claim_job(owner, lease, job_id=job_id)
+    if job is not None:
+        return job, "claimed"
+    current = mongo.get_job(job_id)
+    if current is None:
+        return None, "no such job"
+    holder = current.get("owner")
+    if current["state"] in LEASED_JOB_STATES and owner_dead_here(holder):
+        mongo.release_jobs([holder])
+        job = mongo.claim_job(owner, lease, job_id=job_id)
+        if job is not None:
+            return job, "claimed"
+    if current["state"] in LEASED_JOB_STATES:
+        left = (current["leaseUntil"] - now()).total_seconds()
+        return None, f"held by {holder} for {left:.1f} s more"
+    return None, current["state"]
+
+
+def release_orphans(mongo: MongoManager) -> int:
+    """Release the jobs of dead processes of this host, so others take them now.
+
+    Also queues the commit of a segmented run whose last segment died between
+    ending and claiming the commit (nothing else would ever take it).
+    """
+    owners = set(mongo.job_owners()) | set(mongo.commit_owners())
+    dead = [owner for owner in owners if owner_dead_here(owner)]
+    # Their commit transactions first: the documents they locked include the jobs.
+    mongo.end_abandoned_commits(dead)
+    released = mongo.release_jobs(dead) if dead else 0
+    return released + mongo.requeue_committable()

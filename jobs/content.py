@@ -1,0 +1,96 @@
+"""Run one processContent job: pipeline -> staged tasks -> atomic commit.
+
+A run writes its clips and JPEGs into staging folders and its tasks into
+AnnotationTaskStaging (``jobs/staging.py``). Only when every task is done are
+the staging folders renamed into place and, in one transaction, the upload's
+tasks swapped and its status set to 1, so status 1 always means the files are
+there. A reader never sees old and new tasks mixed, a failed run leaves
+nothing behind, and a run killed mid-way resumes from its staged tasks. A long
+video is cut in segments by several processes (``jobs/segments.py``).
+"""
+from __future__ import annotations
+
+import logging
+
+from job_states import JobKind, JobState
+from jobs import segments, watchdog
+from jobs.annotate import annotate_existing
+from jobs.context import Heartbeat, JobContext
+from jobs.failure import run_guarded
+from jobs.staging import commit_tasks, discard, fail_upload, input_limits, run_paths, stage_pipeline
+from jobs.timings import RunClock
+from mongo_manager import now
+from processors.readers import VIDEO, open_source
+from storage.contents import RunPaths, remove_replaced
+
+log = logging.getLogger(__name__)
+
+KIND = JobKind.CONTENT
+
+
+def run_content_job(job: dict, ctx: JobContext) -> None:
+    paths = run_paths(ctx.config, job)
+    if job["state"] == JobState.COMMITTED:  # died after the commit: only the clean-up is left
+        _clean_up(job, ctx, paths)
+        return
+    if run_guarded(lambda: _run(job, ctx, paths), doing="processing",
+                   fail=lambda error: fail_upload(job, ctx, paths, error),
+                   cancelled=lambda: _cancelled(job, ctx, paths)):
+        _clean_up(job, ctx, paths)
+
+
+def fail_job(job: dict, ctx: JobContext, error: dict) -> None:
+    """End a job that cannot be run (a stall, or it crashed its worker too often)."""
+    fail_upload(job, ctx, run_paths(ctx.config, job), error)
+
+
+def _run(job: dict, ctx: JobContext, paths: RunPaths) -> bool:
+    """Do the run's work; False when it is not committed yet (its segments carry on)."""
+    if job["params"]["request_type"] == 2:
+        annotate_existing(job, ctx)
+        return True
+    if job.get("segments"):  # its segments are cut: the commit is left
+        return segments.commit_segments(job, ctx, paths)
+    return _cut(job, ctx, paths)
+
+
+def _cut(job: dict, ctx: JobContext, paths: RunPaths) -> bool:
+    """Cut the upload in one pass and commit it; False when segment jobs took it."""
+    params, mongo = job["params"], ctx.mongo
+    clock = RunClock(job)
+    mongo.update_upload(params["upload_id"], status=0, stage="cutting", startedAt=now(),
+                        errorMessage=None)
+    watchdog.progressed("cutting (opening the video)" if params["content_type"] == VIDEO
+                        else "cutting (reading the images)")
+    if segments.fan_out(job, ctx):
+        return False
+    heartbeat = Heartbeat(job, ctx)
+    source = open_source(params["content_type"], params["content_path"], params["frame_rate"],
+                         input_limits(ctx.config))
+    watchdog.progressed("cutting")
+    done, sampled = stage_pipeline(job, ctx, paths, source, heartbeat)
+    heartbeat.beat(1.0, force=True)
+    watchdog.progressed("committing")
+    commit_tasks(job, ctx, paths, len(done), clock.timings("cutting", sampled))
+    return True
+
+
+def _cancelled(job: dict, ctx: JobContext, paths: RunPaths) -> None:
+    upload_id, run_id = job["params"]["upload_id"], job["runId"]
+    current = ctx.mongo.get_job(job["_id"])
+    if current is not None and current["runId"] == run_id:
+        # Taken over, not replaced (this process stalled past its lease): the
+        # new holder resumes this very run from its staged tasks; keep them.
+        log.info("upload %s: run %s taken over by %s", upload_id, run_id, current.get("owner"))
+        return
+    log.info("upload %s: run %s replaced, discarding it", upload_id, run_id)
+    discard(ctx, paths)
+
+
+def _clean_up(job: dict, ctx: JobContext, paths: RunPaths) -> None:
+    """After the commit: drop what the run replaced (old files, frames, staging)."""
+    remove_replaced(paths)
+    ctx.mongo.cleanup_after_commit(job["_id"], job["params"]["upload_id"], job["runId"])
+    ctx.mongo.end_job(job["_id"], job["runId"], JobState.DONE)
+    if ctx.on_progress:
+        ctx.on_progress(1.0)

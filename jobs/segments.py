@@ -1,0 +1,149 @@
+"""Cut a long video in time segments that different workers process at once.
+
+A processContent run whose video is longer than ``2 x processing.segment_seconds``
+is planned (``processors.segments``: a demux-only scan) and fanned out into
+one ``contentSegment`` job per segment, each with the run's id. The parent
+job waits (state ``waiting``) while the segments stage their tasks by global
+task number into the run's staging folders, exactly as a single pass would.
+The segment that finishes last claims the parent and commits the run as one;
+if it dies doing so, the parent's lease runs out and any worker finishes the
+commit. A failed segment fails the upload; a segment whose decoded frames do
+not match the plan (``SegmentMismatch``) sends the upload back to a single
+pass, which keeps the tasks the other segments already staged.
+"""
+from __future__ import annotations
+
+import logging
+
+from exceptions import JobCancelled
+from job_states import JobKind, JobState
+from jobs import watchdog
+from jobs.context import Heartbeat, JobContext
+from jobs.failure import run_guarded
+from jobs.staging import commit_tasks, discard, fail_upload, input_limits, run_paths, stage_pipeline
+from jobs.timings import RunClock
+from processors.readers import VIDEO, video_duration
+from processors.segments import Segment, SegmentMismatch, open_segment, plan_segments
+from storage.contents import RunPaths
+
+log = logging.getLogger(__name__)
+
+KIND = JobKind.SEGMENT
+
+
+def fan_out(job: dict, ctx: JobContext) -> bool:
+    """Queue the segments of a long video's run; False: cut it in one pass."""
+    params = job["params"]
+    seconds = ctx.config.processing.segment_seconds
+    if not seconds or params["content_type"] != VIDEO or job.get("singlePass"):
+        return False
+    limits = input_limits(ctx.config)
+    count = int(video_duration(params["content_path"], limits) // seconds)
+    if count < 2:
+        return False
+    plan = plan_segments(params["content_path"], params["frame_rate"],
+                         params["frames_per_task"], count, limits)
+    if len(plan) < 2:  # too few tasks, or the scan cannot promise the single pass's frames
+        return False
+    children = [(f"{job['_id']}#{segment.number}",
+                 {**params, "parent": job["_id"], "segments": len(plan),
+                  "total_tasks": plan[-1].last_task, "segment": segment.to_dict()})
+                for segment in plan]
+    if not ctx.mongo.fan_out(job["_id"], job["runId"], ctx.owner, KIND, children):
+        raise JobCancelled("the run was replaced before its segments were queued")
+    log.info("upload %s: %d segments queued", params["upload_id"], len(plan))
+    for child_id, _ in children:
+        ctx.submit(child_id)
+    return True
+
+
+def run_segment_job(job: dict, ctx: JobContext) -> dict | None:
+    """Cut one segment; returns the parent job when this was the last segment
+    and this process claimed the parent's commit (the runner runs it next)."""
+    paths = run_paths(ctx.config, job)
+    if not run_guarded(lambda: _cut_segment(job, ctx, paths), doing="processing",
+                       fail=lambda error: fail_segment_job(job, ctx, error),
+                       cancelled=lambda: _stopped(job, ctx, paths)):
+        return None
+    ctx.mongo.end_job(job["_id"], job["runId"], JobState.DONE)
+    return _claim_parent_if_last(job, ctx)
+
+
+def fail_segment_job(job: dict, ctx: JobContext, error: dict) -> None:
+    """A segment that cannot be cut fails its upload (and so its sibling segments)."""
+    parent = ctx.mongo.get_job(job["params"]["parent"])
+    if parent is not None and parent["runId"] == job["runId"]:
+        fail_upload(parent, ctx, run_paths(ctx.config, parent), error)
+    ctx.mongo.end_job(job["_id"], job["runId"], JobState.FAILED, error)
+
+
+def _cut_segment(job: dict, ctx: JobContext, paths: RunPaths) -> bool:
+    """Stage the segment's tasks; False when its frames did not match the plan
+    (the upload then goes back to a single pass)."""
+    params, run_id, mongo = job["params"], job["runId"], ctx.mongo
+    if not mongo.parent_waiting(params["parent"], run_id):  # a stale segment of an old run
+        raise JobCancelled("the upload's run is no longer cut in segments")
+    segment = Segment.from_dict(params["segment"])
+    watchdog.progressed(f"cutting segment {segment.number} (opening the video)")
+    try:
+        source = open_segment(params["content_path"], segment, input_limits(ctx.config))
+        watchdog.progressed(f"cutting segment {segment.number}")
+        stage_pipeline(job, ctx, paths, source,
+                       Heartbeat(job, ctx, lambda _: _record_progress(job, ctx)),
+                       segment.first_sample)
+    except SegmentMismatch as exc:
+        log.warning("upload %s: %s; cutting it in one pass", params["upload_id"], exc)
+        if mongo.requeue_single_pass(params["parent"], run_id):
+            ctx.submit(params["parent"])
+        return False
+    return True
+
+
+def _stopped(job: dict, ctx: JobContext, paths: RunPaths) -> None:
+    params, run_id, mongo = job["params"], job["runId"], ctx.mongo
+    if mongo.parent_waiting(params["parent"], run_id):
+        return  # merely taken over: the new holder goes on
+    log.info("upload %s: segment %s stopped: its run ended", params["upload_id"], job["_id"])
+    mongo.end_job(job["_id"], run_id, JobState.CANCELLED)
+    parent = mongo.get_job(params["parent"])
+    if parent is None or parent["runId"] != run_id:  # replaced (force_write)
+        discard(ctx, paths)
+
+
+def _record_progress(job: dict, ctx: JobContext) -> None:
+    """The upload's progress: staged tasks of all segments. Stops a segment whose
+    run was replaced (force_write), failed or sent back to a single pass."""
+    params, mongo = job["params"], ctx.mongo
+    if not mongo.parent_waiting(params["parent"], job["runId"]):
+        raise JobCancelled("the upload's run is no longer cut in segments")
+    staged = mongo.count_staged(params["upload_id"], job["runId"])
+    mongo.update_upload(params["upload_id"],
+                        progress=min(99, 100 * staged // max(1, params["total_tasks"])))
+
+
+def _claim_parent_if_last(job: dict, ctx: JobContext) -> dict | None:
+    params, mongo = job["params"], ctx.mongo
+    if mongo.count_done_segments(params["parent"], job["runId"]) < params["segments"]:
+        return None
+    watchdog.progressed("committing the segments")
+    # Two segments ending at once: one of them claims the commit.
+    return mongo.claim_for_commit(params["parent"], job["runId"], ctx.owner,
+                                  ctx.config.processing.lease_seconds)
+
+
+def commit_segments(job: dict, ctx: JobContext, paths: RunPaths) -> bool:
+    """The parent's part: commit once every segment is done (False: not yet)."""
+    params, run_id, mongo = job["params"], job["runId"], ctx.mongo
+    if mongo.count_done_segments(job["_id"], run_id) < job["segments"]:
+        mongo.wait_for_segments(job["_id"], run_id, ctx.owner)  # a retry came too early
+        return False
+    staged = mongo.staged_tasks(params["upload_id"], run_id)
+    expected = list(range(1, len(staged) + 1))
+    if [doc["number"] for doc in staged] != expected:
+        raise RuntimeError(f"segments staged tasks {[d['number'] for d in staged]}")
+    # The run's clock started when its fan-out began cutting (the upload's startedAt).
+    clock = RunClock(job, (mongo.get_upload(params["upload_id"]) or {}).get("startedAt"))
+    frames = sum(doc["task"]["frameCount"] for doc in staged)
+    commit_tasks(job, ctx, paths, len(staged),
+                 clock.timings("cutting", frames, segments=job["segments"]))
+    return True

@@ -1,0 +1,109 @@
+"""A processContent run's staging and commit, shared by a single pass and by the
+segments of a long video: cut into staging folders, stage each finished task,
+then move the folders into place and swap the tasks in as one commit."""
+from __future__ import annotations
+
+import logging
+
+from annotation.registry import get_registry
+from config import Config
+from exceptions import JobCancelled
+from job_states import JobState
+from jobs.context import Heartbeat, JobContext
+from jobs.documents import build_task
+from mongo_manager import now
+from processors.clip_writer import EncoderSettings
+from processors.input_guard import MIB, InputLimits, redact
+from processors.pipeline import OutputLayout, PipelineSettings, Progress, TaskOutput, run_pipeline
+from processors.source import Source
+from storage.contents import RunPaths, move_into_place, remove_staging
+
+log = logging.getLogger(__name__)
+
+
+def run_paths(config: Config, job: dict) -> RunPaths:
+    """The folders of a processContent (or segment) job's current run."""
+    params = job["params"]
+    return RunPaths(config.contents_dir, params["project_id"], params["upload_id"], job["runId"])
+
+
+def stage_pipeline(job: dict, ctx: JobContext, paths: RunPaths, source: Source,
+                   heartbeat: Heartbeat, first_sample: int = 0) -> tuple[set[int], int]:
+    """Cut ``source`` (a whole video, or one segment of it from ``first_sample``)
+    into the run's staging folders, staging each finished task; tasks the run
+    staged before are skipped. Returns the staged task numbers and how many
+    frames this call sampled. Closes ``source``."""
+    params, run_id, mongo = job["params"], job["runId"], ctx.mongo
+    done = {doc["number"] for doc in mongo.staged_tasks(params["upload_id"], run_id)}
+    sampled = 0
+    try:
+        layout = OutputLayout(paths.staging(paths.clips),
+                              paths.staging(paths.frames) if ctx.config.processing.keep_frames
+                              else None, source.info.name)
+        for event in run_pipeline(source, pipeline_settings(ctx.config, params), layout,
+                                  frozenset(done), first_sample=first_sample):
+            if isinstance(event, TaskOutput):
+                task, frames = build_task(event, source.info, params, paths, run_id)
+                mongo.stage_task(params["upload_id"], run_id, event.number, task, frames)
+                done.add(event.number)
+                sampled += len(event.frames)
+            elif isinstance(event, Progress):
+                heartbeat.beat(event.fraction)
+    finally:
+        source.close()
+    return done, sampled
+
+
+def commit_tasks(job: dict, ctx: JobContext, paths: RunPaths, task_count: int,
+                 timings: dict) -> None:
+    """Move the run's staged folders into place, then swap its tasks in (status 1)."""
+    params, run_id, mongo = job["params"], job["runId"], ctx.mongo
+    fields = {"status": 1, "progress": 100, "stage": "done", "taskCount": task_count,
+              "finishedAt": now(), "errorMessage": None, "timings": timings}
+    if not mongo.renew_lease(job["_id"], run_id, ctx.owner, ctx.config.processing.lease_seconds):
+        raise JobCancelled("the run was replaced before its files were moved into place")
+    move_into_place(paths)
+    if not mongo.commit_run(job["_id"], params["upload_id"], run_id, fields):
+        raise JobCancelled("the run was replaced before it could be committed")
+
+
+def fail_upload(job: dict, ctx: JobContext, paths: RunPaths, error: dict) -> None:
+    """End the upload's run as failed: its partial outputs go, the upload shows
+    the error (unless the run was replaced meanwhile)."""
+    params = job["params"]
+    # Messages show paths relative to contents_dir, never the server's own
+    # (an unexpected error's text may name a file it failed on).
+    error = {**error, "message": redact(str(error.get("message", "")), ctx.config.contents_dir)}
+    log.warning("upload %s: %s", params["upload_id"], error["message"])
+    discard(ctx, paths)
+    if ctx.mongo.end_job(job["_id"], job["runId"], JobState.FAILED, error):
+        ctx.mongo.update_upload(params["upload_id"], status=2, stage="error",
+                                errorMessage=error, finishedAt=now())
+
+
+def discard(ctx: JobContext, paths: RunPaths) -> None:
+    """Remove a run's partial outputs: staging folders and staged documents."""
+    remove_staging(paths)
+    ctx.mongo.discard_run(paths.upload_id, paths.run_id)
+
+
+def input_limits(config: Config) -> InputLimits:
+    """What a job's sources may read: files inside contents_dir, of bounded size."""
+    processing = config.processing
+    return InputLimits(root=config.contents_dir, max_frame_pixels=processing.max_frame_pixels,
+                       max_image_bytes=processing.max_image_mb * MIB,
+                       max_zip_bytes=processing.max_zip_mb * MIB,
+                       max_zip_ratio=processing.max_zip_ratio)
+
+
+def pipeline_settings(config: Config, params: dict) -> PipelineSettings:
+    processing = config.processing
+    annotate = None
+    if params["request_type"] == 1:  # annotate the sampled frames while cutting
+        annotate = get_registry(config.annotation).detector(params["auto_anno_version"]).detect
+    return PipelineSettings(frame_rate=params["frame_rate"],
+                            frames_per_task=params["frames_per_task"],
+                            keep_frames=processing.keep_frames,
+                            jpeg_quality=processing.jpeg_quality,
+                            encoder=EncoderSettings(processing.preset, processing.crf),
+                            annotate=annotate, annotate_batch=config.annotation.batch_size)

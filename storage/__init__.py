@@ -1,0 +1,1 @@
+"""Where results are kept: the contents folder's run layout, and the S3 store."""

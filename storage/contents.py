@@ -1,0 +1,75 @@
+"""The contents folder's layout for one run of one upload: its final and staging
+folders, moving a finished run's folders into place, and removing leftovers."""
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Final and staging folders of one run of one upload."""
+
+    contents: Path
+    project_id: str
+    upload_id: str
+    run_id: str
+
+    @property
+    def clips(self) -> Path:
+        return self.contents / "tasks" / self.project_id / self.upload_id
+
+    @property
+    def frames(self) -> Path:
+        return self.contents / "frames" / self.upload_id
+
+    def staging(self, final: Path) -> Path:
+        return final.with_name(f".staging-{final.name}-{self.run_id}")
+
+    def trash(self, final: Path) -> Path:
+        return final.with_name(f".trash-{final.name}-{self.run_id}")
+
+    def pairs(self) -> list[tuple[Path, Path]]:
+        return [(self.staging(self.clips), self.clips), (self.staging(self.frames), self.frames)]
+
+
+def move_into_place(paths: RunPaths) -> None:
+    """Rename the staging folders to their final names; the old ones go to trash.
+
+    Idempotent, so a run that died half-way through here redoes it safely.
+    """
+    for staging, final in paths.pairs():
+        if not staging.exists():
+            continue
+        if final.exists():
+            final.rename(paths.trash(final))
+        staging.rename(final)
+
+
+def remove_replaced(paths: RunPaths) -> None:
+    """After the commit: drop the folders the run replaced (of any earlier run)."""
+    for _, final in paths.pairs():
+        for leftover in final.parent.glob(f".trash-{final.name}-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def remove_staging(paths: RunPaths) -> None:
+    """Remove a run's staging folders (its partial outputs)."""
+    for staging, _ in paths.pairs():
+        remove_tree(staging)
+
+
+def remove_tree(path: Path, tries: int = 5) -> None:
+    """Remove a folder that a pipeline stage may still be writing into (a
+    stalled run's other stages go on until its process ends): a file added
+    while rmtree runs leaves the folder behind, so it is removed again. Once
+    it is gone it stays gone (run_pipeline's stages never make its root)."""
+    for _ in range(tries):
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():
+            return
+    log.warning("could not remove %s", path.name)
