@@ -1,4 +1,4 @@
-"""Content processor: Flask application factory and development entry point.
+"""Content processor: the development entry point (the factory is ``api.create_app``).
 
     python app.py                                  serve the API and run jobs (development)
     python app.py process VIDEO --frame-rate 5     process a local file, with a progress bar
@@ -9,34 +9,11 @@ import argparse
 import os
 import sys
 
-from flask import Flask
-
-from api.service import Service
-from config import Config, load_config, with_auth_key
+from api import create_app
+from config import Config, load_config
 from logging_setup import configure_logging
 
-
-def create_app(config: Config | None = None) -> Flask:
-    """The Flask app for ``config`` (read from config.cfg and the environment if None)."""
-    # The one place the key is used: never serve without one, however the
-    # config was loaded.
-    config = with_auth_key(config or load_config())
-    app = Flask(__name__)
-    app.config["SERVICE"] = Service(config)
-    # Bodies over the limit are refused (413) before they are read: by
-    # Content-Length, or while reading a chunked body (gunicorn marks its input
-    # as terminated, so Werkzeug stops reading at the limit).
-    app.config["MAX_CONTENT_LENGTH"] = config.server.max_body_bytes
-    app.config["MAX_FORM_MEMORY_SIZE"] = config.server.max_body_bytes
-    app.json.sort_keys = False
-    # No routing redirects (an HTML 308 for ".../id/" or "...//"): such a URL is
-    # served as written or gets the JSON 404. Set before the routes are added.
-    app.url_map.strict_slashes = False
-    app.url_map.merge_slashes = False
-
-    import api  # after the app exists: blueprints import current_app lazily
-    api.register(app)
-    return app
+__all__ = ["create_app", "main"]  # create_app: the factory, from api/ (wsgi.py, the tests)
 
 
 def serve(config: Config) -> None:
