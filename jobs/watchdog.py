@@ -1,7 +1,7 @@
 """No job hangs silently: a job that makes no progress for ``processing.stall_seconds``
 fails with a clear error ("stalled") and its process is freed.
 
-``executor.run_claimed`` (where both engines run every kind of job) runs each
+``jobs.runner.run_claimed`` (where both engines run every kind of job) runs each
 job under a ``Watchdog``, a thread of its own. The job reports progress
 (``Heartbeat.beat``, a pipeline ``Progress`` event, a finished S3 part); the
 watchdog keeps the job's lease while the job keeps within ``stall_seconds`` of

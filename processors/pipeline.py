@@ -166,48 +166,63 @@ def run_pipeline(source: Source, settings: PipelineSettings, layout: OutputLayou
             root.mkdir(parents=True, exist_ok=True)
     run = _Run()
     run.position = start
-    depth = queue_depth(source.info.width, source.info.height)
-    encode_q: queue.Queue = queue.Queue(depth)
     events: queue.Queue = queue.Queue()
-    # Side stages: each gets every sampled frame and reports per task.
-    sides: dict[str, tuple[queue.Queue, Callable]] = {}
-    if layout.frame_dir:
-        sides["jpeg"] = (queue.Queue(depth), _jpeg_stage)
-    if settings.annotate:
-        sides["annotate"] = (queue.Queue(depth), _annotate_stage)
-    threads = [
-        threading.Thread(target=_guard(run, _decode_stage), name="decode",
-                         args=(run, source, settings, skip_tasks, first_sample, end,
-                               [encode_q] + [q for q, _ in sides.values()])),
-        threading.Thread(target=_guard(run, _encode_stage), name="encode",
-                         args=(run, source, settings, layout, encode_q, events, list(sides))),
-    ] + [threading.Thread(target=_guard(run, stage), name=name,
-                          args=(run, settings, layout, side_q))
-         for name, (side_q, stage) in sides.items()]
+    threads = _stage_threads(run, source, settings, layout, events,
+                             (skip_tasks, first_sample, end))
     for thread in threads:
         thread.start()
-    reported = 0
     try:
-        while True:
-            try:
-                event = events.get(timeout=PROGRESS_INTERVAL)
-            except queue.Empty:
-                event = None
-            if should_stop():
-                run.stop.set()
-            if event is _END or (run.stop.is_set() and event is None):
-                break
-            if event is not None:
-                yield event
-            if event is not None or run.moves != reported:  # a finished task moved too
-                reported = run.moves
-                yield Progress(_fraction(run.position, start, end))
+        yield from _events(run, events, should_stop, start, end)
     finally:
         run.stop.set()  # ends the stages early when the caller stopped iterating
         for thread in threads:
             thread.join()
     if run.error is not None:
         raise run.error
+
+
+def _stage_threads(run: _Run, source: Source, settings: PipelineSettings,
+                   layout: OutputLayout, events: queue.Queue,
+                   span: tuple[frozenset[int], int, float]) -> list[threading.Thread]:
+    """The decoder, the encoder and the side stages (JPEG, annotation), joined by
+    bounded queues; ``span``: the tasks to skip, the first sample, the end time."""
+    depth = queue_depth(source.info.width, source.info.height)
+    encode_q: queue.Queue = queue.Queue(depth)
+    # Side stages: each gets every sampled frame and reports per task.
+    sides: dict[str, tuple[queue.Queue, Callable]] = {}
+    if layout.frame_dir:
+        sides["jpeg"] = (queue.Queue(depth), _jpeg_stage)
+    if settings.annotate:
+        sides["annotate"] = (queue.Queue(depth), _annotate_stage)
+    return [
+        threading.Thread(target=_guard(run, _decode_stage), name="decode",
+                         args=(run, source, settings, *span,
+                               [encode_q] + [q for q, _ in sides.values()])),
+        threading.Thread(target=_guard(run, _encode_stage), name="encode",
+                         args=(run, source, settings, layout, encode_q, events, list(sides))),
+    ] + [threading.Thread(target=_guard(run, stage), name=name,
+                          args=(run, settings, layout, side_q))
+         for name, (side_q, stage) in sides.items()]
+
+
+def _events(run: _Run, events: queue.Queue, should_stop: Callable[[], bool],
+            start: float, end: float) -> Iterator[Progress | TaskOutput]:
+    """The encoder's finished tasks, and Progress whenever a stage moved on."""
+    reported = 0
+    while True:
+        try:
+            event = events.get(timeout=PROGRESS_INTERVAL)
+        except queue.Empty:
+            event = None
+        if should_stop():
+            run.stop.set()
+        if event is _END or (run.stop.is_set() and event is None):
+            return
+        if event is not None:
+            yield event
+        if event is not None or run.moves != reported:  # a finished task moved too
+            reported = run.moves
+            yield Progress(_fraction(run.position, start, end))
 
 
 def queue_depth(width: int, height: int) -> int:

@@ -8,7 +8,7 @@ import struct
 from collections import deque
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import av
 
@@ -103,12 +103,7 @@ class VideoSource:
 
     def _decode(self) -> Iterator[SourceFrame]:
         stream = self._stream
-        codec = stream.codec_context
-        frame_time = Fraction(1, 30)
-        if stream.average_rate:
-            frame_time = 1 / Fraction(stream.average_rate)
-        previous: Fraction | None = None
-        origin: Fraction | None = None
+        timeline = _Timeline(stream)
         # Frames read (skipped ones too) and the time of the last: for _check_complete.
         self._count, self._seen = 0, Fraction(0)
         skip_mode = "DEFAULT"
@@ -116,51 +111,78 @@ class VideoSource:
             # demux + decode per packet (what container.decode does) so that
             # the skipper can set skip_frame for each packet before it is sent.
             for demuxed in self._container.demux(stream):
-                skipper = self._skipper
-                if skipper is None:
-                    if origin is None and demuxed.size and not demuxed.is_discard:
-                        self._early_pts.append(demuxed.pts)  # for skip_unsampled
-                    ready = ((demuxed, False),)
-                else:
-                    ready = skipper.feed(demuxed)
-                for packet, skip in ready:
+                for packet, skip in self._ready(demuxed, timeline.started):
                     mode = "NONREF" if skip else "DEFAULT"
                     if mode != skip_mode:
                         # Frame threads copy skip_frame from this context at
                         # each packet they are handed, so this is per packet.
-                        codec.skip_frame = skip_mode = mode
+                        stream.codec_context.skip_frame = skip_mode = mode
                     for frame in packet.decode():
                         # A stream may switch to a bigger size after its header.
                         check_pixels(frame.width, frame.height, self.limits, self.name)
-                        if frame.pts is not None and frame.time_base is not None:
-                            ts = frame.pts * Fraction(frame.time_base)
-                        else:  # raw streams without timestamps: assume the nominal rate
-                            ts = Fraction(0) if previous is None else previous + frame_time
-                        origin = ts if origin is None else origin
-                        previous = ts
-                        if skipper is not None:
-                            self._count += skipper.on_frame(frame.pts, frame.time_base)
+                        at = timeline.at(frame)
+                        if self._skipper is not None:
+                            self._count += self._skipper.on_frame(frame.pts, frame.time_base)
                         index = self._count
                         self._count += 1
-                        self._seen = ts - origin
-                        yield SourceFrame(index=index, timestamp=ts - origin, frame=frame)
-            if self._skipper is not None and origin is not None:
-                # Skipped frames after the last decoded one still count as read.
-                count, last_pts = self._skipper.at_end()
-                self._count += count
-                if last_pts is not None:  # the last frame was a skipped one
-                    self._seen = last_pts * Fraction(stream.time_base) - origin
+                        self._seen = at
+                        yield SourceFrame(index=index, timestamp=at, frame=frame)
+            self._count_skipped_at_end(timeline)
         except av.FFmpegError as exc:
-            at = float(previous - origin) if previous is not None and origin is not None else 0.0
-            raise ContentError(f"{self.name}: corrupt video data at {at:.1f} s "
+            raise ContentError(f"{self.name}: corrupt video data at {timeline.seconds():.1f} s "
                                f"({av_reason(exc, self.path, self.limits)})",
                                code="corrupt") from exc
+
+    def _ready(self, demuxed: av.Packet, started: bool) -> Iterable[tuple[av.Packet, bool]]:
+        """The packets to decode now, each with whether to skip its frame."""
+        if self._skipper is not None:
+            return self._skipper.feed(demuxed)
+        if not started and demuxed.size and not demuxed.is_discard:
+            self._early_pts.append(demuxed.pts)  # for skip_unsampled
+        return ((demuxed, False),)
+
+    def _count_skipped_at_end(self, timeline: "_Timeline") -> None:
+        """Skipped frames after the last decoded one still count as read."""
+        if self._skipper is None or not timeline.started:
+            return
+        count, last_pts = self._skipper.at_end()
+        self._count += count
+        if last_pts is not None:  # the last frame was a skipped one
+            self._seen = last_pts * Fraction(self._stream.time_base) - timeline.origin
 
     def _check_complete(self) -> None:
         check_complete(self.name, self.info, self._count, self._seen)
 
     def close(self) -> None:
         self._container.close()
+
+
+class _Timeline:
+    """Frame times from the first frame on; the nominal rate where a raw stream
+    has no timestamps."""
+
+    def __init__(self, stream: av.VideoStream) -> None:
+        self.frame_time = 1 / Fraction(stream.average_rate) if stream.average_rate \
+            else Fraction(1, 30)
+        self.origin: Fraction | None = None
+        self.previous: Fraction | None = None
+
+    @property
+    def started(self) -> bool:
+        return self.origin is not None
+
+    def at(self, frame: av.VideoFrame) -> Fraction:
+        if frame.pts is not None and frame.time_base is not None:
+            ts = frame.pts * Fraction(frame.time_base)
+        else:
+            ts = Fraction(0) if self.previous is None else self.previous + self.frame_time
+        self.origin = ts if self.origin is None else self.origin
+        self.previous = ts
+        return ts - self.origin
+
+    def seconds(self) -> float:
+        """Where decoding got to, for an error message."""
+        return float(self.previous - self.origin) if self.started else 0.0
 
 
 def check_complete(name: str, info: SourceInfo, count: int, seen: Fraction) -> None:
