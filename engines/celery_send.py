@@ -21,7 +21,7 @@ from engines.celery_setup import RUN_JOB, make_celery
 from job_states import JobKind
 from mongo_manager import get_mongo
 
-log = logging.getLogger("celery_executor")
+log = logging.getLogger(__name__)
 
 ANNOTATION_REQUEST_TYPES = (1, 2)
 CUTTING_KINDS = (JobKind.CONTENT, JobKind.SEGMENT)  # a whole upload, or one segment of it

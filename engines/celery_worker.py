@@ -34,7 +34,7 @@ from logging_setup import configure_logging
 from mongo_manager import DatabaseError, get_mongo
 from processes import owner_id
 
-log = logging.getLogger("celery_app")
+log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent  # the repo folder: the sweeper runs from it
 

@@ -40,7 +40,7 @@ from logging_setup import configure_logging
 from mongo_manager import DatabaseError, get_mongo
 from processes import owner_id
 
-log = logging.getLogger("executor")
+log = logging.getLogger(__name__)
 
 SUPERVISE_SECONDS = 0.5
 ORPHAN_SCAN_SECONDS = 5.0

@@ -28,7 +28,7 @@ from jobs.claims import release_orphans
 from logging_setup import configure_logging
 from mongo_manager import DatabaseError, get_mongo
 
-log = logging.getLogger("queue_sweeper")
+log = logging.getLogger(__name__)
 
 
 def sweep_once(config: Config, executor: CeleryExecutor) -> int:

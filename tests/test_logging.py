@@ -149,5 +149,6 @@ def test_processes_log_json(env, tmp_path: Path):
                              "b1"], env=service_env(env), cwd=ROOT, capture_output=True,
                             text=True, timeout=120)
     lines = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
-    job_lines = [line for line in lines if line.get("logger") in ("executor", "content_job")]
+    job_lines = [line for line in lines
+                 if line.get("logger", "").startswith(("engines.", "jobs."))]
     assert job_lines and all(line["upload_id"] == "b1" for line in job_lines), result.stderr
