@@ -5,8 +5,13 @@ import zipfile
 from pathlib import Path
 
 import av
+import cv2
+import numpy as np
+import pytest
 from media import barcode_image, clip_barcodes, decode_gray, read_barcode
 from PIL import Image
+
+from processors.frame_ops import encode_jpeg
 
 EXIF_ORIENTATION = 0x0112
 
@@ -101,3 +106,18 @@ def test_odd_sized_first_image_padded(contents, post, run_jobs, mongo):
     tasks = process_images(post, run_jobs, mongo, "odd.png")
     assert (tasks[0]["videoResolutionWidth"], tasks[0]["videoResolutionHeight"]) == (322, 242)
     assert clip_barcodes(Path(tasks[0]["videoPath"]), crop=(321, 241)) == [9]
+
+
+@pytest.mark.parametrize("width, height", [(1920, 1080), (322, 242), (64, 2)])
+def test_a_frames_jpeg_shows_what_its_rgb_conversion_shows(width, height):
+    """encode_jpeg compresses the YUV planes as they are (rows padded or not):
+    decoded, the JPEG matches OpenCV's BT.601 conversion of the frame to within
+    JPEG's own loss."""
+    rng = np.random.default_rng(width)
+    gradient = np.linspace(0, 255, width, dtype=np.float32)[None, :, None]
+    rgb = np.clip(gradient + rng.normal(0, 8, (height, width, 3)), 0, 255).astype(np.uint8)
+    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+    shown = cv2.cvtColor(frame.to_ndarray(format="yuv420p"), cv2.COLOR_YUV2BGR_I420)
+    jpeg = cv2.imdecode(np.frombuffer(encode_jpeg(frame, 95), np.uint8), cv2.IMREAD_COLOR)
+    assert jpeg.shape == shown.shape
+    assert np.abs(jpeg.astype(int) - shown.astype(int)).mean() < 4
