@@ -39,6 +39,7 @@ BREAKS = [
      "import mongo_manager"),
     ("Media stages and dataset formats take settings as arguments", "datasets/spec.py",
      "import config"),
+    ("Only processors/ and annotation/ read or write media", "jobs/annotate.py", "import av"),
     ("Only mongo_manager imports pymongo", "jobs/runner.py", "import bson"),
     ("Only api/ imports Flask", "intake/status.py", "import flask"),
     ("Only engines/ imports Celery", "jobs/runner.py", "import celery"),
