@@ -449,6 +449,14 @@ class MongoManager:
         if ops:
             self.frames.bulk_write(ops, ordered=False)
 
+    def set_boxes(self, updates: list[tuple[ObjectId, list[dict]]]) -> None:
+        """Set the boxes of each frame (track ids added to its auto boxes); a
+        frame a person marked ``isUserAnnotated`` is not touched."""
+        ops = [pymongo.UpdateOne({"_id": frame_id, "isUserAnnotated": {"$ne": True}},
+                                 {"$set": {"boxes": boxes}}) for frame_id, boxes in updates]
+        for start in range(0, len(ops), 1000):
+            self.frames.bulk_write(ops[start:start + 1000], ordered=False)
+
     def set_annotation_version(self, task_id: ObjectId, version: int) -> None:
         self.tasks.update_one({"_id": task_id}, {"$set": {"AutoAnnotationVersion": version}})
 
@@ -467,6 +475,14 @@ class MongoManager:
 
     def frames_of(self, task_id: ObjectId) -> list[dict]:
         return list(self.frames.find({"taskId": task_id}).sort("frameId", 1))
+
+    def boxes_of(self, task_ids: list) -> list[dict]:
+        """The frames of ``task_ids`` (their boxes only), tasks in that order, in
+        one query."""
+        order = {task_id: i for i, task_id in enumerate(task_ids)}
+        frames = self.frames.find({"taskId": {"$in": list(task_ids)}},
+                                  {"taskId": 1, "frameId": 1, "boxes": 1, "isUserAnnotated": 1})
+        return sorted(frames, key=lambda f: (order[f["taskId"]], f["frameId"]))
 
     # -- metrics -----------------------------------------------------------
 

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from annotation.tracking import TrackerSettings, parse_tracker
 from exceptions import ConfigError
 
 FORMATS = ("torchscript", "torch_export", "onnx", "mtcnn")
@@ -28,6 +29,8 @@ class ModelManifest:
     nms_threshold: float
     color_order: str
     letterbox: bool
+    # How the version's boxes of a video become tracks (annotation/tracking.py).
+    tracker: TrackerSettings = field(default_factory=TrackerSettings)
 
     @property
     def weights_path(self) -> Path:
@@ -80,7 +83,7 @@ def _validate(data: dict[str, Any], folder: Path, version: int, path: Path) -> M
         score_threshold=_fraction(data, "score_threshold", 0.25, fail),
         nms_threshold=_fraction(data, "nms_threshold", 0.45, fail),
         color_order=_choice(data, "color_order", "rgb", COLOR_ORDERS, fail),
-        letterbox=_flag(data, "letterbox", True, fail))
+        letterbox=_flag(data, "letterbox", True, fail), tracker=_tracker(data, fail))
     declared = data.get("version")
     if declared is not None and declared != version:
         raise fail("version", f"is {declared!r} but the folder is registered as version {version}")
@@ -106,3 +109,11 @@ def _flag(data: dict, field: str, default: bool, fail) -> bool:
     if not isinstance(value, bool):
         raise fail(field, "must be true or false")
     return value
+
+
+def _tracker(data: dict, fail) -> TrackerSettings:
+    try:
+        return parse_tracker(data.get("tracker"))
+    except ValueError as exc:
+        raise fail("tracker", str(exc)) from None
+

@@ -48,7 +48,7 @@ WINDOW = timedelta(minutes=15)
 MAX_RUNS = 2000  # newest completed uploads read per scrape, whatever the window holds
 BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
 # The stages a run records, in the order they happen (jobs.timings.RunClock).
-STAGES = ("queued", "cutting", "annotating")
+STAGES = ("queued", "cutting", "annotating", "tracking")
 
 
 @bp.get("/metrics")

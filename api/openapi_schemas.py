@@ -28,6 +28,8 @@ UPLOAD_STATUS = {
     "startedAt": ("date-time?", "When its last run started working."),
     "finishedAt": ("date-time?", "When its last run ended."),
     "timings": ("Timings?", "How long the completed run took."),
+    "tracks": ("object?", "Tracks per label of the auto boxes of a video run with "
+                          "auto-annotation, e.g. {\"car\": 4}; null when not tracked."),
     "message": ("string", "The status in words."),
 }
 TIMINGS = {
@@ -35,7 +37,8 @@ TIMINGS = {
     "attempts": ("integer", "Runs it took (a crashed run is resumed)."),
     "frames": ("integer", "Frames the completing run handled (sampled or annotated)."),
     "framesPerSecond": ("number", "frames / processingSeconds."),
-    "stages": ("object", "Seconds per stage: queued, then cutting or annotating."),
+    "stages": ("object", "Seconds per stage: queued, then cutting or annotating, then "
+                         "tracking when the run linked its auto boxes into tracks."),
 }
 ACCEPTED = {
     "upload_id": ("string", "The upload's id."),

@@ -106,4 +106,5 @@ def describe(upload: dict) -> dict:
         "taskCount": upload.get("taskCount", 0), "errorMessage": upload.get("errorMessage"),
         "createdAt": iso(upload.get("createdAt")), "startedAt": iso(upload.get("startedAt")),
         "finishedAt": iso(upload.get("finishedAt")), "timings": upload.get("timings"),
+        "tracks": upload.get("tracks"),
     }

@@ -39,6 +39,12 @@ class RunClock:
         return round(max(0.0, (self.started_at - _utc(created)).total_seconds()), 3)
 
 
+def with_stage(timings: dict, stage: str, seconds: float) -> dict:
+    """``timings`` with one more stage (one that ran after the run's clock was
+    read, such as tracking before the commit)."""
+    return {**timings, "stages": {**timings["stages"], stage: round(seconds, 3)}}
+
+
 def _utc(moment: datetime) -> datetime:
     """A client without tz_aware reads naive dates; stored dates are UTC."""
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)

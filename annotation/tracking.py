@@ -1,0 +1,128 @@
+"""Object tracks over the sampled frames of one upload: the auto boxes of one
+object share a track id, from its first sampled frame to its last.
+
+Association runs over boxes only, in sample order, after detection (cheap next
+to the model, which never waits for it), with Roboflow's ``trackers`` (SORT or
+ByteTrack: Kalman-predicted boxes matched by IoU). One tracker per label, so
+objects of two classes never share a track. The library numbers tracks from a
+process-wide counter; the ids here are renumbered 1, 2, ... in order of first
+appearance (sample order, then box order), so the same boxes always give the
+same tracks, whichever process or run computes them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+KINDS = ("sort", "bytetrack", "none")
+
+
+@dataclass(frozen=True)
+class TrackBox:
+    label: str
+    x: float  # top-left, in the frame's pixels
+    y: float
+    w: float
+    h: float
+    score: float
+
+
+@dataclass(frozen=True)
+class TrackerSettings:
+    """``model.json``'s ``"tracker"``: ``"none"``, or a type and its parameters."""
+
+    # SORT by default: as good as ByteTrack on the noisy scene at 2, 5 and 10 fps
+    # (BENCHMARKS.md), and it gives a track's first box its id, where ByteTrack
+    # leaves it without one until the track is confirmed.
+    kind: str = "sort"
+    # How long a track survives without a matching box (an object hidden for a
+    # moment keeps its id); in seconds, whatever the sampling rate.
+    lost_seconds: float = 2.0
+    # The least IoU between a track's predicted box and a detection to match them.
+    min_iou: float = 0.1
+    # ByteTrack's first pass matches boxes at least this confident; the rest
+    # only extend tracks (they never start one).
+    high_score: float = 0.5
+
+    @property
+    def enabled(self) -> bool:
+        return self.kind != "none"
+
+
+def assign_tracks(frames: Sequence[Sequence[TrackBox]], frame_rate: float,
+                  settings: TrackerSettings = TrackerSettings()) -> list[list[int | None]]:
+    """A track id (or None: a box no track took) for each box of each frame;
+    ``frames`` in sample order, ``frame_rate`` the sampling rate."""
+    found: dict[tuple[int, int], tuple[str, int]] = {}  # (frame, box) -> (label, raw id)
+    if settings.enabled:
+        for label in sorted({box.label for boxes in frames for box in boxes}):
+            tracker = _tracker(settings, frame_rate)
+            for number, boxes in enumerate(frames):
+                picked = [i for i, box in enumerate(boxes) if box.label == label]
+                tracked = tracker.update(_detections(boxes, picked))
+                for index, raw in zip(tracked.data.get("index", []), tracked.tracker_id):
+                    if raw >= 0:
+                        found[(number, int(index))] = (label, int(raw))
+    ids: dict[tuple[str, int], int] = {}
+    return [[_renumber(found.get((number, i)), ids) for i in range(len(boxes))]
+            for number, boxes in enumerate(frames)]
+
+
+def _renumber(raw: tuple[str, int] | None, ids: dict[tuple[str, int], int]) -> int | None:
+    if raw is None:
+        return None
+    return ids.setdefault(raw, len(ids) + 1)
+
+
+def _tracker(settings: TrackerSettings, frame_rate: float) -> Any:
+    # Imported here: model manifests (read by every web process and the gunicorn
+    # master) name a tracker without loading the library (~1 s of imports).
+    from trackers import ByteTrackTracker, SORTTracker
+
+    # The library counts lost frames at 30 fps and scales by frame_rate.
+    lost = max(1, round(settings.lost_seconds * 30))
+    if settings.kind == "sort":
+        return SORTTracker(lost_track_buffer=lost, frame_rate=frame_rate,
+                           track_activation_threshold=0.0, minimum_consecutive_frames=1,
+                           minimum_iou_threshold=settings.min_iou)
+    # minimum_consecutive_frames=1: a track's first box carries its id too.
+    return ByteTrackTracker(lost_track_buffer=lost, frame_rate=frame_rate,
+                            track_activation_threshold=settings.high_score,
+                            minimum_consecutive_frames=1,
+                            minimum_iou_threshold=settings.min_iou,
+                            high_conf_det_threshold=settings.high_score)
+
+
+def _detections(boxes: Sequence[TrackBox], picked: list[int]) -> Any:
+    import supervision as sv
+
+    xyxy = np.array([[boxes[i].x, boxes[i].y, boxes[i].x + boxes[i].w, boxes[i].y + boxes[i].h]
+                     for i in picked], dtype=float).reshape(-1, 4)
+    return sv.Detections(xyxy=xyxy, confidence=np.array([boxes[i].score for i in picked],
+                                                        dtype=float),
+                         data={"index": np.array(picked, dtype=int)})
+
+
+def parse_tracker(value: Any) -> TrackerSettings:
+    """``model.json``'s ``"tracker"``: absent (the default), ``"none"``, a type
+    name, or ``{"type": ..., "lost_seconds": ..., "min_iou": ..., "high_score": ...}``.
+    Raises ValueError with the reason."""
+    if value is None:
+        return TrackerSettings()
+    if isinstance(value, str):
+        value = {"type": value}
+    if not isinstance(value, dict) or value.get("type", "sort") not in KINDS:
+        raise ValueError(f"must be one of {', '.join(KINDS)}, or an object with a \"type\"")
+    unknown = set(value) - {"type", "lost_seconds", "min_iou", "high_score"}
+    if unknown:
+        raise ValueError(f"has unknown fields {sorted(unknown)}")
+    numbers = {k: value[k] for k in ("lost_seconds", "min_iou", "high_score") if k in value}
+    for name, number in numbers.items():
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or number < 0 \
+                or (name != "lost_seconds" and number > 1):
+            raise ValueError(f"{name} must be a number" + (" between 0 and 1"
+                                                            if name != "lost_seconds" else " >= 0"))
+    return TrackerSettings(kind=value.get("type", "sort"),
+                           **{k: float(v) for k, v in numbers.items()})

@@ -1,0 +1,79 @@
+"""Track ids for the auto boxes of a video upload, computed over all its sampled
+frames in sample order (annotation/tracking.py) and written into its frames.
+
+A cutting run (request type 1) tracks once all its tasks are staged, just
+before the commit, so a single pass, segments cut by several workers and a
+run resumed after a kill -9 all track the same boxes and get the same ids.
+Re-annotating (request type 2) tracks the upload's tasks again for that
+version. Only the version's own boxes get ids; user boxes keep theirs.
+"""
+from __future__ import annotations
+
+from annotation.registry import get_registry
+from annotation.tracking import TrackBox, TrackerSettings, assign_tracks
+from jobs import watchdog
+from jobs.context import JobContext
+
+VIDEO = 1  # the API's content_type of a video: image sets are not tracked
+
+
+def track_run(job: dict, ctx: JobContext) -> dict[str, int] | None:
+    """Tracks over the staged tasks of a cutting run with auto-annotation;
+    the number of tracks per label, or None when the run is not tracked."""
+    params = job["params"]
+    settings = _settings(params, ctx) if params["request_type"] == 1 else None
+    if settings is None:
+        return None
+    staged = ctx.mongo.staged_tasks(params["upload_id"], job["runId"])
+    return _track(ctx, [doc["_id"] for doc in staged], params["auto_anno_version"],
+                  params["frame_rate"], settings)
+
+
+def track_upload(job: dict, ctx: JobContext, tasks: list[dict]) -> dict[str, int] | None:
+    """Tracks over an upload's tasks (request type 2, after its boxes were replaced)."""
+    settings = _settings(job["params"], ctx)
+    if settings is None or not tasks:
+        return None
+    # The rate the tasks were sampled at (the request carries none).
+    return _track(ctx, [task["_id"] for task in tasks], job["params"]["auto_anno_version"],
+                  tasks[0]["frameRate"], settings)
+
+
+def _settings(params: dict, ctx: JobContext) -> TrackerSettings | None:
+    if params.get("content_type") != VIDEO:
+        return None
+    manifest = get_registry(ctx.config.annotation).check(params["auto_anno_version"])
+    return manifest.tracker if manifest.tracker.enabled else None
+
+
+def _track(ctx: JobContext, task_ids: list, version: int, frame_rate: float,
+           settings: TrackerSettings) -> dict[str, int]:
+    watchdog.progressed("tracking")
+    frames = ctx.mongo.boxes_of(task_ids)
+    updates, counts = tracked_boxes(frames, f"auto:v{version}", frame_rate, settings)
+    watchdog.progressed("tracking (writing the track ids)")
+    ctx.mongo.set_boxes(updates)
+    return counts
+
+
+def tracked_boxes(frames: list[dict], source: str, frame_rate: float,
+                  settings: TrackerSettings) -> tuple[list[tuple], dict[str, int]]:
+    """(frame id, boxes with ``trackId``) for each frame with boxes of ``source``,
+    and the number of tracks per label; ``frames`` in sample order."""
+    own = [[box for box in frame.get("boxes") or [] if box.get("source") == source]
+           for frame in frames]
+    ids = assign_tracks([[TrackBox(b["label"], b["x"], b["y"], b["w"], b["h"],
+                                   b.get("confidence", 1.0)) for b in boxes] for boxes in own],
+                        frame_rate, settings)
+    updates, labels = [], {}
+    for frame, boxes, track_ids in zip(frames, own, ids):
+        if not boxes or frame.get("isUserAnnotated"):
+            continue
+        tracked = {box["id"]: track for box, track in zip(boxes, track_ids)}
+        updates.append((frame["_id"], [{**box, "trackId": tracked[box["id"]]}
+                                       if box.get("id") in tracked else box
+                                       for box in frame["boxes"]]))
+        for box, track in zip(boxes, track_ids):
+            if track is not None:
+                labels.setdefault(box["label"], set()).add(track)
+    return updates, {label: len(tracks) for label, tracks in sorted(labels.items())}

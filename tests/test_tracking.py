@@ -1,0 +1,158 @@
+"""Tracks: the auto boxes of one object share a trackId over all sampled frames of
+a video upload, across its task clips, whether cut in one pass or in segments;
+re-annotating replaces only that version's tracks.
+
+The tracker itself is scored with motmetrics on a generated scene with known
+tracks and a noisy detector (tests/tracking_scene.py).
+"""
+from __future__ import annotations
+
+import pytest
+from conftest import AUTH_KEY
+from test_annotation import (  # noqa: F401
+    aa_client,
+    model_dirs,
+    post_aa,
+    run_all,
+    square_video,
+    versions_env,
+)
+from tracking_scene import astronaut_pan, detect, sampled, score
+
+from annotation.tracking import TrackBox, TrackerSettings, assign_tracks, parse_tracker
+from config import load_config
+
+
+@pytest.mark.parametrize("kind", ["bytetrack", "sort"])
+def test_the_noisy_scene_at_5_fps(kind):
+    """Six-plus objects, two same-class crossings, a one-second occlusion, edges;
+    10 % of boxes missed, jitter, false boxes. The figures per tracker and rate
+    are in BENCHMARKS.md (bench/bench_tracking.py); this guards them."""
+    frames = sampled(5)
+    boxes = [detect(frame) for frame in frames]
+    metrics, _ = score(frames, boxes, assign_tracks(boxes, 5, TrackerSettings(kind=kind)))
+    assert metrics["idf1"] >= 0.85 and metrics["mota"] >= 0.85, metrics
+    assert metrics["switches"] <= 4, metrics
+
+
+def test_the_same_boxes_give_the_same_tracks():
+    """Ids are renumbered by first appearance: the library's process-wide counter
+    (advanced by earlier runs in this process) does not leak into them."""
+    frames = sampled(5)
+    boxes = [detect(frame, seed=3) for frame in frames]
+    first = assign_tracks(boxes, 5)
+    assign_tracks([detect(frame, seed=4) for frame in frames], 5)  # moves the counter
+    assert assign_tracks(boxes, 5) == first
+    seen = [track for row in first for track in row if track is not None]
+    assert sorted(set(seen)) == list(range(1, len(set(seen)) + 1))
+    assert seen[0] == 1
+
+
+def test_two_classes_never_share_a_track():
+    """A car and a person on the very same spot: two tracks."""
+    frames = [[TrackBox("car", 10 + 4 * i, 10, 40, 40, 0.9),
+               TrackBox("person", 10 + 4 * i, 10, 40, 40, 0.9)] for i in range(10)]
+    tracks = assign_tracks(frames, 5)
+    assert all(row == [1, 2] for row in tracks[1:]), tracks
+    assert assign_tracks(frames, 5, TrackerSettings(kind="none")) == [[None, None]] * 10
+
+
+@pytest.mark.parametrize("value, expected", [
+    (None, TrackerSettings()),
+    ("none", TrackerSettings(kind="none")),
+    ("sort", TrackerSettings(kind="sort")),
+    ("bytetrack", TrackerSettings(kind="bytetrack")),
+    ({"type": "bytetrack", "lost_seconds": 3, "min_iou": 0.2},
+     TrackerSettings(kind="bytetrack", lost_seconds=3.0, min_iou=0.2)),
+    ({"lost_seconds": 1}, TrackerSettings(lost_seconds=1.0)),
+    ("kalman", "must be one of"),
+    ({"type": "sort", "speed": 2}, "unknown fields"),
+    ({"min_iou": 2}, "between 0 and 1"),
+    ({"lost_seconds": -1}, ">= 0"),
+    ({"high_score": True}, "must be a number"),
+    (7, "must be one of"),
+])
+def test_tracker_settings_from_model_json(value, expected):
+    if isinstance(expected, TrackerSettings):
+        assert parse_tracker(value) == expected
+    else:
+        with pytest.raises(ValueError, match=expected):
+            parse_tracker(value)
+
+
+def auto_boxes(mongo, upload_id: str = "u1") -> list[tuple[int, int, dict]]:
+    """(task number, frame id, box) of every auto box, in sample order."""
+    found = []
+    for number, task in enumerate(mongo.tasks_of(upload_id), 1):
+        for frame in mongo.frames_of(task["_id"]):
+            found += [(number, frame["frameId"], box) for box in frame["boxes"]
+                      if box["source"].startswith("auto:")]
+    return found
+
+
+def test_one_object_keeps_one_track_across_task_clips(aa_client, versions_env, mongo,
+                                                       contents):
+    square_video(contents / "uploads" / "sq.mp4", 20)  # 2 task clips of 10 frames
+    assert post_aa(aa_client).status_code == 202
+    run_all(versions_env)
+    upload = mongo.get_upload("u1")
+    assert upload["status"] == 1, upload["errorMessage"]
+    boxes = auto_boxes(mongo)
+    assert len({number for number, _, _ in boxes}) == 2 and len(boxes) >= 18
+    assert {box["trackId"] for _, _, box in boxes} == {1}
+    assert upload["tracks"] == {"square": 1}
+    assert "tracking" in upload["timings"]["stages"]
+    status = aa_client.get("/api/processContent/u1", headers={"X-Auth-Key": AUTH_KEY})
+    assert status.json["tracks"] == {"square": 1}
+
+
+def test_segments_give_the_single_pass_tracks(aa_client, versions_env, mongo, contents):
+    """Cut in one pass and in segments by several job runs: the same ids on the
+    same boxes (the tracker runs over the staged boxes just before the commit)."""
+    square_video(contents / "uploads" / "sq.mp4", 60)
+    assert post_aa(aa_client, upload_id="one").status_code == 202
+    run_all(versions_env)
+    assert post_aa(aa_client, upload_id="seg").status_code == 202
+    run_all({**versions_env, "PROCESSING_SEGMENT_SECONDS": "2"})
+    assert mongo.get_upload("seg")["timings"].get("segments", 0) >= 2
+    one, seg = auto_boxes(mongo, "one"), auto_boxes(mongo, "seg")
+    key = [(n, f, round(b["x"], 1), round(b["y"], 1), b["trackId"]) for n, f, b in one]
+    assert key == [(n, f, round(b["x"], 1), round(b["y"], 1), b["trackId"]) for n, f, b in seg]
+
+
+def test_re_annotating_replaces_that_versions_tracks_only(aa_client, versions_env, mongo,
+                                                         contents):
+    square_video(contents / "uploads" / "sq.mp4", 20)
+    post_aa(aa_client)
+    run_all(versions_env)
+    task = mongo.tasks_of("u1")[0]
+    frame = mongo.frames_of(task["_id"])[0]
+    user_box = {"id": "u-1", "label": "square", "x": 1, "y": 2, "w": 3, "h": 4,
+                "confidence": 1.0, "source": "user", "trackId": 77}
+    mongo.frames.update_one({"_id": frame["_id"]}, {"$push": {"boxes": user_box}})
+    before = {box["id"] for _, _, box in auto_boxes(mongo)}
+    assert post_aa(aa_client, request_type=2, content_path=None,
+                   frame_rate=None).status_code == 202
+    run_all(versions_env)
+    upload = mongo.get_upload("u1")
+    assert upload["status"] == 1 and upload["tracks"] == {"square": 1}
+    boxes = auto_boxes(mongo)
+    assert not {box["id"] for _, _, box in boxes} & before  # the version's boxes replaced
+    assert {box["trackId"] for _, _, box in boxes} == {1}
+    assert user_box in mongo.frames.find_one({"_id": frame["_id"]})["boxes"]
+
+
+def test_the_built_in_face_model_tracks_a_pan_across_the_astronaut(env, mongo, contents):
+    """A real photo, panned: the face is one track over both task clips."""
+    from app import create_app
+    astronaut_pan(contents / "uploads" / "pan.mp4")
+    client = create_app(load_config(env=env)).test_client()  # version 1 is in config.cfg
+    assert post_aa(client, content_path="uploads/pan.mp4", auto_anno_version=1,
+                   frame_rate=5).status_code == 202
+    run_all(env)
+    upload = mongo.get_upload("u1")
+    assert upload["status"] == 1, upload["errorMessage"]
+    boxes = auto_boxes(mongo)
+    assert len({number for number, _, _ in boxes}) == 2 and len(boxes) >= 14
+    assert {box["label"] for _, _, box in boxes} == {"face"}
+    assert {box["trackId"] for _, _, box in boxes} == {1} and upload["tracks"] == {"face": 1}
