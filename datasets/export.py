@@ -1,4 +1,5 @@
-"""Write a dataset version's files locally: images, YOLO labels, COCO, data.yaml.
+"""Write a dataset version's files locally: images, YOLO labels, COCO, data.yaml,
+MOT sequences.
 
 Knows files only: the caller hands it the selected tasks and their frames
 (as the documents hold them). Idempotent: a re-run rewrites nothing that is
@@ -23,6 +24,7 @@ from datasets.formats import (
     map_boxes,
     yolo_lines,
 )
+from datasets.mot import MotSequence
 from datasets.spec import VersionSpec
 
 
@@ -54,9 +56,11 @@ def export_version(spec: VersionSpec, root: Path, selection: Iterable[TaskFrames
                    on_task: Callable[[], None] = lambda: None) -> Export:
     root.mkdir(parents=True, exist_ok=True)
     coco = {kind: CocoSplit(spec.labels) for kind, _ in spec.splits}
+    sequences: dict[str, MotSequence] = {}  # per upload: its frames in sample order
     result = Export([], [], Counter(), defaultdict(BoxStats))
-    for item in selection:
-        result.tasks.append(_export_task(spec, root, item, coco, result))
+    for item in selection:  # an upload's tasks come in sample order (dataset_tasks)
+        result.tasks.append(_export_task(spec, root, item, coco, result,
+                                         _sequence(sequences, item.task)))
         on_task()
     splits = [kind for kind, _ in spec.splits]
     if "YOLO" in spec.formats:
@@ -64,13 +68,27 @@ def export_version(spec: VersionSpec, root: Path, selection: Iterable[TaskFrames
     if "COCO" in spec.formats:
         result.version_files += [_write(root, f"annotations/{kind}.json", coco[kind].to_json())
                                  for kind in splits]
+    if "MOT" in spec.formats:
+        for upload, sequence in sequences.items():
+            result.version_files += [_write(root, f"mot/{upload}/gt/gt.txt", sequence.gt()),
+                                     _write(root, f"mot/{upload}/seqinfo.ini",
+                                            sequence.seqinfo())]
     keep = {name for task in result.tasks for name in task.files} | set(result.version_files)
     _remove_stale(root, keep)
     return result
 
 
+def _sequence(sequences: dict[str, MotSequence], task: dict) -> MotSequence:
+    upload = str(task["uploadId"])
+    if upload not in sequences:
+        sequences[upload] = MotSequence(upload, float(task.get("frameRate") or 1),
+                                        int(task["videoResolutionWidth"]),
+                                        int(task["videoResolutionHeight"]))
+    return sequences[upload]
+
+
 def _export_task(spec: VersionSpec, root: Path, item: TaskFrames, coco: dict[str, CocoSplit],
-                 result: Export) -> ExportedTask:
+                 result: Export, sequence: MotSequence) -> ExportedTask:
     task = item.task
     out = ExportedTask(str(task["_id"]))
     width, height = int(task["videoResolutionWidth"]), int(task["videoResolutionHeight"])
@@ -81,7 +99,7 @@ def _export_task(spec: VersionSpec, root: Path, item: TaskFrames, coco: dict[str
                      f"{missing[0].get('frameId')}: {missing[0].get('imagePath')}")
         return out
     written = []  # COCO entries and counts only once the whole task is written
-    for frame, image in zip(item.frames, images):
+    for index, (frame, image) in enumerate(zip(item.frames, images), sequence.length):
         split = assign_split(f"{task['uploadId']}:{frame['sourceFrame']}", spec.splits)
         stem = frame_stem(task["uploadId"], task["taskName"], int(frame["frameId"]))
         name = f"images/{split}/{stem}{os.path.splitext(image)[1].lower()}"
@@ -91,9 +109,13 @@ def _export_task(spec: VersionSpec, root: Path, item: TaskFrames, coco: dict[str
         if "YOLO" in spec.formats:
             out.files.append(_write(root, f"labels/{split}/{stem}.txt",
                                     yolo_lines(boxes, width, height)))
-        written.append((split, name, boxes, stats))
-    for split, name, boxes, stats in written:
-        coco[split].add(name, width, height, boxes)
+        if "MOT" in spec.formats:  # img1/000001.jpg...: frames in sample order
+            out.files.append(f"mot/{sequence.name}/img1/{index + 1:06d}.jpg")
+            _link(image, os.path.join(root, out.files[-1]))
+        written.append((split, name, boxes, stats, index))
+    for split, name, boxes, stats, index in written:
+        coco[split].add(name, width, height, boxes, sequence.name, index)
+        sequence.add(boxes)
         result.images_per_split[split] += 1
         result.boxes[split].add(stats)
     out.image_count = len(written)

@@ -1,4 +1,5 @@
-"""Pure functions from frames and boxes to YOLO and COCO (no files, no database)."""
+"""Pure functions from frames and boxes to YOLO and COCO (no files, no database);
+MOT sequences are in ``datasets/mot.py``."""
 from __future__ import annotations
 
 import hashlib
@@ -51,6 +52,7 @@ class PixelBox:
     y: float
     w: float
     h: float
+    track: Any = None  # (source, trackId) of a tracked box: one object across frames
 
 
 def map_boxes(boxes: Iterable[dict], labels: Sequence[str], width: int,
@@ -69,7 +71,8 @@ def map_boxes(boxes: Iterable[dict], labels: Sequence[str], width: int,
         if x1 <= x0 or y1 <= y0:
             stats.degenerate += 1
             continue
-        kept.append(PixelBox(index[label], x0, y0, x1 - x0, y1 - y0))
+        track = (box.get("source"), box["trackId"]) if box.get("trackId") is not None else None
+        kept.append(PixelBox(index[label], x0, y0, x1 - x0, y1 - y0, track))
         stats.written[label] += 1
     return kept, stats
 
@@ -100,24 +103,38 @@ def data_yaml(labels: Sequence[str], splits: Iterable[str]) -> str:
 
 
 class CocoSplit:
-    """Builds one ``annotations/<split>.json``: ids unique and dense from 1."""
+    """Builds one ``annotations/<split>.json``: ids unique and dense from 1.
+
+    Images carry their ``video`` (the upload), ``video_id`` and ``frame_index``
+    (sample order within the upload); a tracked box's annotation carries
+    ``track_id``, dense from 1 across the split, one per object of a video.
+    """
 
     def __init__(self, labels: Sequence[str]) -> None:
         self.categories = [{"id": i + 1, "name": name, "supercategory": "none"}
                            for i, name in enumerate(labels)]
         self.images: list[dict] = []
         self.annotations: list[dict] = []
+        self.videos: dict[str, int] = {}
+        self.tracks: dict[tuple, int] = {}
 
-    def add(self, file_name: str, width: int, height: int, boxes: Iterable[PixelBox]) -> None:
+    def add(self, file_name: str, width: int, height: int, boxes: Iterable[PixelBox],
+            video: str, frame_index: int) -> None:
         image_id = len(self.images) + 1
         self.images.append({"id": image_id, "file_name": file_name, "width": width,
-                            "height": height})
+                            "height": height, "video": video,
+                            "video_id": self.videos.setdefault(video, len(self.videos) + 1),
+                            "frame_index": frame_index})
         for b in boxes:
-            self.annotations.append({
+            annotation = {
                 "id": len(self.annotations) + 1, "image_id": image_id,
                 "category_id": b.class_index + 1,
                 "bbox": [round(b.x, 3), round(b.y, 3), round(b.w, 3), round(b.h, 3)],
-                "area": round(b.w * b.h, 3), "iscrowd": 0})
+                "area": round(b.w * b.h, 3), "iscrowd": 0}
+            if b.track is not None:
+                annotation["track_id"] = self.tracks.setdefault((video, b.track),
+                                                                len(self.tracks) + 1)
+            self.annotations.append(annotation)
 
     def to_json(self) -> str:
         return json.dumps({"images": self.images, "annotations": self.annotations,

@@ -9,7 +9,8 @@ from exceptions import DatasetError
 SPLIT_TYPES = ("train", "val", "test")  # canonical order: split boundaries never move
 DEFAULT_AUDIT_STATUSES = (1, 5)  # Accepted, Completed
 DEFAULT_SPLITS = (("train", 80.0), ("val", 20.0))
-FORMATS = ("YOLO", "COCO")
+FORMATS = ("YOLO", "COCO", "MOT")
+DEFAULT_FORMATS = ("YOLO", "COCO")  # a version that names none (MOT only when asked)
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ def parse_splits(raw: Any) -> tuple[tuple[str, float], ...]:
 
 def _formats(raw: Any) -> tuple[str, ...]:
     if not raw:
-        return FORMATS
+        return DEFAULT_FORMATS
     names = [str(name).upper() for name in (raw if isinstance(raw, list) else [raw])]
     unknown = [name for name in names if name not in FORMATS]
     if unknown:

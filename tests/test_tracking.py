@@ -7,8 +7,12 @@ tracks and a noisy detector (tests/tracking_scene.py).
 """
 from __future__ import annotations
 
+import json
+from collections import Counter
+
 import pytest
 from conftest import AUTH_KEY
+from dataset_data import HEIGHT, WIDTH, box, make_task, make_version
 from test_annotation import (  # noqa: F401
     aa_client,
     model_dirs,
@@ -17,10 +21,12 @@ from test_annotation import (  # noqa: F401
     square_video,
     versions_env,
 )
+from test_datasets import build_here
 from tracking_scene import astronaut_pan, detect, sampled, score
 
 from annotation.tracking import TrackBox, TrackerSettings, assign_tracks, parse_tracker
 from config import load_config
+from jobs.dataset import dataset_dir
 
 
 @pytest.mark.parametrize("kind", ["bytetrack", "sort"])
@@ -156,3 +162,45 @@ def test_the_built_in_face_model_tracks_a_pan_across_the_astronaut(env, mongo, c
     assert len({number for number, _, _ in boxes}) == 2 and len(boxes) >= 14
     assert {box["label"] for _, _, box in boxes} == {"face"}
     assert {box["trackId"] for _, _, box in boxes} == {1} and upload["tracks"] == {"face": 1}
+
+
+def test_mot_and_coco_exports_carry_the_stored_tracks(config, mongo, contents):
+    """Two task clips of one upload: a car tracked across both, a person in the
+    second, a user box with the tool's own trackId, a box with no track."""
+    def tracked(label, x, track, source="auto:v2"):
+        return {**box(label, x, 4, 10, 8, source=source), "trackId": track}
+
+    first = [[tracked("car", 2 + k, 1)] for k in range(3)]
+    second = [[tracked("car", 5 + k, 1), tracked("person", 30, 2),
+               tracked("car", 40, 1, source="user"), box("person", 50, 30, 6, 6)]
+              for k in range(2)]
+    make_task(mongo, contents, "u1", 1, first, first_source=0)
+    make_task(mongo, contents, "u1", 2, second, first_source=18)
+    mongo.tasks.update_many({"uploadId": "u1"}, {"$set": {"frameRate": 5}})
+    version = make_version(mongo, exportFormats=["YOLO", "COCO", "MOT"],
+                           splitCount=[{"type": "train", "percentage": 100}])
+    assert build_here(config, mongo, version)["status"] == 1
+    root = dataset_dir(contents, version) / "mot" / "u1"
+    info = dict(line.split("=", 1) for line in (root / "seqinfo.ini").read_text().splitlines()
+                if "=" in line)
+    assert info == {"name": "u1", "imDir": "img1", "frameRate": "5", "seqLength": "5",
+                    "imWidth": str(WIDTH), "imHeight": str(HEIGHT), "imExt": ".jpg"}
+    assert sorted(p.name for p in (root / "img1").iterdir()) == \
+        [f"{n:06d}.jpg" for n in range(1, 6)]
+    rows = [line.split(",") for line in (root / "gt" / "gt.txt").read_text().splitlines()]
+    by_frame = {}
+    for frame, track, x, *_rest, cls, _visibility in rows:
+        by_frame.setdefault(int(frame), []).append((int(track), float(x), int(cls)))
+    assert [len(by_frame[n]) for n in range(1, 6)] == [1, 1, 1, 4, 4]
+    car = {track for n in range(1, 6) for track, _, cls in by_frame[n][:1]}
+    assert car == {1}  # one id over both task clips, frames in sample order
+    assert [x for n in range(1, 6) for _, x, _ in by_frame[n][:1]] == [2, 3, 4, 5, 6]
+    person, user_car = {by_frame[n][1][0] for n in (4, 5)}, {by_frame[n][2][0] for n in (4, 5)}
+    untracked = [by_frame[n][3][0] for n in (4, 5)]
+    assert person == {2} and user_car == {3}  # the user's track 1 is another object
+    assert len(set(untracked)) == 2 and not set(untracked) & {1, 2, 3}
+    coco = json.loads((dataset_dir(contents, version) / "annotations" / "train.json").read_text())
+    assert sorted(image["frame_index"] for image in coco["images"]) == list(range(5))
+    assert {image["video"] for image in coco["images"]} == {"u1"}
+    tracks = Counter(a.get("track_id") for a in coco["annotations"])
+    assert tracks == Counter({1: 5, 2: 2, 3: 2, None: 2})
