@@ -8,11 +8,14 @@ tracks and a noisy detector (tests/tracking_scene.py).
 from __future__ import annotations
 
 import json
+import os
+import signal
 from collections import Counter
 
 import pytest
-from conftest import AUTH_KEY
+from conftest import AUTH_KEY, service_env, wait_for
 from dataset_data import HEIGHT, WIDTH, box, make_task, make_version
+from queue_fixtures import celery_workers, needs_redis, redis_server  # noqa: F401
 from test_annotation import (  # noqa: F401
     aa_client,
     model_dirs,
@@ -22,11 +25,13 @@ from test_annotation import (  # noqa: F401
     versions_env,
 )
 from test_datasets import build_here
+from test_recovery import start_executor
 from tracking_scene import astronaut_pan, detect, sampled, score
 
 from annotation.tracking import TrackBox, TrackerSettings, assign_tracks, parse_tracker
 from config import load_config
 from jobs.dataset import dataset_dir
+from processes import owner_pid_here
 
 
 @pytest.mark.parametrize("kind", ["bytetrack", "sort"])
@@ -204,3 +209,56 @@ def test_mot_and_coco_exports_carry_the_stored_tracks(config, mongo, contents):
     assert {image["video"] for image in coco["images"]} == {"u1"}
     tracks = Counter(a.get("track_id") for a in coco["annotations"])
     assert tracks == Counter({1: 5, 2: 2, 3: 2, None: 2})
+
+
+def test_a_run_killed_mid_video_resumes_to_the_same_tracks(aa_client, versions_env, mongo,
+                                                           contents):
+    """kill -9 of the job process while it cuts and annotates: the resumed run
+    links the same boxes into the same tracks as a run that was never killed."""
+    square_video(contents / "uploads" / "sq.mp4", 400)  # 40 task clips; the square jumps
+    assert post_aa(aa_client, upload_id="ref").status_code == 202
+    run_all(versions_env)
+    executor = start_executor({**versions_env, "PROCESSING_WORKERS": "1"})
+    try:
+        assert post_aa(aa_client).status_code == 202
+        job = wait_for(lambda: (j := mongo.get_job("processContent:u1")) and j.get("owner")
+                       and j, what="a job process to claim the job")
+        wait_for(lambda: mongo.staging.count_documents({}) >= 3, what="tasks to be staged")
+        os.kill(owner_pid_here(job["owner"]), signal.SIGKILL)
+        assert mongo.staging.count_documents({}) < 40, "the job ended before the kill"
+        wait_for(lambda: mongo.get_job("processContent:u1")["state"] in ("done", "failed"),
+                 what="the job to end")
+    finally:
+        os.killpg(executor.pid, signal.SIGTERM)
+        executor.wait(timeout=30)
+    assert mongo.get_job("processContent:u1")["attempts"] == 2
+    ref, resumed = auto_boxes(mongo, "ref"), auto_boxes(mongo, "u1")
+    assert len({box["trackId"] for _, _, box in ref}) > 1
+    assert [(n, f, round(b["x"], 1), b["trackId"]) for n, f, b in resumed] == \
+        [(n, f, round(b["x"], 1), b["trackId"]) for n, f, b in ref]
+    assert mongo.get_upload("u1")["tracks"] == mongo.get_upload("ref")["tracks"]
+
+
+@needs_redis
+def test_celery_workers_cutting_segments_give_the_single_pass_tracks(
+        aa_client, versions_env, mongo, contents, redis_server, celery_workers):
+    """Segments cut and annotated by two real Celery workers (started as the
+    README says): the same tracks as one pass in one process."""
+    from app import create_app
+    square_video(contents / "uploads" / "sq.mp4", 60)
+    assert post_aa(aa_client, upload_id="one").status_code == 202
+    run_all(versions_env)
+    env = {**versions_env, "QUEUE_BROKER_URL": redis_server.url,
+           "PROCESSING_SEGMENT_SECONDS": "2", "QUEUE_SWEEP_SECONDS": "0.5"}
+    for name in ("a", "b"):
+        celery_workers(name, "cut,annotate", service_env(env))
+    client = create_app(load_config(env=env)).test_client()
+    assert post_aa(client, upload_id="seg").status_code == 202
+    wait_for(lambda: (mongo.get_upload("seg") or {}).get("status") in (1, 2), 120,
+             "the segmented upload to end")
+    upload = mongo.get_upload("seg")
+    assert upload["status"] == 1 and upload["timings"]["segments"] >= 2, upload
+    one, seg = auto_boxes(mongo, "one"), auto_boxes(mongo, "seg")
+    assert len({box["trackId"] for _, _, box in one}) > 1
+    assert [(n, f, round(b["x"], 1), b["trackId"]) for n, f, b in seg] == \
+        [(n, f, round(b["x"], 1), b["trackId"]) for n, f, b in one]
