@@ -450,10 +450,11 @@ class MongoManager:
             self.frames.bulk_write(ops, ordered=False)
 
     def set_boxes(self, updates: list[tuple[ObjectId, list[dict]]]) -> None:
-        """Set the boxes of each frame (track ids added to its auto boxes); a
-        frame a person marked ``isUserAnnotated`` is not touched."""
+        """Set the boxes of each frame (track ids added to its auto boxes, gaps
+        filled); a frame a person marked ``isUserAnnotated`` is not touched."""
         ops = [pymongo.UpdateOne({"_id": frame_id, "isUserAnnotated": {"$ne": True}},
-                                 {"$set": {"boxes": boxes}}) for frame_id, boxes in updates]
+                                 {"$set": {"boxes": boxes, "isEmpty": not boxes}})
+               for frame_id, boxes in updates]
         for start in range(0, len(ops), 1000):
             self.frames.bulk_write(ops[start:start + 1000], ordered=False)
 

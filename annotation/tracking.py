@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 KINDS = ("sort", "bytetrack", "none")
+NUMBERS = ("lost_seconds", "min_iou", "high_score", "fill_seconds")  # model.json's parameters
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,10 @@ class TrackerSettings:
     # ByteTrack's first pass matches boxes at least this confident; the rest
     # only extend tracks (they never start one).
     high_score: float = 0.5
+    # A track's gaps of up to this long (a box the detector missed between two
+    # it found) are filled with boxes interpolated between its neighbours; an
+    # object hidden for longer is left without boxes.
+    fill_seconds: float = 0.5
 
     @property
     def enabled(self) -> bool:
@@ -72,6 +77,34 @@ def assign_tracks(frames: Sequence[Sequence[TrackBox]], frame_rate: float,
     ids: dict[tuple[str, int], int] = {}
     return [[_renumber(found.get((number, i)), ids) for i in range(len(boxes))]
             for number, boxes in enumerate(frames)]
+
+
+def fill_gaps(frames: Sequence[Sequence[TrackBox]], tracks: Sequence[Sequence[int | None]],
+              frame_rate: float, seconds: float) -> list[list[tuple[int, TrackBox]]]:
+    """Per frame, the (track id, box) interpolated into the track gaps of at most
+    ``seconds`` (linearly between the boxes either side, the lower score)."""
+    most = int(seconds * frame_rate + 1e-9)
+    filled: list[list[tuple[int, TrackBox]]] = [[] for _ in frames]
+    last: dict[int, tuple[int, TrackBox]] = {}
+    for number, (boxes, ids) in enumerate(zip(frames, tracks)):
+        for box, track in zip(boxes, ids):
+            if track is None:
+                continue
+            before = last.get(track)
+            if before is not None and 0 < number - before[0] - 1 <= most:
+                start, previous = before
+                for step in range(1, number - start):
+                    filled[start + step].append(
+                        (track, _between(previous, box, step / (number - start))))
+            last[track] = (number, box)
+    return filled
+
+
+def _between(a: TrackBox, b: TrackBox, share: float) -> TrackBox:
+    def mix(x: float, y: float) -> float:
+        return x + (y - x) * share
+    return TrackBox(a.label, mix(a.x, b.x), mix(a.y, b.y), mix(a.w, b.w), mix(a.h, b.h),
+                    min(a.score, b.score))
 
 
 def _renumber(raw: tuple[str, int] | None, ids: dict[tuple[str, int], int]) -> int | None:
@@ -119,14 +152,15 @@ def parse_tracker(value: Any) -> TrackerSettings:
         value = {"type": value}
     if not isinstance(value, dict) or value.get("type", "sort") not in KINDS:
         raise ValueError(f"must be one of {', '.join(KINDS)}, or an object with a \"type\"")
-    unknown = set(value) - {"type", "lost_seconds", "min_iou", "high_score"}
+    unknown = set(value) - {"type", *NUMBERS}
     if unknown:
         raise ValueError(f"has unknown fields {sorted(unknown)}")
-    numbers = {k: value[k] for k in ("lost_seconds", "min_iou", "high_score") if k in value}
+    numbers = {k: value[k] for k in NUMBERS if k in value}
     for name, number in numbers.items():
+        fraction = name in ("min_iou", "high_score")
         if isinstance(number, bool) or not isinstance(number, (int, float)) or number < 0 \
-                or (name != "lost_seconds" and number > 1):
-            raise ValueError(f"{name} must be a number" + (" between 0 and 1"
-                                                            if name != "lost_seconds" else " >= 0"))
+                or (fraction and number > 1):
+            raise ValueError(f"{name} must be a number" + (" between 0 and 1" if fraction
+                                                            else " >= 0"))
     return TrackerSettings(kind=value.get("type", "sort"),
                            **{k: float(v) for k, v in numbers.items()})

@@ -10,9 +10,10 @@ version. Only the version's own boxes get ids; user boxes keep theirs.
 from __future__ import annotations
 
 from annotation.registry import get_registry
-from annotation.tracking import TrackBox, TrackerSettings, assign_tracks
+from annotation.tracking import TrackBox, TrackerSettings, assign_tracks, fill_gaps
 from jobs import watchdog
 from jobs.context import JobContext
+from mongo_manager import new_id
 
 VIDEO = 1  # the API's content_type of a video: image sets are not tracked
 
@@ -58,22 +59,44 @@ def _track(ctx: JobContext, task_ids: list, version: int, frame_rate: float,
 
 def tracked_boxes(frames: list[dict], source: str, frame_rate: float,
                   settings: TrackerSettings) -> tuple[list[tuple], dict[str, int]]:
-    """(frame id, boxes with ``trackId``) for each frame with boxes of ``source``,
-    and the number of tracks per label; ``frames`` in sample order."""
-    own = [[box for box in frame.get("boxes") or [] if box.get("source") == source]
-           for frame in frames]
-    ids = assign_tracks([[TrackBox(b["label"], b["x"], b["y"], b["w"], b["h"],
-                                   b.get("confidence", 1.0)) for b in boxes] for boxes in own],
-                        frame_rate, settings)
+    """(frame id, its new boxes) for each frame the tracks change, and the number
+    of tracks per label; ``frames`` in sample order.
+
+    The boxes of ``source`` get their ``trackId``; boxes interpolated into a
+    track's short gaps are added (``"interpolated": true``). Boxes an earlier
+    attempt interpolated are not tracked and are replaced, so tracking the same
+    boxes again gives the same result.
+    """
+    own = [[box for box in frame.get("boxes") or [] if box.get("source") == source
+            and not box.get("interpolated")] for frame in frames]
+    found = [[TrackBox(b["label"], b["x"], b["y"], b["w"], b["h"], b.get("confidence", 1.0))
+              for b in boxes] for boxes in own]
+    ids = assign_tracks(found, frame_rate, settings)
+    fills = fill_gaps(found, ids, frame_rate, settings.fill_seconds)
     updates, labels = [], {}
-    for frame, boxes, track_ids in zip(frames, own, ids):
-        if not boxes or frame.get("isUserAnnotated"):
-            continue
-        tracked = {box["id"]: track for box, track in zip(boxes, track_ids)}
-        updates.append((frame["_id"], [{**box, "trackId": tracked[box["id"]]}
-                                       if box.get("id") in tracked else box
-                                       for box in frame["boxes"]]))
+    for frame, boxes, track_ids, filled in zip(frames, own, ids, fills):
         for box, track in zip(boxes, track_ids):
             if track is not None:
                 labels.setdefault(box["label"], set()).add(track)
+        if frame.get("isUserAnnotated") or not (boxes or filled or _interpolated(frame)):
+            continue
+        tracked = {box["id"]: track for box, track in zip(boxes, track_ids)}
+        kept = [{**box, "trackId": tracked[box["id"]]} if box.get("id") in tracked else box
+                for box in frame.get("boxes") or [] if not _interpolated_of(box, source)]
+        updates.append((frame["_id"], kept + [_filled_box(box, track, source)
+                                              for track, box in filled]))
     return updates, {label: len(tracks) for label, tracks in sorted(labels.items())}
+
+
+def _interpolated_of(box: dict, source: str) -> bool:
+    return box.get("source") == source and bool(box.get("interpolated"))
+
+
+def _interpolated(frame: dict) -> bool:
+    return any(box.get("interpolated") for box in frame.get("boxes") or [])
+
+
+def _filled_box(box: TrackBox, track: int, source: str) -> dict:
+    return {"id": new_id(), "label": box.label, "x": round(box.x, 2), "y": round(box.y, 2),
+            "w": round(box.w, 2), "h": round(box.h, 2), "confidence": round(box.score, 4),
+            "source": source, "trackId": track, "interpolated": True}

@@ -26,7 +26,7 @@ from test_annotation import (  # noqa: F401
 )
 from test_datasets import build_here
 from test_recovery import start_executor
-from tracking_scene import astronaut_pan, detect, sampled, score
+from tracking_scene import astronaut_pan, detect, sampled, score, tracked
 
 from annotation.tracking import TrackBox, TrackerSettings, assign_tracks, parse_tracker
 from config import load_config
@@ -34,16 +34,30 @@ from jobs.dataset import dataset_dir
 from processes import owner_pid_here
 
 
-@pytest.mark.parametrize("kind", ["bytetrack", "sort"])
-def test_the_noisy_scene_at_5_fps(kind):
-    """Six-plus objects, two same-class crossings, a one-second occlusion, edges;
-    10 % of boxes missed, jitter, false boxes. The figures per tracker and rate
-    are in BENCHMARKS.md (bench/bench_tracking.py); this guards them."""
+def test_the_noisy_scene_at_5_fps():
+    """Seven objects, two same-class crossings, a one-second occlusion, edges;
+    10 % of boxes missed, jitter, false boxes, three detector runs. The issue's
+    target for the default tracker: IDF1 >= 0.95 (the figures per tracker and
+    rate, over more runs, are in BENCHMARKS.md: bench/bench_tracking.py)."""
     frames = sampled(5)
-    boxes = [detect(frame) for frame in frames]
-    metrics, _ = score(frames, boxes, assign_tracks(boxes, 5, TrackerSettings(kind=kind)))
-    assert metrics["idf1"] >= 0.85 and metrics["mota"] >= 0.85, metrics
-    assert metrics["switches"] <= 4, metrics
+    runs = [score(frames, *tracked([detect(frame, seed=seed) for frame in frames], 5))[0]
+            for seed in range(3)]
+    assert sorted(m["idf1"] for m in runs)[1] >= 0.95, runs
+    assert all(m["idf1"] >= 0.94 and m["mota"] >= 0.95 for m in runs), runs
+    assert sum(m["switches"] for m in runs) <= 2, runs
+
+
+def test_short_gaps_are_filled_and_long_ones_left():
+    """A box missed between two is interpolated; an object hidden longer than
+    fill_seconds is not given boxes where nobody saw it."""
+    def at(i: int) -> TrackBox:
+        return TrackBox("car", 10 * i, 5, 20, 10, 0.9 - i / 100)
+
+    frames = [[at(i)] if i not in (3, 7, 8, 9, 10) else [] for i in range(14)]
+    boxes, tracks = tracked(frames, 5)  # 0.5 s at 5 fps: gaps of up to 2 samples
+    assert [len(row) for row in boxes] == [1] * 7 + [0] * 4 + [1] * 3
+    assert boxes[3] == [TrackBox("car", 30, 5, 20, 10, 0.86)] and tracks[3] == [1]
+    assert {track for row in tracks for track in row} == {1}
 
 
 def test_the_same_boxes_give_the_same_tracks():
@@ -81,6 +95,8 @@ def test_two_classes_never_share_a_track():
     ({"min_iou": 2}, "between 0 and 1"),
     ({"lost_seconds": -1}, ">= 0"),
     ({"high_score": True}, "must be a number"),
+    ({"fill_seconds": 1}, TrackerSettings(fill_seconds=1.0)),
+    ({"fill_seconds": -0.5}, ">= 0"),
     (7, "must be one of"),
 ])
 def test_tracker_settings_from_model_json(value, expected):

@@ -16,7 +16,7 @@ from typing import Callable
 import motmetrics as mm
 import numpy as np
 
-from annotation.tracking import TrackBox
+from annotation.tracking import TrackBox, TrackerSettings, assign_tracks, fill_gaps
 
 FPS, SECONDS, WIDTH, HEIGHT = 30, 12, 640, 360
 
@@ -137,3 +137,12 @@ def astronaut_pan(path, frames: int = 30, rate: int = 10, side: int = 256):
         for packet in stream.encode():
             out.mux(packet)
     return path
+
+
+def tracked(boxes: list[list[TrackBox]], rate: float,
+            settings: TrackerSettings = TrackerSettings()) -> tuple[list, list]:
+    """The boxes (gaps filled) and their track ids, as the service stores them."""
+    tracks = assign_tracks(boxes, rate, settings)
+    fills = fill_gaps(boxes, tracks, rate, settings.fill_seconds)
+    return ([list(found) + [box for _, box in extra] for found, extra in zip(boxes, fills)],
+            [list(ids) + [track for track, _ in extra] for ids, extra in zip(tracks, fills)])
