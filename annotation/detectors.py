@@ -75,7 +75,8 @@ class ExportedDetector:
             raise ModelError(f"version {m.version}: inference failed ({exc})") from exc
         self._check_shape(output, len(frames))
         if m.output == "yolo":
-            rows = box_ops.decode(output, m.score_threshold, m.nms_threshold, letterboxes=list(geometry))
+            rows = box_ops.decode(output, m.score_threshold, m.nms_threshold,
+                                  letterboxes=list(geometry))
         else:
             rows = box_ops.decode_topk(output, m.score_threshold, m.nms_threshold,
                                        letterboxes=list(geometry))

@@ -26,7 +26,15 @@ from test_annotation import (  # noqa: F401
 )
 from test_datasets import build_here
 from test_recovery import start_executor
-from tracking_scene import astronaut_pan, detect, sampled, score, tracked
+from tracking_scene import (
+    astronaut_pan,
+    colour_detector,
+    detect,
+    render_scene,
+    sampled,
+    score,
+    tracked,
+)
 
 from annotation.tracking import TrackBox, TrackerSettings, assign_tracks, parse_tracker
 from config import load_config
@@ -278,3 +286,60 @@ def test_celery_workers_cutting_segments_give_the_single_pass_tracks(
     assert len({box["trackId"] for _, _, box in one}) > 1
     assert [(n, f, round(b["x"], 1), b["trackId"]) for n, f, b in seg] == \
         [(n, f, round(b["x"], 1), b["trackId"]) for n, f, b in one]
+
+
+@pytest.fixture(scope="module")
+def scene_model(tmp_path_factory):
+    return colour_detector(tmp_path_factory.mktemp("colours"))
+
+
+def stored_tracks(mongo, upload_id: str) -> tuple[list[int], list[list], list[list]]:
+    """The upload's sampled source frames, their auto boxes and track ids."""
+    frames, boxes, tracks = [], [], []
+    for task in mongo.tasks_of(upload_id):
+        for frame in mongo.frames_of(task["_id"]):
+            auto = [b for b in frame["boxes"] if b["source"].startswith("auto:")]
+            frames.append(frame["sourceFrame"])
+            boxes.append([TrackBox(b["label"], b["x"], b["y"], b["w"], b["h"], b["confidence"])
+                          for b in auto])
+            tracks.append([b["trackId"] for b in auto])
+    return frames, boxes, tracks
+
+
+def interpolated_flags(mongo, upload_id: str) -> list[list[bool]]:
+    return [[bool(b.get("interpolated")) for b in frame["boxes"]
+             if b["source"].startswith("auto:")]
+            for task in mongo.tasks_of(upload_id) for frame in mongo.frames_of(task["_id"])]
+
+
+def test_the_scene_as_a_video_through_the_service(versions_env, mongo, contents, scene_model):
+    """The generated scene rendered (noise drawn in), cut into 6 task clips and
+    annotated by an exact colour detector, in one pass and in 4 segments: the
+    same tracks, the ids of one tracker run over the whole upload (clip edges
+    play no part), IDF1 against the truth."""
+    from app import create_app
+    render_scene(contents / "uploads" / "scene.mp4")
+    env = {**versions_env, "ANNOTATION_VERSION_9": str(scene_model)}
+    client = create_app(load_config(env=env)).test_client()
+    for upload_id, extra in (("one", {}), ("seg", {"PROCESSING_SEGMENT_SECONDS": "3"})):
+        assert post_aa(client, upload_id=upload_id, content_path="uploads/scene.mp4",
+                       auto_anno_version=9, frame_rate=5).status_code == 202
+        run_all({**env, **extra})
+        assert mongo.get_upload(upload_id)["status"] == 1
+    assert mongo.get_upload("seg")["timings"]["segments"] == 4
+    one, seg = stored_tracks(mongo, "one"), stored_tracks(mongo, "seg")
+    assert [[(round(b.x, 1), t) for b, t in zip(*row)] for row in zip(one[1], one[2])] == \
+        [[(round(b.x, 1), t) for b, t in zip(*row)] for row in zip(seg[1], seg[2])]
+    metrics, _ = score(*one)
+    assert metrics["idf1"] >= 0.85 and metrics["switches"] <= 2, metrics
+    # Task clip edges play no part: the stored ids are those of one tracker run
+    # over the upload's detected boxes in sample order (then its gaps filled).
+    detected = [[(b, t) for b, t, interpolated in zip(*row) if not interpolated]
+                for row in zip(one[1], one[2], interpolated_flags(mongo, "one"))]
+    again = tracked([[b for b, _ in row] for row in detected], 5)
+    assert again[1] == [[t for _, t in row] + fill[len(row):]
+                        for row, fill in zip(detected, again[1])]
+    assert mongo.get_upload("one")["tracks"] == {
+        label: len({t for row_boxes, row_tracks in zip(one[1], one[2])
+                    for b, t in zip(row_boxes, row_tracks) if b.label == label})
+        for label in ("car", "person")}

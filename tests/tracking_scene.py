@@ -146,3 +146,82 @@ def tracked(boxes: list[list[TrackBox]], rate: float,
     fills = fill_gaps(boxes, tracks, rate, settings.fill_seconds)
     return ([list(found) + [box for _, box in extra] for found, extra in zip(boxes, fills)],
             [list(ids) + [track for track, _ in extra] for ids, extra in zip(tracks, fills)])
+
+
+# The scene as a video, for the whole service: each object is a rectangle of its
+# own colour on black, and an exact detector (below) finds each colour's box.
+COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (255, 0, 255),
+           (0, 255, 255), (255, 255, 255)]  # actor 1..7
+GHOST = (255, 128, 0)  # false boxes: a "car" that is not there
+
+
+def render_scene(path, seed: int = 0, rate: int = FPS):
+    """The scene at 30 fps with the noise drawn in: each object's rectangle
+    jittered by a couple of pixels, left out of about 10 % of frames (a missed
+    detection), and a ghost rectangle in a few frames (a false one)."""
+    import av
+
+    rng = np.random.default_rng(seed)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        stream.options = {"crf": "12", "preset": "veryfast"}
+        for frame in range(FPS * SECONDS):
+            image = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
+            for track, _, (x, y, w, h) in truth(frame):
+                if rng.random() < 0.1:
+                    continue
+                dx, dy = rng.integers(-2, 3, 2)
+                _fill(image, x + dx, y + dy, w, h, COLOURS[track - 1])
+            if rng.random() < 0.03:
+                _fill(image, rng.uniform(0, 600), rng.uniform(0, 320), 30, 30, GHOST)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def _fill(image: np.ndarray, x: float, y: float, w: float, h: float, colour) -> None:
+    x0, y0 = max(0, round(x)), max(0, round(y))
+    x1, y1 = min(WIDTH, round(x + w)), min(HEIGHT, round(y + h))
+    if x1 > x0 and y1 > y0:
+        image[y0:y1, x0:x1] = colour
+
+
+def colour_detector(folder):
+    """A registered model version (TorchScript, decoded boxes) that finds the
+    box of each colour of the scene: exact but for what the video's encoding
+    blurs at the edges."""
+    import json
+
+    import torch
+
+    class Colours(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.colours = torch.tensor([*COLOURS, GHOST], dtype=torch.float32) / 255
+            self.classes = torch.tensor([0, 0, 0, 0, 1, 1, 1, 0], dtype=torch.float32)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # [N, 3, H, W] in 0..1
+            diff = (x[:, None] - self.colours[None, :, :, None, None]).abs().amax(dim=2)
+            mask = diff < 0.25  # [N, K, H, W]
+            rows, cols = mask.any(dim=3), mask.any(dim=2)  # [N, K, H], [N, K, W]
+            height, width = rows.shape[2], cols.shape[2]
+            y0 = rows.float().argmax(dim=2)
+            y1 = height - rows.flip(2).float().argmax(dim=2)
+            x0 = cols.float().argmax(dim=2)
+            x1 = width - cols.flip(2).float().argmax(dim=2)
+            score = (mask.flatten(2).sum(dim=2) >= 30).float()  # not a stray pixel
+            classes = self.classes[None].expand(x.shape[0], -1)
+            return torch.stack([x0.float(), y0.float(), x1.float(), y1.float(), score,
+                                classes], dim=2)
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        torch.jit.trace(Colours(), torch.zeros(1, 3, HEIGHT, WIDTH)).save(str(folder / "m.pt"))
+    (folder / "model.json").write_text(json.dumps({
+        "name": "colours", "labels": ["car", "person"], "format": "torchscript",
+        "weights": "m.pt", "output": "boxes", "input_size": [WIDTH, HEIGHT],
+        "letterbox": False, "score_threshold": 0.5, "nms_threshold": 0.95}))
+    return folder
