@@ -4,7 +4,9 @@ object share a track id, from its first sampled frame to its last.
 Association runs over boxes only, in sample order, after detection (cheap next
 to the model, which never waits for it), with Roboflow's ``trackers`` (SORT or
 ByteTrack: Kalman-predicted boxes matched by IoU). One tracker per label, so
-objects of two classes never share a track. The library numbers tracks from a
+objects of two classes never share a track. Two steps of our own on the
+library's tracks: a track that ends is joined to one that starts soon after
+near where it was (``_join``), and short gaps are filled (``fill_gaps``). The library numbers tracks from a
 process-wide counter; the ids here are renumbered 1, 2, ... in order of first
 appearance (sample order, then box order), so the same boxes always give the
 same tracks, whichever process or run computes them.
@@ -17,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 KINDS = ("sort", "bytetrack", "none")
-NUMBERS = ("lost_seconds", "min_iou", "high_score", "fill_seconds")  # model.json's parameters
+NUMBERS = ("lost_seconds", "min_iou", "high_score", "fill_seconds", "join_reach")  # model.json's parameters
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,11 @@ class TrackerSettings:
     # it found) are filled with boxes interpolated between its neighbours; an
     # object hidden for longer is left without boxes.
     fill_seconds: float = 0.5
+    # A track that ends is continued by one of its label that starts within
+    # lost_seconds, near where it was: within this many of its box sizes per
+    # sample between them. IoU alone loses a small object that turns between
+    # two samples (its predicted box overlaps nothing); 0 joins none.
+    join_reach: float = 1.0
 
     @property
     def enabled(self) -> bool:
@@ -74,9 +81,41 @@ def assign_tracks(frames: Sequence[Sequence[TrackBox]], frame_rate: float,
                 for index, raw in zip(tracked.data.get("index", []), tracked.tracker_id):
                     if raw >= 0:
                         found[(number, int(index))] = (label, int(raw))
+    joined = _join(frames, found, frame_rate, settings)
     ids: dict[tuple[str, int], int] = {}
-    return [[_renumber(found.get((number, i)), ids) for i in range(len(boxes))]
+    return [[_renumber(joined.get(found.get((number, i))), ids) for i in range(len(boxes))]
             for number, boxes in enumerate(frames)]
+
+
+def _join(frames: Sequence[Sequence[TrackBox]], found: dict[tuple[int, int], tuple[str, int]],
+          frame_rate: float, settings: TrackerSettings) -> dict[tuple[str, int], tuple[str, int]]:
+    """Each track's key, or the key of the ended track it continues (in order of
+    first appearance; ties go to the lower key, so the result is deterministic)."""
+    first: dict[tuple[str, int], tuple[int, TrackBox]] = {}
+    last: dict[tuple[str, int], tuple[int, TrackBox]] = {}
+    for (number, index), key in sorted(found.items()):
+        first.setdefault(key, (number, frames[number][index]))
+        last[key] = (number, frames[number][index])
+    most = settings.lost_seconds * frame_rate
+    joined = {key: key for key in first}
+    continued: set[tuple[str, int]] = set()
+    for key in sorted(first, key=lambda k: (first[k][0], k)):
+        start, box = first[key]
+        near = [(_distance(last[old][1], box), old) for old in last
+                if old[0] == key[0] and old not in continued and joined[old] != key
+                and 0 < start - last[old][0] <= most
+                and _distance(last[old][1], box) <= settings.join_reach * (start - last[old][0])]
+        if near:
+            old = min(near)[1]
+            continued.add(old)
+            joined[key] = joined[old]
+    return joined
+
+
+def _distance(a: TrackBox, b: TrackBox) -> float:
+    """Between the centres, in box sizes of ``a``."""
+    dx, dy = (b.x + b.w / 2) - (a.x + a.w / 2), (b.y + b.h / 2) - (a.y + a.h / 2)
+    return (dx * dx + dy * dy) ** 0.5 / max(1e-6, (a.w * a.h) ** 0.5)
 
 
 def fill_gaps(frames: Sequence[Sequence[TrackBox]], tracks: Sequence[Sequence[int | None]],
@@ -107,7 +146,8 @@ def _between(a: TrackBox, b: TrackBox, share: float) -> TrackBox:
                     min(a.score, b.score))
 
 
-def _renumber(raw: tuple[str, int] | None, ids: dict[tuple[str, int], int]) -> int | None:
+def _renumber(raw: tuple[str, int] | None,
+              ids: dict[tuple[str, int], int]) -> int | None:
     if raw is None:
         return None
     return ids.setdefault(raw, len(ids) + 1)

@@ -52,7 +52,7 @@ def test_the_noisy_scene_at_5_fps():
             for seed in range(3)]
     assert sorted(m["idf1"] for m in runs)[1] >= 0.95, runs
     assert all(m["idf1"] >= 0.94 and m["mota"] >= 0.95 for m in runs), runs
-    assert sum(m["switches"] for m in runs) <= 2, runs
+    assert sum(m["switches"] for m in runs) == 0, runs
 
 
 def test_short_gaps_are_filled_and_long_ones_left():
@@ -81,6 +81,18 @@ def test_the_same_boxes_give_the_same_tracks():
     assert seen[0] == 1
 
 
+def test_a_track_lost_at_a_turn_is_joined_to_its_continuation():
+    """A small box that reverses between two samples overlaps nothing the tracker
+    predicts, so a new track starts where the old one ended: they are joined.
+    A box of the same label far away is not joined; nor is one with join_reach 0."""
+    path = [(100 + 16 * i, 50) for i in range(6)] + [(164 - 16 * i, 50) for i in range(6)]
+    frames = [[TrackBox("person", x, y, 20, 40, 0.9)] for x, y in path]
+    far = frames[:6] + [[TrackBox("person", 400, 300, 20, 40, 0.9)]] * 6
+    assert assign_tracks(frames, 5, TrackerSettings(join_reach=0))[-1] == [2]
+    assert {row[0] for row in assign_tracks(frames, 5)} == {1}
+    assert assign_tracks(far, 5)[-1] == [2]
+
+
 def test_two_classes_never_share_a_track():
     """A car and a person on the very same spot: two tracks."""
     frames = [[TrackBox("car", 10 + 4 * i, 10, 40, 40, 0.9),
@@ -104,6 +116,7 @@ def test_two_classes_never_share_a_track():
     ({"lost_seconds": -1}, ">= 0"),
     ({"high_score": True}, "must be a number"),
     ({"fill_seconds": 1}, TrackerSettings(fill_seconds=1.0)),
+    ({"join_reach": 0}, TrackerSettings(join_reach=0.0)),
     ({"fill_seconds": -0.5}, ">= 0"),
     (7, "must be one of"),
 ])
