@@ -6,10 +6,11 @@ to the model, which never waits for it), with Roboflow's ``trackers`` (SORT or
 ByteTrack: Kalman-predicted boxes matched by IoU). One tracker per label, so
 objects of two classes never share a track. Two steps of our own on the
 library's tracks: a track that ends is joined to one that starts soon after
-near where it was (``_join``), and short gaps are filled (``fill_gaps``). The library numbers tracks from a
-process-wide counter; the ids here are renumbered 1, 2, ... in order of first
-appearance (sample order, then box order), so the same boxes always give the
-same tracks, whichever process or run computes them.
+near where it was (``_join``), and short gaps are filled (``fill_gaps``).
+The library numbers tracks from a process-wide counter; the ids here are
+renumbered 1, 2, ... in order of first appearance (sample order, then box
+order), so the same boxes always give the same tracks, whichever process or
+run computes them.
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from typing import Any, Sequence
 import numpy as np
 
 KINDS = ("sort", "bytetrack", "none")
-NUMBERS = ("lost_seconds", "min_iou", "high_score", "fill_seconds", "join_reach")  # model.json's parameters
+# model.json's tracker parameters (TrackerSettings' numbers)
+NUMBERS = ("lost_seconds", "min_iou", "high_score", "fill_seconds", "join_reach")
 
 
 @dataclass(frozen=True)
@@ -101,10 +103,11 @@ def _join(frames: Sequence[Sequence[TrackBox]], found: dict[tuple[int, int], tup
     continued: set[tuple[str, int]] = set()
     for key in sorted(first, key=lambda k: (first[k][0], k)):
         start, box = first[key]
-        near = [(_distance(last[old][1], box), old) for old in last
-                if old[0] == key[0] and old not in continued and joined[old] != key
-                and 0 < start - last[old][0] <= most
-                and _distance(last[old][1], box) <= settings.join_reach * (start - last[old][0])]
+        candidates = [(_distance(last[old][1], box), start - last[old][0], old) for old in last
+                      if old[0] == key[0] and old not in continued and joined[old] != key
+                      and 0 < start - last[old][0] <= most]
+        near = [(distance, old) for distance, gap, old in candidates
+                if distance <= settings.join_reach * gap]
         if near:
             old = min(near)[1]
             continued.add(old)
@@ -184,8 +187,8 @@ def _detections(boxes: Sequence[TrackBox], picked: list[int]) -> Any:
 
 def parse_tracker(value: Any) -> TrackerSettings:
     """``model.json``'s ``"tracker"``: absent (the default), ``"none"``, a type
-    name, or ``{"type": ..., "lost_seconds": ..., "min_iou": ..., "high_score": ...}``.
-    Raises ValueError with the reason."""
+    name, or ``{"type": ..., <any of NUMBERS>: ...}``. Raises ValueError with the
+    reason."""
     if value is None:
         return TrackerSettings()
     if isinstance(value, str):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextvars
 import queue
 import threading
-import time
 from typing import Iterator
 
 import numpy as np
@@ -21,7 +20,7 @@ from exceptions import ContentError
 from jobs import watchdog
 from jobs.context import Heartbeat, JobContext
 from jobs.documents import box_documents
-from jobs.timings import RunClock, with_stage
+from jobs.timings import RunClock
 from jobs.tracks import track_upload
 from mongo_manager import now
 from processors.readers import task_images
@@ -52,17 +51,15 @@ def annotate_existing(job: dict, ctx: JobContext) -> None:
             heartbeat.beat(done / total)
         mongo.set_annotation_version(task["_id"], version)
     heartbeat.beat(1.0, force=True)
-    timings = {**clock.timings("annotating", done), "framesAnnotated": done}
-    started = time.monotonic()
-    tracks = track_upload(job, ctx, tasks)
-    if tracks is not None:
-        timings = with_stage(timings, "tracking", time.monotonic() - started)
+    tracks, timings = track_upload(job, ctx, tasks, {
+        **clock.timings("annotating", done), "framesAnnotated": done})
     fields = {"status": 1, "progress": 100, "stage": "done", "finishedAt": now(),
               "errorMessage": None, "timings": timings, "tracks": tracks}
     mongo.complete_run(job["_id"], job["runId"], params["upload_id"], fields)
 
 
-def _batches(task: dict, frames: list[dict], size: int) -> Iterator[tuple[list, list[np.ndarray]]]:
+def _batches(task: dict, frames: list[dict],
+             size: int) -> Iterator[tuple[list, list[np.ndarray]]]:
     """(frame documents, RGB images) in batches; images are loaded in a thread ahead."""
     loaded: queue.Queue = queue.Queue(PREFETCH_FRAMES)
     stop = threading.Event()

@@ -4,7 +4,6 @@ then move the folders into place and swap the tasks in as one commit."""
 from __future__ import annotations
 
 import logging
-import time
 
 from annotation.registry import get_registry
 from config import Config
@@ -12,7 +11,6 @@ from exceptions import JobCancelled
 from job_states import JobState
 from jobs.context import Heartbeat, JobContext
 from jobs.documents import build_task
-from jobs.timings import with_stage
 from jobs.tracks import track_run
 from mongo_manager import now
 from processors.clip_writer import EncoderSettings
@@ -62,10 +60,7 @@ def commit_tasks(job: dict, ctx: JobContext, paths: RunPaths, task_count: int,
     """Track the run's auto boxes, move its staged folders into place, then swap
     its tasks in (status 1)."""
     params, run_id, mongo = job["params"], job["runId"], ctx.mongo
-    started = time.monotonic()
-    tracks = track_run(job, ctx)
-    if tracks is not None:
-        timings = with_stage(timings, "tracking", time.monotonic() - started)
+    tracks, timings = track_run(job, ctx, timings)
     fields = {"status": 1, "progress": 100, "stage": "done", "taskCount": task_count,
               "finishedAt": now(), "errorMessage": None, "timings": timings, "tracks": tracks}
     if not mongo.renew_lease(job["_id"], run_id, ctx.owner, ctx.config.processing.lease_seconds):

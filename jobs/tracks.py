@@ -9,35 +9,41 @@ version. Only the version's own boxes get ids; user boxes keep theirs.
 """
 from __future__ import annotations
 
+import time
+
 from annotation.registry import get_registry
 from annotation.tracking import TrackBox, TrackerSettings, assign_tracks, fill_gaps
 from jobs import watchdog
 from jobs.context import JobContext
+from jobs.timings import with_stage
 from mongo_manager import new_id
+from processors.readers import VIDEO  # image sets are not tracked
 
-VIDEO = 1  # the API's content_type of a video: image sets are not tracked
+Tracked = tuple[dict | None, dict]  # tracks per label (None: not tracked), timings
 
 
-def track_run(job: dict, ctx: JobContext) -> dict[str, int] | None:
-    """Tracks over the staged tasks of a cutting run with auto-annotation;
-    the number of tracks per label, or None when the run is not tracked."""
+def track_run(job: dict, ctx: JobContext, timings: dict) -> Tracked:
+    """Tracks over the staged tasks of a cutting run with auto-annotation: the
+    number of tracks per label (None when the run is not tracked), and
+    ``timings`` with the tracking stage."""
     params = job["params"]
     settings = _settings(params, ctx) if params["request_type"] == 1 else None
     if settings is None:
-        return None
+        return None, timings
     staged = ctx.mongo.staged_tasks(params["upload_id"], job["runId"])
     return _track(ctx, [doc["_id"] for doc in staged], params["auto_anno_version"],
-                  params["frame_rate"], settings)
+                  params["frame_rate"], settings, timings)
 
 
-def track_upload(job: dict, ctx: JobContext, tasks: list[dict]) -> dict[str, int] | None:
-    """Tracks over an upload's tasks (request type 2, after its boxes were replaced)."""
+def track_upload(job: dict, ctx: JobContext, tasks: list[dict], timings: dict) -> Tracked:
+    """Tracks over an upload's tasks (request type 2, after its boxes were
+    replaced), as ``track_run`` returns them."""
     settings = _settings(job["params"], ctx)
     if settings is None or not tasks:
-        return None
+        return None, timings
     # The rate the tasks were sampled at (the request carries none).
     return _track(ctx, [task["_id"] for task in tasks], job["params"]["auto_anno_version"],
-                  tasks[0]["frameRate"], settings)
+                  tasks[0]["frameRate"], settings, timings)
 
 
 def _settings(params: dict, ctx: JobContext) -> TrackerSettings | None:
@@ -48,13 +54,14 @@ def _settings(params: dict, ctx: JobContext) -> TrackerSettings | None:
 
 
 def _track(ctx: JobContext, task_ids: list, version: int, frame_rate: float,
-           settings: TrackerSettings) -> dict[str, int]:
+           settings: TrackerSettings, timings: dict) -> Tracked:
+    started = time.monotonic()
     watchdog.progressed("tracking")
     frames = ctx.mongo.boxes_of(task_ids)
     updates, counts = tracked_boxes(frames, f"auto:v{version}", frame_rate, settings)
     watchdog.progressed("tracking (writing the track ids)")
     ctx.mongo.set_boxes(updates)
-    return counts
+    return counts, with_stage(timings, "tracking", time.monotonic() - started)
 
 
 def tracked_boxes(frames: list[dict], source: str, frame_rate: float,
