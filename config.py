@@ -5,12 +5,15 @@ naming the key. ``CONFIG_FILE`` points at another file.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import configparser
 import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
+from urllib.parse import urlsplit
 
 from exceptions import ConfigError
 
@@ -34,6 +37,8 @@ DEFAULTS: dict[str, dict[str, str]] = {
            "max_attempts": "8", "part_mb": "8"},
     "queue": {"broker_url": "", "cpu_queue": "cut", "gpu_queue": "annotate",
               "visibility_timeout": "43200", "resubmit_seconds": "60", "sweep_seconds": "5"},
+    "events": {"url": "", "secret": "", "max_attempts": "8", "timeout_seconds": "5",
+               "backoff_seconds": "1", "max_backoff_seconds": "300"},
 }
 
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
@@ -115,6 +120,25 @@ class QueueConfig:
 
 
 @dataclass(frozen=True)
+class EventsConfig:
+    """Where state-change events are POSTed (Standard Webhooks); empty url = none."""
+
+    url: str = ""
+    secret: str = ""  # "whsec_" + base64, as every Standard Webhooks library reads it
+    max_attempts: int = 8  # then the event is "dead" (listed, and sent again on request)
+    timeout_seconds: float = 5.0  # per POST; a slower receiver counts as failed
+    # Waits between attempts double from backoff_seconds up to max_backoff_seconds,
+    # each drawn at random from its upper half (jitter: receivers that come back
+    # are not hit by every sender at once).
+    backoff_seconds: float = 1.0
+    max_backoff_seconds: float = 300.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url)
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig
     mongodb: MongoConfig
@@ -125,6 +149,7 @@ class Config:
     annotation: AnnotationConfig
     queue: QueueConfig
     source: str  # the file it was read from, for messages
+    events: EventsConfig = EventsConfig()
 
 
 def load_config(path: str | os.PathLike | None = None,
@@ -200,7 +225,7 @@ def _validate(raw: dict[str, dict[str, str]], path: Path) -> Config:
     config = Config(server=server, mongodb=mongodb, contents_dir=contents_dir,
                     processing=processing, s3=s3, broker_url=broker,
                     annotation=_annotation(get, raw["annotation"]), queue=_queue(get),
-                    source=str(path))
+                    source=str(path), events=_events(get))
     return config
 
 
@@ -234,6 +259,30 @@ def _queue(get: "_Getter") -> QueueConfig:
                        visibility_timeout=get.number("queue", "visibility_timeout", 60, 7 * 86400),
                        resubmit_seconds=get.number("queue", "resubmit_seconds", 1, 86400),
                        sweep_seconds=get.number("queue", "sweep_seconds", 0.2, 3600))
+
+
+def _events(get: "_Getter") -> EventsConfig:
+    url, secret = get.text("events", "url"), get.text("events", "secret")
+    parsed = urlsplit(url)
+    if url and (parsed.scheme not in ("http", "https") or not parsed.hostname):
+        raise ConfigError("events.url must be empty or an http:// or https:// URL")
+    if url and not _webhook_secret(secret):
+        raise ConfigError("events.secret must be a Standard Webhooks secret: whsec_ and the "
+                          "base64 of 24 to 64 random bytes (set EVENTS_SECRET)")
+    return EventsConfig(url=url, secret=secret,
+                        max_attempts=get.integer("events", "max_attempts", 1, 1000),
+                        timeout_seconds=get.number("events", "timeout_seconds", 0.1, 600),
+                        backoff_seconds=get.number("events", "backoff_seconds", 0.01, 3600),
+                        max_backoff_seconds=get.number("events", "max_backoff_seconds",
+                                                       0.01, 86400))
+
+
+def _webhook_secret(secret: str) -> bool:
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return secret.startswith("whsec_") and 24 <= len(key) <= 64
 
 
 def _annotation(get: "_Getter", raw: dict[str, str]) -> AnnotationConfig:

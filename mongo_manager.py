@@ -2,10 +2,12 @@
 
 Collections (database ``AIData``): the Node.js backend's AnnotationProject,
 AnnotationContentUpload, AnnotationTask, AnnotationFrame and
-AnnotationDatasetVersion, plus three of ours: ProcessingJob (the durable job
+AnnotationDatasetVersion, plus five of ours: ProcessingJob (the durable job
 queue: uploads, their segments, dataset builds), AnnotationTaskStaging (tasks
-of a run that is not committed yet) and ProcessingCommit (the session of each
-commit transaction in progress, so that a dead process's can be ended).
+of a run that is not committed yet), ProcessingCommit (the session of each
+commit transaction in progress, so that a dead process's can be ended),
+EventOutbox (events to send, recorded with the change they report) and
+EventSequence (the last event number of each upload or dataset version).
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from config import Config
 from embedded_db import embedded_uri
+from events import Event, EventState
 from exceptions import DatabaseUnavailable
 from job_states import ACTIVE_JOB_STATES, LEASED_JOB_STATES, JobState
 from processes import owner_id
@@ -69,7 +72,8 @@ def to_id(value: Any) -> Any:
 
 
 class MongoManager:
-    def __init__(self, uri: str, database: str, timeout_ms: int = 5000) -> None:
+    def __init__(self, uri: str, database: str, timeout_ms: int = 5000,
+                 record_events: bool = False) -> None:
         self.client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=timeout_ms,
                                           connectTimeoutMS=timeout_ms, tz_aware=True)
         self.db = self.client[database]
@@ -81,6 +85,10 @@ class MongoManager:
         self.staging = self.db["AnnotationTaskStaging"]
         self.versions = self.db["AnnotationDatasetVersion"]
         self.commits = self.db["ProcessingCommit"]  # open commit transactions
+        self.outbox = self.db["EventOutbox"]
+        self.sequences = self.db["EventSequence"]
+        # events.url set: state changes record their events (else nothing would send them)
+        self.events_on = record_events
 
     def ensure_indexes(self) -> None:
         self.tasks.create_index([("uploadId", 1), ("taskName", 1)], unique=True)
@@ -93,6 +101,8 @@ class MongoManager:
         self.jobs.create_index([("parent", 1), ("state", 1)])
         self.staging.create_index([("uploadId", 1), ("runId", 1), ("number", 1)], unique=True)
         self.versions.create_index([("taskStatus.state", 1)])
+        self.outbox.create_index([("stream", 1), ("sequence", 1)], unique=True)
+        self.outbox.create_index([("state", 1), ("createdAt", 1)])
 
     def ping(self) -> None:
         self.client.admin.command("ping")
@@ -116,7 +126,8 @@ class MongoManager:
                  "startedAt": None, "finishedAt": None, "errorMessage": None,
                  **fields}
         self.uploads.update_one({"_id": to_id(upload_id)},
-                                {"$set": state, "$setOnInsert": {"createdAt": now()}},
+                                {"$set": state, "$setOnInsert": {"createdAt": now(),
+                                                                 "readyTaskCount": 0}},
                                 upsert=True)
         if listed:
             return
@@ -126,6 +137,11 @@ class MongoManager:
 
     def update_upload(self, upload_id: Any, **fields: Any) -> None:
         self.uploads.update_one({"_id": to_id(upload_id)}, {"$set": fields})
+
+    def ready_task_count(self, upload_id: Any) -> int:
+        """Tasks of the upload's run published so far (jobs/publish.py)."""
+        upload = self.uploads.find_one({"_id": to_id(upload_id)}, {"readyTaskCount": 1})
+        return (upload or {}).get("readyTaskCount") or 0
 
     def count_tasks(self, upload_id: Any) -> int:
         return self.tasks.count_documents({"uploadId": to_id(upload_id)})
@@ -153,7 +169,8 @@ class MongoManager:
                   "attempts": 0, "owner": None, "leaseUntil": _EPOCH, "error": None,
                   "createdAt": now()}
         # A new run starts whole: no segments or single-pass mark of an old run.
-        update = {"$set": fields, "$unset": {"segments": "", "singlePass": ""}}
+        update = {"$set": fields, "$unset": {"segments": "", "singlePass": "",
+                                                      "progressive": ""}}
         if replace_active:
             self.jobs.update_one({"_id": job_id}, update, upsert=True)
             return True
@@ -170,9 +187,19 @@ class MongoManager:
                                        "state": seen.get("state")}, update)
         return result.matched_count == 1
 
-    def queue_job(self, job_id: str, run_id: str) -> None:
-        self.jobs.update_one({"_id": job_id, "runId": run_id, "state": JobState.ACCEPTING},
-                             {"$set": {"state": JobState.QUEUED}})
+    def queue_job(self, job_id: str, run_id: str, stream: str = "",
+                  events: list[Event] = ()) -> None:
+        """Make an accepted run claimable, recording ``events`` (upload.accepted) with it."""
+        def queue(session: Any) -> None:
+            result = self.jobs.update_one(
+                {"_id": job_id, "runId": run_id, "state": JobState.ACCEPTING},
+                {"$set": {"state": JobState.QUEUED}}, session=session)
+            if result.matched_count:
+                self.add_events(stream, list(events), session)
+        self.atomically(queue)
+
+    def set_job_fields(self, job_id: str, run_id: str, **fields: Any) -> None:
+        self.jobs.update_one({"_id": job_id, "runId": run_id}, {"$set": fields})
 
     def get_job(self, job_id: str) -> dict | None:
         return self.jobs.find_one({"_id": job_id})
@@ -225,11 +252,27 @@ class MongoManager:
         return self.commits.distinct("owner")
 
     def end_job(self, job_id: str, run_id: str, state: JobState,
-                error: dict | None = None) -> bool:
+                error: dict | None = None, session: Any = None) -> bool:
         result = self.jobs.update_one({"_id": job_id, "runId": run_id},
                                       {"$set": {"state": state, "error": error, "owner": None,
-                                                "finishedAt": now()}})
+                                                "finishedAt": now()}}, session=session)
         return result.matched_count == 1
+
+    def end_run(self, job_id: str, run_id: str, state: JobState, error: dict | None,
+                target: tuple[str, Any, dict], stream: str, events: list[Event]) -> bool:
+        """End the job's run and, if it was still this run, set ``fields`` on its
+        target (``("upload" | "version", id, fields)``) and record ``events``,
+        in one transaction. False when the run had been replaced."""
+        collection = self.uploads if target[0] == "upload" else self.versions
+
+        def end(session: Any) -> bool:
+            if not self.end_job(job_id, run_id, state, error, session):
+                return False
+            collection.update_one({"_id": to_id(target[1])}, {"$set": target[2]},
+                                  session=session)
+            self.add_events(stream, events, session)
+            return True
+        return self.atomically(end)
 
     # -- segments of a run (jobs/segments.py) ---------------------------------
 
@@ -362,36 +405,24 @@ class MongoManager:
                                   "number": number, "task": task}, upsert=True)
 
     def discard_run(self, upload_id: Any, run_id: str) -> None:
-        """Forget everything a run staged (it failed or was replaced)."""
-        staged = self.staged_tasks(upload_id, run_id)
-        self.frames.delete_many({"taskId": {"$in": [doc["_id"] for doc in staged]}})
+        """Forget everything a run staged (it failed or was replaced), except the
+        frames of the tasks it published (jobs/publish.py): those are final."""
+        staged = [doc["_id"] for doc in self.staged_tasks(upload_id, run_id)]
+        published = set(self.tasks.distinct("_id", {"_id": {"$in": staged}}))
+        self.frames.delete_many({"taskId": {"$in": [i for i in staged if i not in published]}})
         self.staging.delete_many({"uploadId": to_id(upload_id), "runId": run_id})
 
-    def commit_run(self, job_id: str, upload_id: Any, run_id: str, upload_fields: dict) -> bool:
+    def commit_run(self, job_id: str, upload_id: Any, run_id: str, upload_fields: dict,
+                   events: list[Event] = ()) -> bool:
         """Swap the upload's tasks for the run's staged tasks, atomically.
 
         Fenced on the job's ``runId``: a run that was replaced commits nothing.
         Returns False in that case.
         """
-        with self.client.start_session() as session:
-            # Recorded first, outside the transaction and away from the documents
-            # it locks: should this process die inside it, ``end_abandoned_commits``
-            # ends the session, so its locks do not outlive it (SecantusDB kept
-            # them for minutes; mongod until the transaction times out).
-            self.commits.replace_one({"_id": job_id}, {"lsid": session.session_id,
-                                                       "owner": owner_id(), "at": now()},
-                                     upsert=True)
-            try:
-                return session.with_transaction(
-                    lambda s: self._commit(s, job_id, upload_id, run_id, upload_fields))
-            except OperationFailure as exc:
-                if exc.code != 20:  # 20: transactions need a replica set
-                    raise
-            finally:
-                self.commits.delete_one({"_id": job_id})
         # Standalone mongod: delete-then-insert never shows old and new tasks
         # together, only (for a moment) fewer tasks.
-        return self._commit(None, job_id, upload_id, run_id, upload_fields)
+        return self.atomically(
+            lambda s: self._commit(s, job_id, upload_id, run_id, upload_fields, events))
 
     def end_abandoned_commits(self, dead_owners: Iterable[str]) -> int:
         """Abort the commit transactions of dead processes, and of any commit
@@ -407,7 +438,7 @@ class MongoManager:
         return ended
 
     def _commit(self, session: Any, job_id: str, upload_id: Any, run_id: str,
-                upload_fields: dict) -> bool:
+                upload_fields: dict, events: list[Event]) -> bool:
         job = self.jobs.find_one({"_id": job_id, "runId": run_id}, session=session)
         if job is None:
             return False
@@ -422,6 +453,41 @@ class MongoManager:
         self.jobs.update_one({"_id": job_id},
                              {"$set": {"state": JobState.COMMITTED, "oldTasks": old}},
                              session=session)
+        self.add_events(str(upload_id), list(events), session)
+        return True
+
+    def publish_tasks(self, job_id: str, run_id: str, upload_id: Any, after: int,
+                      staged: list[dict], upload_fields: dict, events: list[Event],
+                      final: bool = False) -> bool:
+        """Make the run's staged tasks numbered ``after + 1 ...`` visible, in one
+        transaction with their events; ``final``: the run is committed with them.
+
+        Fenced twice: on the job's run (a replaced or failed run publishes
+        nothing) and on the upload's ``readyTaskCount`` being ``after`` (two
+        processes publishing the same tasks: one of them does). False if not.
+        """
+        return self.atomically(lambda session: self._publish(
+            session, job_id, run_id, to_id(upload_id), after, staged, upload_fields, events,
+            final))
+
+    def _publish(self, session: Any, job_id: str, run_id: str, upload: Any, after: int,
+                 staged: list[dict], upload_fields: dict, events: list[Event],
+                 final: bool) -> bool:
+        job = self.jobs.find_one({"_id": job_id, "runId": run_id,
+                                  "state": {"$in": [JobState.RUNNING, JobState.WAITING]}},
+                                 {"_id": 1}, session=session)
+        shown = self.uploads.find_one({"_id": upload}, {"readyTaskCount": 1},
+                                      session=session)
+        if job is None or shown is None or (shown.get("readyTaskCount") or 0) != after:
+            return False
+        if staged:
+            self.tasks.insert_many([doc["task"] for doc in staged], session=session)
+        self.uploads.update_one({"_id": upload}, {"$set": {
+            "readyTaskCount": after + len(staged), **upload_fields}}, session=session)
+        if final:
+            self.jobs.update_one({"_id": job_id}, {"$set": {
+                "state": JobState.COMMITTED, "oldTasks": []}}, session=session)
+        self.add_events(str(upload), events, session)
         return True
 
     def cleanup_after_commit(self, job_id: str, upload_id: Any, run_id: str) -> None:
@@ -461,13 +527,19 @@ class MongoManager:
     def set_annotation_version(self, task_id: ObjectId, version: int) -> None:
         self.tasks.update_one({"_id": task_id}, {"$set": {"AutoAnnotationVersion": version}})
 
-    def complete_run(self, job_id: str, run_id: str, upload_id: Any, upload_fields: dict) -> bool:
+    def complete_run(self, job_id: str, run_id: str, upload_id: Any, upload_fields: dict,
+                     events: list[Event] = ()) -> bool:
         """End a run that changed no tasks (request_type 2), fenced on its runId."""
-        result = self.jobs.update_one({"_id": job_id, "runId": run_id},
-                                      {"$set": {"state": JobState.COMMITTED}})
-        if result.matched_count:
-            self.uploads.update_one({"_id": to_id(upload_id)}, {"$set": upload_fields})
-        return bool(result.matched_count)
+        def complete(session: Any) -> bool:
+            result = self.jobs.update_one({"_id": job_id, "runId": run_id},
+                                          {"$set": {"state": JobState.COMMITTED}},
+                                          session=session)
+            if result.matched_count:
+                self.uploads.update_one({"_id": to_id(upload_id)}, {"$set": upload_fields},
+                                        session=session)
+                self.add_events(str(upload_id), list(events), session)
+            return bool(result.matched_count)
+        return self.atomically(complete)
 
     # -- reads for the API -------------------------------------------------
 
@@ -517,6 +589,15 @@ class MongoManager:
     def update_version(self, version_id: Any, **fields: Any) -> None:
         self.versions.update_one({"_id": to_id(version_id)}, {"$set": fields})
 
+    def finish_version(self, version_id: Any, fields: dict, stream: str,
+                       events: list[Event]) -> None:
+        """The version's final fields and its event (dataset.completed), together."""
+        def finish(session: Any) -> None:
+            self.versions.update_one({"_id": to_id(version_id)}, {"$set": fields},
+                                     session=session)
+            self.add_events(stream, events, session)
+        self.atomically(finish)
+
     def set_version_task(self, version_id: Any, index: int, **fields: Any) -> None:
         """Set fields of entry ``index`` of ``taskStatus.tasks`` (an index path:
         the embedded server has no positional ``$`` for nested arrays)."""
@@ -534,6 +615,104 @@ class MongoManager:
         self.tasks.update_many({"_id": {"$in": task_ids}},
                                {"$addToSet": {"datasetVersions": to_id(version_id)}})
 
+    # -- transactions ----------------------------------------------------------
+
+    def atomically(self, action: Any) -> Any:
+        """``action(session)`` in one transaction (retried on a write conflict);
+        on a standalone mongod, which has none, without one."""
+        key = new_id()
+        with self.client.start_session() as session:
+            # Recorded first, outside the transaction and away from the documents
+            # it locks: should this process die inside it, ``end_abandoned_commits``
+            # ends the session, so its locks do not outlive it (SecantusDB kept
+            # them for minutes; mongod until the transaction times out).
+            self.commits.insert_one({"_id": key, "lsid": session.session_id,
+                                     "owner": owner_id(), "at": now()})
+            try:
+                return session.with_transaction(action)
+            except OperationFailure as exc:
+                if exc.code != 20:  # 20: transactions need a replica set
+                    raise
+            finally:
+                self.commits.delete_one({"_id": key})
+        return action(None)
+
+    # -- the event outbox (events.py; sent by engines/deliverer.py) ------------
+
+    def add_events(self, stream: str, events: list[Event], session: Any = None) -> None:
+        """Record ``events`` of ``stream`` with the next sequence numbers. Called
+        inside the transaction of the change they report, so both or neither
+        happen and the numbers have no gap."""
+        if not self.events_on or not events:
+            return
+        counter = self.sequences.find_one_and_update(
+            {"_id": stream}, {"$inc": {"sequence": len(events)}}, upsert=True,
+            return_document=ReturnDocument.AFTER, session=session)
+        first = counter["sequence"] - len(events) + 1
+        at = now()
+        self.outbox.insert_many([{
+            "_id": f"msg_{new_id()}", "stream": stream, "sequence": first + i, "type": str(kind),
+            "data": data, "state": EventState.PENDING, "attempts": 0, "createdAt": at,
+            "nextAttemptAt": at, "leaseUntil": _EPOCH, "owner": None, "lastError": None}
+            for i, (kind, data) in enumerate(events)], session=session)
+
+    def record_events(self, stream: str, events: list[Event]) -> None:
+        """``add_events`` on its own (the change it reports is already durable)."""
+        if self.events_on and events:
+            self.atomically(lambda s: self.add_events(stream, events, s))
+
+    def event_heads(self, limit: int = 500) -> list[dict]:
+        """The first pending event of each stream (of the oldest ``limit`` pending):
+        an event is sent only once every earlier one of its stream is delivered
+        or dead, so each stream arrives in order."""
+        heads: dict[str, dict] = {}
+        for event in self.outbox.find({"state": EventState.PENDING}).sort("createdAt", 1) \
+                .limit(limit):
+            head = heads.get(event["stream"])
+            if head is None or event["sequence"] < head["sequence"]:
+                heads[event["stream"]] = event
+        return sorted(heads.values(), key=lambda e: e["nextAttemptAt"])
+
+    def stream_head(self, stream: str) -> dict | None:
+        return self.outbox.find_one({"stream": stream, "state": EventState.PENDING},
+                                    sort=[("sequence", 1)])
+
+    def claim_event(self, event_id: str, owner: str, lease_seconds: float) -> dict | None:
+        """Take a due event for one attempt (one sender per event)."""
+        at = now()
+        return self.outbox.find_one_and_update(
+            {"_id": event_id, "state": EventState.PENDING, "nextAttemptAt": {"$lte": at},
+             "leaseUntil": {"$lte": at}},
+            {"$set": {"owner": owner, "leaseUntil": at + timedelta(seconds=lease_seconds)},
+             "$inc": {"attempts": 1}}, return_document=ReturnDocument.AFTER)
+
+    def event_sent(self, event_id: str, owner: str) -> None:
+        self.outbox.update_one({"_id": event_id, "owner": owner},
+                               {"$set": {"state": EventState.DELIVERED, "deliveredAt": now(),
+                                         "leaseUntil": _EPOCH, "lastError": None}})
+
+    def event_not_sent(self, event_id: str, owner: str, error: str,
+                       retry_in: float | None) -> None:
+        """An attempt failed: try again in ``retry_in`` seconds, or (None) it is dead."""
+        fields: dict[str, Any] = {"lastError": error, "leaseUntil": _EPOCH}
+        if retry_in is None:
+            fields["state"] = EventState.DEAD
+        else:
+            fields["nextAttemptAt"] = now() + timedelta(seconds=retry_in)
+        self.outbox.update_one({"_id": event_id, "owner": owner}, {"$set": fields})
+
+    def list_events(self, state: str, limit: int) -> list[dict]:
+        return list(self.outbox.find({"state": state}).sort("createdAt", 1).limit(limit))
+
+    def redeliver_event(self, event_id: str) -> dict | None:
+        """Send an event again (dead or not), as soon as its stream's turn comes."""
+        return self.outbox.find_one_and_update(
+            {"_id": event_id},
+            {"$set": {"state": EventState.PENDING, "attempts": 0, "nextAttemptAt": now(),
+                      "leaseUntil": _EPOCH, "owner": None}},
+            return_document=ReturnDocument.AFTER)
+
+
 _managers: dict[tuple[int, str, str], MongoManager] = {}
 _lock = threading.Lock()
 
@@ -548,7 +727,7 @@ def get_mongo(config: Config) -> MongoManager:
         manager = _managers.get(key)
         if manager is None:
             manager = MongoManager(resolve_uri(config), config.mongodb.database,
-                                   config.mongodb.timeout_ms)
+                                   config.mongodb.timeout_ms, config.events.enabled)
             try:
                 manager.ensure_indexes()
             except PyMongoError as exc:

@@ -5,8 +5,17 @@ Association runs over boxes only, in sample order, after detection (cheap next
 to the model, which never waits for it), with Roboflow's ``trackers`` (SORT or
 ByteTrack: Kalman-predicted boxes matched by IoU). One tracker per label, so
 objects of two classes never share a track. Two steps of our own on the
-library's tracks: a track that ends is joined to one that starts soon after
-near where it was (``_join``), and short gaps are filled (``fill_gaps``).
+library's tracks: a track that starts is joined to one that ended shortly
+before near where it was (``OnlineTracks._join``), and short gaps are filled
+(``_Filler``).
+
+It runs online (``OnlineTracks``): frames are pushed one at a time while the
+video is still being cut, and each frame's ids and filled boxes are returned
+once no later frame can change them, a bounded ``horizon`` of frames later
+(about 2.6 s of samples with the defaults). They are then exactly what the
+whole upload gives in one go (``assign_tracks`` and ``fill_gaps``, built on the
+same code), so a task published early keeps its ids.
+
 The library numbers tracks from a process-wide counter; the ids here are
 renumbered 1, 2, ... in order of first appearance (sample order, then box
 order), so the same boxes always give the same tracks, whichever process or
@@ -14,6 +23,7 @@ run computes them.
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -73,46 +83,252 @@ def assign_tracks(frames: Sequence[Sequence[TrackBox]], frame_rate: float,
                   settings: TrackerSettings = TrackerSettings()) -> list[list[int | None]]:
     """A track id (or None: a box no track took) for each box of each frame;
     ``frames`` in sample order, ``frame_rate`` the sampling rate."""
-    found: dict[tuple[int, int], tuple[str, int]] = {}  # (frame, box) -> (label, raw id)
-    if settings.enabled:
-        for label in sorted({box.label for boxes in frames for box in boxes}):
-            tracker = _tracker(settings, frame_rate)
-            for number, boxes in enumerate(frames):
-                picked = [i for i, box in enumerate(boxes) if box.label == label]
-                tracked = tracker.update(_detections(boxes, picked))
-                for index, raw in zip(tracked.data.get("index", []), tracked.tracker_id):
-                    if raw >= 0:
-                        found[(number, int(index))] = (label, int(raw))
-    joined = _join(frames, found, frame_rate, settings)
-    ids: dict[tuple[str, int], int] = {}
-    return [[_renumber(joined.get(found.get((number, i))), ids) for i in range(len(boxes))]
-            for number, boxes in enumerate(frames)]
+    online = OnlineTracks(frame_rate, settings)
+    done = [final for boxes in frames for final in online.push(boxes)] + online.finish()
+    return [final.ids for final in done]
 
 
-def _join(frames: Sequence[Sequence[TrackBox]], found: dict[tuple[int, int], tuple[str, int]],
-          frame_rate: float, settings: TrackerSettings) -> dict[tuple[str, int], tuple[str, int]]:
-    """Each track's key, or the key of the ended track it continues (in order of
-    first appearance; ties go to the lower key, so the result is deterministic)."""
-    first: dict[tuple[str, int], tuple[int, TrackBox]] = {}
-    last: dict[tuple[str, int], tuple[int, TrackBox]] = {}
-    for (number, index), key in sorted(found.items()):
-        first.setdefault(key, (number, frames[number][index]))
-        last[key] = (number, frames[number][index])
-    most = settings.lost_seconds * frame_rate
-    joined = {key: key for key in first}
-    continued: set[tuple[str, int]] = set()
-    for key in sorted(first, key=lambda k: (first[k][0], k)):
-        start, box = first[key]
-        candidates = [(_distance(last[old][1], box), start - last[old][0], old) for old in last
-                      if old[0] == key[0] and old not in continued and joined[old] != key
-                      and 0 < start - last[old][0] <= most]
-        near = [(distance, old) for distance, gap, old in candidates
-                if distance <= settings.join_reach * gap]
+def fill_gaps(frames: Sequence[Sequence[TrackBox]], tracks: Sequence[Sequence[int | None]],
+              frame_rate: float, seconds: float) -> list[list[tuple[int, TrackBox]]]:
+    """Per frame, the (track id, box) interpolated into the track gaps of at most
+    ``seconds`` (linearly between the boxes either side, the lower score)."""
+    filler = _Filler(_fill_frames(seconds, frame_rate))
+    filled: list[list[tuple[int, TrackBox]]] = []
+    for boxes, ids in zip(frames, tracks):
+        filler.add(boxes, ids)
+        filled += filler.take(end=False)
+    filled += filler.take(end=True)
+    return filled + [[] for _ in range(len(frames) - len(filled))]
+
+
+@dataclass(frozen=True)
+class FinalFrame:
+    """One sample's result, final: the batch result over the whole upload gives
+    the same ``ids`` and ``filled``, whatever frames come after it."""
+
+    number: int  # sample index, 0-based, in push order
+    ids: list[int | None]  # per box of that frame, as assign_tracks gives them
+    filled: list[tuple[int, TrackBox]]  # as fill_gaps gives them for that frame
+
+
+class OnlineTracks:
+    """``assign_tracks`` and ``fill_gaps`` over frames pushed one at a time: a
+    frame is returned ``horizon`` frames after it, when no later frame can
+    change its result.
+
+    Why that many: the library is causal, so a box's library track is known at
+    once. But a track starting at frame ``s`` is joined using the other tracks'
+    last boxes before ``s``, and a track last matched at ``a`` can still be
+    matched up to frame ``a + lost`` (``lost``: the library's own count of
+    frames a track survives unmatched), so the join is final once frame
+    ``s + lost - 1`` is seen; it is made at ``s + lost + 1`` (a margin of two).
+    A gap is then filled from the box after it, up to ``fill`` frames later,
+    whose id must be final too: ``horizon = lost + 1 + fill``.
+    """
+
+    def __init__(self, frame_rate: float, settings: TrackerSettings = TrackerSettings()) -> None:
+        self._rate, self._settings = frame_rate, settings
+        self._trackers: dict[str, Any] = {}  # per label, created when it first shows
+        self._tracks: dict[str, dict[int, _Track]] = {}  # label -> library id -> track
+        self._orders: dict[str, int] = {}  # label -> tracks seen
+        self._starts: deque[tuple[int, list[_Track]]] = deque()  # joins not yet made
+        self._seen: deque[tuple[int, Sequence[TrackBox], list[_Track | None]]] = deque()
+        # Final ids (and their boxes' labels) of the frames whose fills are not.
+        self._waiting: deque[tuple[list[int | None], list[str]]] = deque()
+        self._numbers = self._returned = 0  # ids given, the highest id returned
+        self._counts: dict[str, int] = {}  # label -> ids returned
+        self._next = self._done = 0  # frames pushed, frames returned
+        self._finished = False
+        self._lost = self._join_wait = 0
+        if settings.enabled:
+            # The library's own count, whatever rounding it does of frame_rate.
+            self._lost = _tracker(settings, frame_rate).maximum_frames_without_update
+            self._join_wait = self._lost + 1
+        self._filler = _Filler(_fill_frames(settings.fill_seconds, frame_rate)
+                               if settings.enabled else 0)
+
+    @property
+    def horizon(self) -> int:
+        """Frames a frame waits before it is final (0 when nothing is tracked)."""
+        return self._join_wait + self._filler.most
+
+    def push(self, boxes: Sequence[TrackBox]) -> list[FinalFrame]:
+        """The next frame's boxes; returns the frames that became final, in order."""
+        if self._finished:
+            raise RuntimeError("push after finish")
+        number, self._next = self._next, self._next + 1
+        tracks = self._observe(number, boxes)
+        self._seen.append((number, boxes, tracks))
+        starting = sorted((t for t in tracks if t is not None and t.first == number),
+                          key=lambda t: t.key)
+        if starting:
+            self._starts.append((number, starting))
+        self._settle(number - self._join_wait)
+        self._forget(number)
+        return self._ready(end=False)
+
+    def finish(self) -> list[FinalFrame]:
+        """The end of the upload: the frames not returned yet."""
+        self._finished = True
+        self._settle(self._next)
+        return self._ready(end=True)
+
+    def counts(self) -> dict[str, int]:
+        """Distinct track ids per label (labels sorted) over the frames returned."""
+        return dict(sorted(self._counts.items()))
+
+    def _observe(self, number: int, boxes: Sequence[TrackBox]) -> list[_Track | None]:
+        """The library's track of each box (None: no track took it)."""
+        found: list[_Track | None] = [None] * len(boxes)
+        if not self._settings.enabled:
+            return found
+        for label in sorted({box.label for box in boxes} - set(self._trackers)):
+            # Created when the label first shows: a tracker with no tracks given
+            # no boxes is left as it was, as if it had seen the empty frames.
+            self._trackers[label] = _tracker(self._settings, self._rate)
+            self._tracks[label], self._orders[label] = {}, 0
+        for label, tracker in self._trackers.items():
+            picked = [i for i, box in enumerate(boxes) if box.label == label]
+            tracked = tracker.update(_detections(boxes, picked))
+            # The library's ids come from a process-wide counter: only their
+            # order is kept (new ones numbered per label in increasing order),
+            # which is the order the batch code broke ties in.
+            pairs = sorted((int(raw), int(index)) for index, raw
+                           in zip(tracked.data.get("index", []), tracked.tracker_id) if raw >= 0)
+            for raw, index in pairs:
+                found[index] = self._track(label, raw, number, boxes[index])
+        return found
+
+    def _track(self, label: str, raw: int, number: int, box: TrackBox) -> _Track:
+        track = self._tracks[label].get(raw)
+        if track is None:
+            track = self._tracks[label][raw] = _Track(label, self._orders[label], number, box)
+            self._orders[label] += 1
+        else:
+            track.last, track.last_box = number, box
+        return track
+
+    def _settle(self, upto: int) -> None:
+        """Joins the tracks starting at frames <= ``upto`` (their candidates' last
+        boxes are final by now), then numbers those frames' boxes."""
+        while self._starts and self._starts[0][0] <= upto:
+            for track in self._starts.popleft()[1]:  # in (label, order) order
+                self._join(track)
+        while self._seen and self._seen[0][0] <= upto:
+            _, boxes, tracks = self._seen.popleft()
+            ids = [None if track is None else self._number(track.chain) for track in tracks]
+            self._waiting.append((ids, [box.label for box in boxes]))
+            self._filler.add(boxes, ids)
+
+    def _join(self, track: _Track) -> None:
+        """Continues the nearest track of its label that ended within lost_seconds
+        before it starts, within join_reach box sizes per frame between them
+        (ties to the lower key); each ended track is continued once at most."""
+        most = self._settings.lost_seconds * self._rate
+        near = []
+        for old in self._tracks[track.key[0]].values():
+            # (The batch code also skipped an old track already joined to this
+            # one: it cannot be, since it ended before this one started.)
+            gap = track.first - old.last
+            if old.continued or not 0 < gap <= most:
+                continue
+            distance = _distance(old.last_box, track.first_box)
+            if distance <= self._settings.join_reach * gap:
+                near.append((distance, old.key, old))
         if near:
-            old = min(near)[1]
-            continued.add(old)
-            joined[key] = joined[old]
-    return joined
+            old = min(near, key=lambda candidate: candidate[:2])[2]
+            old.continued = True
+            track.chain = old.chain
+
+    def _number(self, chain: _Chain) -> int:
+        """Ids in order of first appearance (frames are numbered in order)."""
+        if chain.number is None:
+            self._numbers += 1
+            chain.number = self._numbers
+        return chain.number
+
+    def _forget(self, number: int) -> None:
+        """Drops the tracks the library can no longer match (last seen more than
+        ``lost`` frames ago) that no join still to make can continue."""
+        future = number - self._join_wait + 1  # the first frame still to join
+        for tracks in self._tracks.values():
+            for raw in [raw for raw, track in tracks.items()
+                        if track.last + self._lost < number
+                        and future - track.last > self._settings.lost_seconds * self._rate]:
+                del tracks[raw]
+
+    def _ready(self, end: bool) -> list[FinalFrame]:
+        done = []
+        for filled in self._filler.take(end):
+            ids, labels = self._waiting.popleft()
+            for track, label in zip(ids, labels):
+                # Ids are given in order of first appearance: one above all those
+                # returned before is new.
+                if track is not None and track > self._returned:
+                    self._returned = track
+                    self._counts[label] = self._counts.get(label, 0) + 1
+            done.append(FinalFrame(self._done, ids, filled))
+            self._done += 1
+        return done
+
+
+class _Chain:
+    """Tracks joined into one: they share the id given at its first box."""
+
+    def __init__(self) -> None:
+        self.number: int | None = None
+
+
+class _Track:
+    """One of the library's tracks: its first and (so far) last box."""
+
+    def __init__(self, label: str, order: int, number: int, box: TrackBox) -> None:
+        self.key = (label, order)  # sorts as the library's (label, id) would
+        self.first, self.first_box = number, box
+        self.last, self.last_box = number, box
+        self.chain = _Chain()
+        self.continued = False  # a later track continues it already
+
+
+class _Filler:
+    """Fills track gaps of at most ``most`` frames, frame by frame: a frame's
+    fills are final once the ``most`` frames after it are added."""
+
+    def __init__(self, most: int) -> None:
+        self.most = most
+        self._last: dict[int, tuple[int, TrackBox]] = {}  # id -> its last box
+        self._filled: deque[list[tuple[int, TrackBox]]] = deque()
+        self._first = self._next = 0  # the frame _filled[0] is, frames added
+
+    def add(self, boxes: Sequence[TrackBox], ids: Sequence[int | None]) -> None:
+        number, self._next = self._next, self._next + 1
+        self._filled.append([])
+        for box, track in zip(boxes, ids):
+            if track is None:
+                continue
+            before = self._last.get(track)
+            if before is not None and 0 < number - before[0] - 1 <= self.most:
+                start, previous = before
+                for step in range(1, number - start):
+                    self._filled[start + step - self._first].append(
+                        (track, _between(previous, box, step / (number - start))))
+            self._last[track] = (number, box)
+
+    def take(self, end: bool) -> list[list[tuple[int, TrackBox]]]:
+        """The fills of the frames no later box can fill (all of them at the end)."""
+        upto = self._next if end else self._next - self.most
+        out = []
+        while self._filled and self._first < upto:
+            out.append(self._filled.popleft())
+            self._first += 1
+        # A box this far back can no longer start a gap short enough to fill.
+        self._last = {track: last for track, last in self._last.items()
+                      if self._next - last[0] - 1 <= self.most}
+        return out
+
+
+def _fill_frames(seconds: float, frame_rate: float) -> int:
+    return int(seconds * frame_rate + 1e-9)
 
 
 def _distance(a: TrackBox, b: TrackBox) -> float:
@@ -121,39 +337,11 @@ def _distance(a: TrackBox, b: TrackBox) -> float:
     return (dx * dx + dy * dy) ** 0.5 / max(1e-6, (a.w * a.h) ** 0.5)
 
 
-def fill_gaps(frames: Sequence[Sequence[TrackBox]], tracks: Sequence[Sequence[int | None]],
-              frame_rate: float, seconds: float) -> list[list[tuple[int, TrackBox]]]:
-    """Per frame, the (track id, box) interpolated into the track gaps of at most
-    ``seconds`` (linearly between the boxes either side, the lower score)."""
-    most = int(seconds * frame_rate + 1e-9)
-    filled: list[list[tuple[int, TrackBox]]] = [[] for _ in frames]
-    last: dict[int, tuple[int, TrackBox]] = {}
-    for number, (boxes, ids) in enumerate(zip(frames, tracks)):
-        for box, track in zip(boxes, ids):
-            if track is None:
-                continue
-            before = last.get(track)
-            if before is not None and 0 < number - before[0] - 1 <= most:
-                start, previous = before
-                for step in range(1, number - start):
-                    filled[start + step].append(
-                        (track, _between(previous, box, step / (number - start))))
-            last[track] = (number, box)
-    return filled
-
-
 def _between(a: TrackBox, b: TrackBox, share: float) -> TrackBox:
     def mix(x: float, y: float) -> float:
         return x + (y - x) * share
     return TrackBox(a.label, mix(a.x, b.x), mix(a.y, b.y), mix(a.w, b.w), mix(a.h, b.h),
                     min(a.score, b.score))
-
-
-def _renumber(raw: tuple[str, int] | None,
-              ids: dict[tuple[str, int], int]) -> int | None:
-    if raw is None:
-        return None
-    return ids.setdefault(raw, len(ids) + 1)
 
 
 def _tracker(settings: TrackerSettings, frame_rate: float) -> Any:

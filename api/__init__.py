@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from api import datasets, docs, errors, health, metrics, process_content
+from api import datasets, docs, errors, events, health, metrics, process_content
 from api.service import Service
 from config import Config, load_config, with_auth_key
 from logging_setup import set_upload_id
@@ -35,6 +35,7 @@ def _register(app: Flask) -> None:
     app.register_blueprint(process_content.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(datasets.bp)
+    app.register_blueprint(events.bp)
     app.register_blueprint(docs.bp)
     app.register_blueprint(metrics.bp)
     errors.register(app)

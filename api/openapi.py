@@ -47,7 +47,8 @@ def build_document(app: Flask) -> dict[str, Any]:
                                 "task clips, auto-annotates them and builds datasets. Every "
                                 "endpoint but /api/health, /metrics and these docs needs the "
                                 "key."},
-        "tags": [{"name": "uploads"}, {"name": "datasets"}, {"name": "operations"}],
+        "tags": [{"name": "uploads"}, {"name": "datasets"}, {"name": "events"},
+                 {"name": "operations"}],
         "paths": paths,
         "components": components(app.config["SERVICE"].registry.versions),
     }
@@ -155,6 +156,34 @@ def _get_dataset() -> dict[str, Any]:
     }
 
 
+def _list_events() -> dict[str, Any]:
+    query = [{"name": "state", "in": "query", "required": False,
+              "description": "Which events (default dead: undeliverable).",
+              "schema": {"type": "string", "enum": ["pending", "delivered", "dead"]}},
+             {"name": "limit", "in": "query", "required": False,
+              "description": "At most this many, oldest first (default 100).",
+              "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}]
+    return {
+        "tags": ["events"], "operationId": "listEvents", "security": KEY,
+        "summary": "Events of the outbox by state: the dead ones above all",
+        "parameters": query,
+        "responses": {"200": _json("The events.", ref("EventList")),
+                      **error_responses(BadRequest, Unauthorized, DatabaseUnavailable)},
+    }
+
+
+def _redeliver_event() -> dict[str, Any]:
+    return {
+        "tags": ["events"], "operationId": "redeliverEvent", "security": KEY,
+        "summary": "Send an event again (attempts start over), in its upload's order",
+        "parameters": [_path_id("event_id", "The event's id (its webhook-id).")],
+        "responses": {"202": _json("Queued to be sent again.", ref("Event")),
+                      **error_responses(BadRequest, Unauthorized,
+                                        (NotFound, ["event_not_found"]), BodyTooLarge,
+                                        DatabaseUnavailable)},
+    }
+
+
 def _get_health() -> dict[str, Any]:
     return {
         "tags": ["operations"], "operationId": "health", "security": [],
@@ -187,6 +216,8 @@ OPERATIONS = [
     ("/api/processContent/{upload_id}", "get", _get_upload),
     ("/api/datasets/{version_id}/build", "post", _post_dataset_build),
     ("/api/datasets/{version_id}", "get", _get_dataset),
+    ("/api/events", "get", _list_events),
+    ("/api/events/{event_id}/redeliver", "post", _redeliver_event),
     ("/api/health", "get", _get_health),
     ("/metrics", "get", _get_metrics),
     ("/api/openapi.json", "get", _get_openapi),

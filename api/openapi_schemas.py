@@ -22,7 +22,10 @@ UPLOAD_STATUS = {
     "statusText": ("string?", "The status in words."),
     "progress": ("integer?", "0..100; 100 only once the tasks are in place."),
     "stage": ("string?", "queued, cutting, annotating, done or error."),
-    "taskCount": ("integer", "Task clips of the completed result."),
+    "taskCount": ("integer", "Task clips of the completed result (of the run, once it "
+                             "is known: a long video's as soon as its segments are planned)."),
+    "readyTaskCount": ("integer", "Tasks visible now: a new upload's tasks are published "
+                                  "one by one, in task-number order, as they are cut."),
     "errorMessage": ("ErrorMessage?", "What went wrong (status 2)."),
     "createdAt": ("date-time?", "When the upload was first accepted."),
     "startedAt": ("date-time?", "When its last run started working."),
@@ -82,6 +85,21 @@ ERROR = {
 }
 
 
+EVENT = {
+    "id": ("string", "The event's id: the webhook-id header of every attempt."),
+    "type": ("string", "upload.accepted, upload.task_ready, upload.completed, "
+                       "upload.failed, annotation.completed, dataset.completed or "
+                       "dataset.failed."),
+    "stream": ("string", "The upload id (dataset:<version id> for a dataset build)."),
+    "sequence": ("integer", "1, 2, ... per stream, in the order of the changes."),
+    "state": ("string", "pending, delivered or dead."),
+    "attempts": ("integer", "Attempts so far."),
+    "lastError": ("string?", "Why the last attempt failed."),
+    "createdAt": ("date-time?", "When the change happened."),
+    "data": ("object", "The event's body data, as POSTed."),
+}
+
+
 NESTED = {"ErrorMessage": ERROR, "Timings": TIMINGS}
 
 
@@ -94,7 +112,9 @@ def components(versions: Collection[int] = ()) -> dict[str, Any]:
     schemas = {name: _object(table) for name, table in (
         ("UploadStatus", UPLOAD_STATUS), ("Accepted", ACCEPTED),
         ("DatasetAccepted", DATASET_ACCEPTED), ("DatasetStatus", DATASET_STATUS),
-        ("Health", HEALTH), ("Error", ERROR))}
+        ("Health", HEALTH), ("Error", ERROR), ("Event", EVENT))}
+    schemas["EventList"] = {"type": "object", "required": ["state", "events"], "properties": {
+        "state": {"type": "string"}, "events": {"type": "array", "items": ref("Event")}}}
     schemas["ValidationError"] = {"allOf": [ref("Error"), {
         "type": "object", "required": ["errors"],
         "properties": {"errors": {"type": "object", "additionalProperties": {"type": "string"},

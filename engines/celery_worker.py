@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from celery import Celery, Task, signals
+from celery import Celery, Task, bootsteps, signals
 
 from config import Config
 from engines.celery_setup import RUN_JOB, make_celery
@@ -37,6 +37,7 @@ from processes import owner_id
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent  # the repo folder: the sweeper runs from it
+KEEP_SWEEPER_SECONDS = 2.0
 
 
 def run_job_here(task: Task, config: Config, job_id: str) -> str:
@@ -67,7 +68,33 @@ def worker_app(config: Config) -> Celery:
     def run_job(task: Task, job_id: str) -> str:
         return run_job_here(task, config, job_id)
 
+    app.steps["worker"].add(SweeperKeeper)
     return app
+
+
+class SweeperKeeper(bootsteps.StartStopStep):
+    """Starts the sweeper again should it die (it delivers this worker's events
+    too), from the worker's own timer: no thread in a process that forks."""
+
+    requires = {"celery.worker.components:Timer"}
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        super().__init__(worker, **kwargs)
+        self.tref: Any = None
+
+    def start(self, worker: Any) -> None:
+        self.tref = worker.timer.call_repeatedly(KEEP_SWEEPER_SECONDS, _restart_dead_sweeper)
+
+    def stop(self, worker: Any) -> None:
+        if self.tref is not None:
+            self.tref.cancel()
+
+
+def _restart_dead_sweeper() -> None:
+    if _sweeper is not None and _sweeper.poll() is not None:
+        log.warning("sweeper %s exited (status %s); starting another", _sweeper.pid,
+                    _sweeper.returncode)
+        _start_sweeper()
 
 
 _sweeper: subprocess.Popen | None = None

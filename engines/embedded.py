@@ -25,8 +25,11 @@ import multiprocessing
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 from annotation.registry import get_registry
@@ -42,6 +45,7 @@ from processes import owner_id
 
 log = logging.getLogger(__name__)
 
+ROOT = Path(__file__).resolve().parent.parent  # the repo folder: the deliverer runs from it
 SUPERVISE_SECONDS = 0.5
 ORPHAN_SCAN_SECONDS = 5.0
 
@@ -95,10 +99,12 @@ class Supervisor:
         self.stopping = threading.Event()
         # Released once per wake-up datagram; idle job processes wait on it.
         self.wake = self.context.Semaphore(0)
+        self.deliverer: subprocess.Popen | None = None
 
     def run(self) -> None:
         release_orphans(self.mongo)
         self.workers = [self._start() for _ in range(self.config.processing.workers)]
+        self._keep_deliverer()
         threading.Thread(target=self._relay_wakeups, name="wake-relay", daemon=True).start()
         last_scan = time.monotonic()
         while not self.stopping.wait(SUPERVISE_SECONDS):
@@ -106,6 +112,7 @@ class Supervisor:
                 log.info("parent %s is gone; stopping", self.parent_pid)
                 break
             self._replace_dead()
+            self._keep_deliverer()
             if time.monotonic() - last_scan > ORPHAN_SCAN_SECONDS:
                 self._safe(lambda: release_orphans(self.mongo))
                 last_scan = time.monotonic()
@@ -148,7 +155,22 @@ class Supervisor:
             self._safe(lambda: self.mongo.release_jobs([owner]))
             self.workers[i] = self._start()
 
+    def _keep_deliverer(self) -> None:
+        """The event deliverer (events.url set): its own process, started again
+        if it dies, so that posting events never competes with a job."""
+        if not self.config.events.enabled:
+            return
+        if self.deliverer is not None and self.deliverer.poll() is None:
+            return
+        if self.deliverer is not None:
+            log.warning("event deliverer %s exited (status %s); starting another",
+                        self.deliverer.pid, self.deliverer.returncode)
+        self.deliverer = subprocess.Popen([sys.executable, "-m", "engines.deliverer",
+                                           "--parent", str(os.getpid())], cwd=ROOT)
+
     def _stop_workers(self) -> None:
+        if self.deliverer is not None:
+            self.deliverer.terminate()
         for process in self.workers:
             process.terminate()
         for process in self.workers:

@@ -10,7 +10,8 @@ long as the one before. Re-sends are harmless: the task claims the job
 atomically, so a duplicate finds it taken or finished and does nothing.
 
 It also releases at once the jobs of this host's processes that are gone (a
-killed pool process), as the embedded executor's supervisor does.
+killed pool process), as the embedded executor's supervisor does, and runs
+the worker's event deliverer (``engines/deliverer.py``) in a thread.
 """
 from __future__ import annotations
 
@@ -23,10 +24,12 @@ import threading
 
 from config import Config, load_config
 from engines.celery_send import CeleryExecutor
+from engines.deliverer import Deliverer
 from exceptions import DatabaseUnavailable
 from jobs.claims import release_orphans
 from logging_setup import configure_logging
 from mongo_manager import DatabaseError, get_mongo
+from processes import owner_id
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,9 @@ def sweep_once(config: Config, executor: CeleryExecutor) -> int:
 
 def run(config: Config, stop: threading.Event, parent: int | None = None) -> None:
     executor = CeleryExecutor(config)
+    if config.events.enabled:  # this worker's event deliverer
+        threading.Thread(target=Deliverer(config.events, get_mongo(config), owner_id()).run,
+                         args=(stop,), name="event-deliverer", daemon=True).start()
     while not stop.wait(config.queue.sweep_seconds):
         if parent and os.getppid() != parent:
             log.info("worker %s is gone; stopping", parent)

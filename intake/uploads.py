@@ -1,8 +1,10 @@
 """Accepting processContent requests and describing uploads (API and CLI)."""
 from __future__ import annotations
 
+import events
 from config import Config
 from engines.engine import Executor
+from events import upload_stream
 from exceptions import Conflict, NotFound
 from intake.schemas import ProcessRequest
 from intake.status import STATUS_TEXT, iso
@@ -54,7 +56,8 @@ def accept(req: ProcessRequest, mongo: MongoManager, config: Config,
     # An upload already recorded under this project is already in its list.
     listed = bool(existing) and existing.get("projectId") == to_id(req.project_id)
     mongo.record_upload_queued(req.upload_id, req.project_id, fields, listed=listed)
-    mongo.queue_job(job_id, run_id)
+    mongo.queue_job(job_id, run_id, upload_stream(req.upload_id),
+                    [events.accepted(req.upload_id, req.request_type, int(req.force_write))])
     executor.submit(job_id)
     return 202, {"upload_id": req.upload_id, "status": 0, "stage": "queued",
                  "status_url": f"/api/processContent/{req.upload_id}",
@@ -103,7 +106,8 @@ def describe(upload: dict) -> dict:
         "upload_id": str(upload["_id"]), "project_id": str(upload.get("projectId")),
         "status": upload.get("status"), "statusText": STATUS_TEXT.get(upload.get("status")),
         "progress": upload.get("progress"), "stage": upload.get("stage"),
-        "taskCount": upload.get("taskCount", 0), "errorMessage": upload.get("errorMessage"),
+        "taskCount": upload.get("taskCount", 0),
+        "readyTaskCount": upload.get("readyTaskCount", 0), "errorMessage": upload.get("errorMessage"),
         "createdAt": iso(upload.get("createdAt")), "startedAt": iso(upload.get("startedAt")),
         "finishedAt": iso(upload.get("finishedAt")), "timings": upload.get("timings"),
         "tracks": upload.get("tracks"),

@@ -15,6 +15,7 @@ from typing import Iterator
 
 import numpy as np
 
+import events
 from annotation.registry import get_registry
 from exceptions import ContentError
 from jobs import watchdog
@@ -55,7 +56,8 @@ def annotate_existing(job: dict, ctx: JobContext) -> None:
         **clock.timings("annotating", done), "framesAnnotated": done})
     fields = {"status": 1, "progress": 100, "stage": "done", "finishedAt": now(),
               "errorMessage": None, "timings": timings, "tracks": tracks}
-    mongo.complete_run(job["_id"], job["runId"], params["upload_id"], fields)
+    mongo.complete_run(job["_id"], job["runId"], params["upload_id"], fields,
+                       [events.annotation_completed(params["upload_id"], version, len(tasks))])
 
 
 def _batches(task: dict, frames: list[dict],

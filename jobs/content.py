@@ -17,6 +17,7 @@ from jobs import segments, watchdog
 from jobs.annotate import annotate_existing
 from jobs.context import Heartbeat, JobContext
 from jobs.failure import run_guarded
+from jobs.publish import decide_progressive, publisher_for
 from jobs.staging import commit_tasks, discard, fail_upload, input_limits, run_paths, stage_pipeline
 from jobs.timings import RunClock
 from mongo_manager import now
@@ -62,16 +63,19 @@ def _cut(job: dict, ctx: JobContext, paths: RunPaths) -> bool:
                         errorMessage=None)
     watchdog.progressed("cutting (opening the video)" if params["content_type"] == VIDEO
                         else "cutting (reading the images)")
+    progressive = decide_progressive(job, ctx)
     if segments.fan_out(job, ctx):
         return False
     heartbeat = Heartbeat(job, ctx)
     source = open_source(params["content_type"], params["content_path"], params["frame_rate"],
                          input_limits(ctx.config))
     watchdog.progressed("cutting")
-    done, sampled = stage_pipeline(job, ctx, paths, source, heartbeat)
+    publisher = (publisher_for(job["_id"], params, job["runId"], paths, ctx) if progressive
+                 else None)
+    done, sampled = stage_pipeline(job, ctx, paths, source, heartbeat, publisher=publisher)
     heartbeat.beat(1.0, force=True)
     watchdog.progressed("committing")
-    commit_tasks(job, ctx, paths, len(done), clock.timings("cutting", sampled))
+    commit_tasks(job, ctx, paths, len(done), clock.timings("cutting", sampled), publisher)
     return True
 
 

@@ -23,9 +23,11 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import events
 from datasets.export import Export, TaskFrames, export_version
 from datasets.formats import BoxStats
 from datasets.spec import VersionSpec, parse_version
+from events import dataset_stream
 from exceptions import DatasetError
 from job_states import JobKind, JobState
 from jobs import watchdog
@@ -63,10 +65,14 @@ def fail_dataset_job(job: dict, ctx: JobContext, error: dict) -> None:
 def _fail(job: dict, ctx: JobContext, error: dict) -> None:
     version_id = job["params"]["version_id"]
     log.warning("dataset version %s: %s", version_id, error["message"])
-    if ctx.mongo.end_job(job["_id"], job["runId"], JobState.FAILED, error) \
-            and ctx.mongo.get_version(version_id) is not None:
-        ctx.mongo.update_version(version_id, status=2, stage="error", error=error,
-                                 finishedAt=now(), **{"taskStatus.state": "error"})
+    if ctx.mongo.get_version(version_id) is None:
+        ctx.mongo.end_job(job["_id"], job["runId"], JobState.FAILED, error)
+        return
+    fields = {"status": 2, "stage": "error", "error": error, "finishedAt": now(),
+              "taskStatus.state": "error"}
+    ctx.mongo.end_run(job["_id"], job["runId"], JobState.FAILED, error,
+                      ("version", version_id, fields), dataset_stream(version_id),
+                      [events.dataset_failed(version_id, error)])
 
 
 def _build(job: dict, ctx: JobContext, version_id: str) -> None:
@@ -204,10 +210,13 @@ def _finish(spec: VersionSpec, exported: Export, manifest: dict | None, cache: C
         store.stats.deleted += len(stale)
     mongo = ctx.mongo
     mongo.add_dataset_version([to_id(t.task_id) for t in exported.tasks], version_id)
-    mongo.update_version(version_id, status=1, progress=100, stage="done", error=None,
-                         finishedAt=now(), counts=manifest["counts"],
-                         uploadStats=asdict(store.stats) if store else None,
-                         **{"taskStatus.state": "complete"})
+    fields = {"status": 1, "progress": 100, "stage": "done", "error": None,
+              "finishedAt": now(), "counts": manifest["counts"],
+              "uploadStats": asdict(store.stats) if store else None,
+              "taskStatus.state": "complete"}
+    mongo.finish_version(version_id, fields, dataset_stream(version_id), [
+        events.dataset_completed(version_id, manifest["counts"]["images"],
+                                 spec.s3_prefix if store else None)])
     if ctx.on_progress:
         ctx.on_progress(1.0)
 

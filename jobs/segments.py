@@ -20,6 +20,7 @@ from job_states import JobKind, JobState
 from jobs import watchdog
 from jobs.context import Heartbeat, JobContext
 from jobs.failure import run_guarded
+from jobs.publish import Publisher, publisher_for
 from jobs.staging import commit_tasks, discard, fail_upload, input_limits, run_paths, stage_pipeline
 from jobs.timings import RunClock
 from processors.readers import VIDEO, video_duration
@@ -51,6 +52,7 @@ def fan_out(job: dict, ctx: JobContext) -> bool:
                 for segment in plan]
     if not ctx.mongo.fan_out(job["_id"], job["runId"], ctx.owner, KIND, children):
         raise JobCancelled("the run was replaced before its segments were queued")
+    ctx.mongo.update_upload(params["upload_id"], taskCount=plan[-1].last_task)
     log.info("upload %s: %d segments queued", params["upload_id"], len(plan))
     for child_id, _ in children:
         ctx.submit(child_id)
@@ -90,7 +92,8 @@ def _cut_segment(job: dict, ctx: JobContext, paths: RunPaths) -> bool:
         watchdog.progressed(f"cutting segment {segment.number}")
         stage_pipeline(job, ctx, paths, source,
                        Heartbeat(job, ctx, lambda _: _record_progress(job, ctx)),
-                       segment.first_sample)
+                       segment.first_sample, _publisher(params["parent"], params, run_id, paths,
+                                                        ctx))
     except SegmentMismatch as exc:
         log.warning("upload %s: %s; cutting it in one pass", params["upload_id"], exc)
         if mongo.requeue_single_pass(params["parent"], run_id):
@@ -145,5 +148,13 @@ def commit_segments(job: dict, ctx: JobContext, paths: RunPaths) -> bool:
     clock = RunClock(job, (mongo.get_upload(params["upload_id"]) or {}).get("startedAt"))
     frames = sum(doc["task"]["frameCount"] for doc in staged)
     commit_tasks(job, ctx, paths, len(staged),
-                 clock.timings("cutting", frames, segments=job["segments"]))
+                 clock.timings("cutting", frames, segments=job["segments"]),
+                 _publisher(job["_id"], params, run_id, paths, ctx))
     return True
+
+
+def _publisher(job_id: str, params: dict, run_id: str, paths: RunPaths,
+               ctx: JobContext) -> Publisher | None:
+    """The run's publisher when it is progressive (``job_id``: the upload's job)."""
+    job = ctx.mongo.get_job(job_id) or {}
+    return publisher_for(job_id, params, run_id, paths, ctx) if job.get("progressive") else None

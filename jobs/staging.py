@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import logging
 
+import events
 from annotation.registry import get_registry
 from config import Config
+from events import upload_stream
 from exceptions import JobCancelled
 from job_states import JobState
 from jobs.context import Heartbeat, JobContext
 from jobs.documents import build_task
+from jobs.publish import Publisher
 from jobs.tracks import track_run
 from mongo_manager import now
 from processors.clip_writer import EncoderSettings
@@ -29,11 +32,13 @@ def run_paths(config: Config, job: dict) -> RunPaths:
 
 
 def stage_pipeline(job: dict, ctx: JobContext, paths: RunPaths, source: Source,
-                   heartbeat: Heartbeat, first_sample: int = 0) -> tuple[set[int], int]:
+                   heartbeat: Heartbeat, first_sample: int = 0,
+                   publisher: Publisher | None = None) -> tuple[set[int], int]:
     """Cut ``source`` (a whole video, or one segment of it from ``first_sample``)
-    into the run's staging folders, staging each finished task; tasks the run
-    staged before are skipped. Returns the staged task numbers and how many
-    frames this call sampled. Closes ``source``."""
+    into the run's staging folders, staging each finished task (and publishing
+    what can be, for a progressive run); tasks the run staged before are
+    skipped. Returns the staged task numbers and how many frames this call
+    sampled. Closes ``source``."""
     params, run_id, mongo = job["params"], job["runId"], ctx.mongo
     done = {doc["number"] for doc in mongo.staged_tasks(params["upload_id"], run_id)}
     sampled = 0
@@ -48,6 +53,8 @@ def stage_pipeline(job: dict, ctx: JobContext, paths: RunPaths, source: Source,
                 mongo.stage_task(params["upload_id"], run_id, event.number, task, frames)
                 done.add(event.number)
                 sampled += len(event.frames)
+                if publisher is not None:
+                    publisher.advance()
             elif isinstance(event, Progress):
                 heartbeat.beat(event.fraction)
     finally:
@@ -56,17 +63,29 @@ def stage_pipeline(job: dict, ctx: JobContext, paths: RunPaths, source: Source,
 
 
 def commit_tasks(job: dict, ctx: JobContext, paths: RunPaths, task_count: int,
-                 timings: dict) -> None:
-    """Track the run's auto boxes, move its staged folders into place, then swap
-    its tasks in (status 1)."""
+                 timings: dict, publisher: Publisher | None = None) -> None:
+    """Commit the run (status 1). A progressive run publishes its last tasks
+    with it; any other tracks its auto boxes, moves its staged folders into
+    place, then swaps its tasks in."""
     params, run_id, mongo = job["params"], job["runId"], ctx.mongo
-    tracks, timings = track_run(job, ctx, timings)
-    fields = {"status": 1, "progress": 100, "stage": "done", "taskCount": task_count,
-              "finishedAt": now(), "errorMessage": None, "timings": timings, "tracks": tracks}
+    fields = {"status": 1, "progress": 100, "stage": "done", "finishedAt": now(),
+              "errorMessage": None, "timings": timings}
     if not mongo.renew_lease(job["_id"], run_id, ctx.owner, ctx.config.processing.lease_seconds):
         raise JobCancelled("the run was replaced before its files were moved into place")
+    if publisher is not None:
+        if not publisher.finish(fields, task_count):
+            raise JobCancelled("the run was replaced before it could be committed")
+        return
+    tracks, timings = track_run(job, ctx, timings)
+    fields = {**fields, "taskCount": task_count, "readyTaskCount": task_count,
+              "timings": timings, "tracks": tracks}
     move_into_place(paths)
-    if not mongo.commit_run(job["_id"], params["upload_id"], run_id, fields):
+    # The new tasks are all ready at once: one upload.task_ready each, as a
+    # progressive run sends them, then upload.completed.
+    ready = [events.task_ready(params["upload_id"], doc["number"], doc["task"])
+             for doc in mongo.staged_tasks(params["upload_id"], run_id)]
+    if not mongo.commit_run(job["_id"], params["upload_id"], run_id, fields,
+                            ready + [events.completed(params["upload_id"], task_count)]):
         raise JobCancelled("the run was replaced before it could be committed")
 
 
@@ -79,9 +98,10 @@ def fail_upload(job: dict, ctx: JobContext, paths: RunPaths, error: dict) -> Non
     error = {**error, "message": redact(str(error.get("message", "")), ctx.config.contents_dir)}
     log.warning("upload %s: %s", params["upload_id"], error["message"])
     discard(ctx, paths)
-    if ctx.mongo.end_job(job["_id"], job["runId"], JobState.FAILED, error):
-        ctx.mongo.update_upload(params["upload_id"], status=2, stage="error",
-                                errorMessage=error, finishedAt=now())
+    fields = {"status": 2, "stage": "error", "errorMessage": error, "finishedAt": now()}
+    ctx.mongo.end_run(job["_id"], job["runId"], JobState.FAILED, error,
+                      ("upload", params["upload_id"], fields), upload_stream(params["upload_id"]),
+                      [events.failed(params["upload_id"], error)])
 
 
 def discard(ctx: JobContext, paths: RunPaths) -> None:

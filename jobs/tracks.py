@@ -27,7 +27,7 @@ def track_run(job: dict, ctx: JobContext, timings: dict) -> Tracked:
     number of tracks per label (None when the run is not tracked), and
     ``timings`` with the tracking stage."""
     params = job["params"]
-    settings = _settings(params, ctx) if params["request_type"] == 1 else None
+    settings = tracker_settings(params, ctx)
     if settings is None:
         return None, timings
     staged = ctx.mongo.staged_tasks(params["upload_id"], job["runId"])
@@ -44,6 +44,11 @@ def track_upload(job: dict, ctx: JobContext, tasks: list[dict], timings: dict) -
     # The rate the tasks were sampled at (the request carries none).
     return _track(ctx, [task["_id"] for task in tasks], job["params"]["auto_anno_version"],
                   tasks[0]["frameRate"], settings, timings)
+
+
+def tracker_settings(params: dict, ctx: JobContext) -> TrackerSettings | None:
+    """The tracker of a cutting run that auto-annotates a video (None: not tracked)."""
+    return _settings(params, ctx) if params["request_type"] == 1 else None
 
 
 def _settings(params: dict, ctx: JobContext) -> TrackerSettings | None:
@@ -90,7 +95,7 @@ def tracked_boxes(frames: list[dict], source: str, frame_rate: float,
         tracked = {box["id"]: track for box, track in zip(boxes, track_ids)}
         kept = [{**box, "trackId": tracked[box["id"]]} if box.get("id") in tracked else box
                 for box in frame.get("boxes") or [] if not _interpolated_of(box, source)]
-        updates.append((frame["_id"], kept + [_filled_box(box, track, source)
+        updates.append((frame["_id"], kept + [filled_box(box, track, source)
                                               for track, box in filled]))
     return updates, {label: len(tracks) for label, tracks in sorted(labels.items())}
 
@@ -103,7 +108,7 @@ def _interpolated(frame: dict) -> bool:
     return any(box.get("interpolated") for box in frame.get("boxes") or [])
 
 
-def _filled_box(box: TrackBox, track: int, source: str) -> dict:
+def filled_box(box: TrackBox, track: int, source: str) -> dict:
     return {"id": new_id(), "label": box.label, "x": round(box.x, 2), "y": round(box.y, 2),
             "w": round(box.w, 2), "h": round(box.h, 2), "confidence": round(box.score, 4),
             "source": source, "trackId": track, "interpolated": True}

@@ -50,6 +50,25 @@ def move_into_place(paths: RunPaths) -> None:
         staging.rename(final)
 
 
+def publish_task_files(paths: RunPaths, clip_name: str, number: int) -> None:
+    """Move one staged task's clip and frame folder to their final places (a
+    task published while its run goes on). Idempotent: a process that died
+    here, or another one publishing the same task, finds them moved."""
+    moves = [(paths.staging(paths.clips) / clip_name, paths.clips / clip_name),
+             (paths.staging(paths.frames) / f"task-{number}", paths.frames / f"task-{number}")]
+    for staged, final in moves:
+        if not staged.exists():
+            continue
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            staged.rename(final)
+        except FileNotFoundError:
+            pass  # another process published it just now
+        except OSError:
+            if not final.exists():  # a folder that is there already was moved before
+                raise
+
+
 def remove_replaced(paths: RunPaths) -> None:
     """After the commit: drop the folders the run replaced (of any earlier run)."""
     for _, final in paths.pairs():

@@ -122,13 +122,22 @@ from config import load_config
 from engines.embedded import worker_loop
 
 real_commit = mongo_manager.MongoManager._commit
+real_publish = mongo_manager.MongoManager._publish
 
 def commit_then_hang(self, session, *args):
     real_commit(self, session, *args)  # every write done, the transaction still open
     print("inside the commit", flush=True)
     time.sleep(3600)
 
+def publish_then_hang(self, session, *args):
+    done = real_publish(self, session, *args)
+    if args[-1]:  # the last publication, which commits a new upload's run
+        print("inside the commit", flush=True)
+        time.sleep(3600)
+    return done
+
 mongo_manager.MongoManager._commit = commit_then_hang
+mongo_manager.MongoManager._publish = publish_then_hang
 worker_loop(load_config(), threading.Event(), drain=True)
 """
 

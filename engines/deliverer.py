@@ -1,0 +1,184 @@
+"""The event deliverer: POSTs the outbox's events to ``events.url``, signed the
+Standard Webhooks way, at least once and in order per upload.
+
+Every process that runs one (the embedded executor's supervisor starts it as
+``python -m engines.deliverer``; each Celery worker's sweeper runs it in a
+thread) takes the first pending event of each stream whose time has come,
+with a leased claim, so one sender holds an event at a time; a sender that
+dies has its claim run out and another sends the event again (the receiver
+sees the same ``webhook-id`` twice). A failed attempt waits, doubling each
+time with jitter, and after ``events.max_attempts`` the event is ``dead``:
+kept, listed by ``GET /api/events?state=dead``, sent again on request. Only
+the stream of a failing event waits; the others go on, several at a time,
+and nothing here ever blocks a job.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import signal
+import sys
+import threading
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+
+from standardwebhooks.webhooks import Webhook
+
+from config import EventsConfig, load_config
+from logging_setup import configure_logging
+from mongo_manager import DatabaseError, MongoManager, get_mongo
+from processes import owner_id
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.2  # how soon a newly recorded event is seen
+SENDERS = 8  # streams sent to at once
+
+
+def body_of(event: dict) -> str:
+    """The JSON body of an event, as POSTed and signed."""
+    return json.dumps({"type": event["type"], "timestamp": _iso(event["createdAt"]),
+                       "sequence": event["sequence"], "data": event["data"]},
+                      separators=(",", ":"), sort_keys=True)
+
+
+def signed_headers(webhook: Webhook, event_id: str, body: str) -> dict[str, str]:
+    """The Standard Webhooks headers: the id (the same on every attempt, so a
+    receiver can drop duplicates), the time of this attempt, its signature."""
+    at = datetime.now(timezone.utc)
+    return {"webhook-id": event_id, "webhook-timestamp": str(int(at.timestamp())),
+            "webhook-signature": webhook.sign(event_id, at, body),
+            "content-type": "application/json", "user-agent": "content-processor"}
+
+
+def post(url: str, headers: dict[str, str], body: str, timeout: float) -> str | None:
+    """POST once; None when the receiver took it (2xx), else why not."""
+    request = urllib.request.Request(url, data=body.encode(), headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            response.read(1024)
+            return None
+    except urllib.error.HTTPError as exc:
+        return f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError) as exc:  # refused, timed out, reset
+        return f"not delivered: {getattr(exc, 'reason', exc)}"
+
+
+def backoff(settings: EventsConfig, attempts: int) -> float:
+    """The wait after the ``attempts``-th failed attempt: doubling from
+    backoff_seconds up to max_backoff_seconds, drawn from its upper half."""
+    ceiling = min(settings.max_backoff_seconds,
+                  settings.backoff_seconds * 2 ** min(attempts - 1, 30))
+    return ceiling * random.uniform(0.5, 1.0)
+
+
+class Deliverer:
+    """Sends due events, ``SENDERS`` streams at a time, until ``stop``."""
+
+    def __init__(self, settings: EventsConfig, mongo: MongoManager, owner: str) -> None:
+        self.settings, self.mongo, self.owner = settings, mongo, owner
+        self.webhook = Webhook(settings.secret)
+        self.busy: set[str] = set()  # streams with an attempt in flight here
+        self.lock = threading.Lock()
+
+    def run(self, stop: threading.Event) -> None:
+        with ThreadPoolExecutor(SENDERS, thread_name_prefix="event-sender") as pool:
+            while not stop.wait(POLL_SECONDS):
+                try:
+                    for event in self._claim_due():
+                        pool.submit(self._send, event)
+                except DatabaseError as exc:
+                    log.warning("database error, delivering later: %s", exc)
+
+    def _claim_due(self) -> list[dict]:
+        now = datetime.now(timezone.utc)
+        claimed = []
+        for head in self.mongo.event_heads():
+            with self.lock:
+                if len(self.busy) >= SENDERS:
+                    break
+                if head["stream"] in self.busy or head["nextAttemptAt"] > now:
+                    continue
+            event = self.mongo.claim_event(head["_id"], self.owner, self._lease())
+            if event is not None:
+                with self.lock:
+                    self.busy.add(event["stream"])
+                claimed.append(event)
+        return claimed
+
+    def _send(self, event: dict | None) -> None:
+        """Send the stream's events while the receiver takes them (each success
+        goes straight on to the stream's next one: no wait for the next poll)."""
+        stream = event["stream"]
+        try:
+            while event is not None and self._attempt(event):
+                head = self.mongo.stream_head(stream)
+                event = head and self.mongo.claim_event(head["_id"], self.owner, self._lease())
+        except DatabaseError as exc:  # the claim runs out; the event is sent again
+            log.warning("stream %s: database error: %s", stream, exc)
+        finally:
+            with self.lock:
+                self.busy.discard(stream)
+
+    def _lease(self) -> float:
+        # Past the POST's timeout: a claim outlives its attempt only when this
+        # process died, and then another sender takes over.
+        return self.settings.timeout_seconds + 10
+
+    def _attempt(self, event: dict) -> bool:
+        """One POST of ``event``; True when the receiver took it."""
+        body = body_of(event)
+        error = post(self.settings.url, signed_headers(self.webhook, event["_id"], body),
+                     body, self.settings.timeout_seconds)
+        if error is None:
+            self.mongo.event_sent(event["_id"], self.owner)
+            return True
+        dead = event["attempts"] >= self.settings.max_attempts
+        log.log(logging.WARNING if dead else logging.INFO, "event %s (%s) attempt %d: %s%s",
+                event["_id"], event["type"], event["attempts"], error,
+                "; giving up (dead)" if dead else "")
+        self.mongo.event_not_sent(event["_id"], self.owner, error,
+                                  None if dead else backoff(self.settings, event["attempts"]))
+        return False
+
+
+def deliver(stop: threading.Event, config_env: dict | None = None) -> None:
+    """Run a deliverer for this process's configuration until ``stop``."""
+    config = load_config(require_auth_key=False, env=config_env)  # serves no HTTP
+    if not config.events.enabled:
+        return
+    Deliverer(config.events, get_mongo(config), owner_id()).run(stop)
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parent", type=int, help="stop when this process is gone")
+    args = parser.parse_args(argv)
+    configure_logging()
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    if args.parent:
+        threading.Thread(target=_watch_parent, args=(args.parent, stop), daemon=True).start()
+    deliver(stop)
+    return 0
+
+
+def _watch_parent(parent: int, stop: threading.Event) -> None:
+    while not stop.wait(1.0):
+        if os.getppid() != parent:
+            log.info("parent %s is gone; stopping", parent)
+            stop.set()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

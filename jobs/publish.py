@@ -1,0 +1,212 @@
+"""Progressive results: a new upload's tasks become visible one by one, in
+task-number order, while the rest of its video is still being cut.
+
+A run of an upload with no tasks yet is *progressive* (decided once, when the
+run starts cutting, and kept on its job). Each time a task is staged, by the
+single pass or by any segment, the staged tasks that follow the published
+ones without a gap are published: their clip and JPEGs moved into place,
+their boxes' track ids written, then, in one transaction, their
+AnnotationTask documents inserted, ``readyTaskCount`` raised and one
+``upload.task_ready`` event per task recorded (``MongoManager.publish_tasks``).
+The last publication also commits the run (status 1, ``upload.completed``).
+
+Published tasks are final. Track ids are computed online
+(``annotation.tracking.OnlineTracks``) and a task waits until the tracker has
+seen ``horizon`` frames past its end, after which its ids can no longer
+change; replaying the same boxes in the same order gives the same ids, so a
+process that resumes a run after a kill -9, or that publishes after another
+one did, gets exactly the ids already published. A run that is not
+progressive (its upload has tasks: force_write=1, or a retry after a failure
+that published some) keeps the one-step swap of ``jobs/staging.commit_tasks``.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import events
+from annotation.tracking import FinalFrame, OnlineTracks, TrackBox
+from jobs import watchdog
+from jobs.context import JobContext
+from jobs.timings import with_stage
+from jobs.tracks import filled_box, tracker_settings
+from storage.contents import RunPaths, publish_task_files, remove_staging
+
+log = logging.getLogger(__name__)
+
+
+def decide_progressive(job: dict, ctx: JobContext) -> bool:
+    """Whether this run publishes its tasks as they are cut (recorded on the job
+    the first time, so a resumed run decides the same)."""
+    if "progressive" not in job:
+        upload_id = job["params"]["upload_id"]
+        job["progressive"] = ctx.mongo.count_tasks(upload_id) == 0
+        if job["progressive"]:
+            ctx.mongo.update_upload(upload_id, readyTaskCount=0)
+        ctx.mongo.set_job_fields(job["_id"], job["runId"], progressive=job["progressive"])
+    return bool(job["progressive"])
+
+
+_cached: dict[str, "Publisher"] = {}
+
+
+def publisher_for(job_id: str, params: dict, run_id: str, paths: RunPaths,
+                  ctx: JobContext) -> "Publisher":
+    """This process's publisher of the run: kept from one segment job to the
+    next of the same run, so its tracker goes on rather than replaying."""
+    publisher = _cached.get(run_id)
+    if publisher is None:
+        _cached.clear()  # one run at a time per process
+        publisher = _cached[run_id] = Publisher(job_id, params, run_id, paths, ctx)
+    publisher.ctx = ctx
+    return publisher
+
+
+class Publisher:
+    """Publishes one run's staged tasks as soon as they are final.
+
+    ``job_id``: the upload's job (a segment passes its parent's), which fences
+    each publication on the run.
+    """
+
+    def __init__(self, job_id: str, params: dict, run_id: str, paths: RunPaths,
+                 ctx: JobContext) -> None:
+        self.job_id, self.params, self.run_id, self.paths, self.ctx = (
+            job_id, params, run_id, paths, ctx)
+        self.upload_id = params["upload_id"]
+        settings = tracker_settings(params, ctx)
+        self.tracks = (OnlineTracks(params["frame_rate"], settings)
+                       if settings is not None else None)
+        self.source = f"auto:v{params.get('auto_anno_version')}"
+        self.fed = 0  # tasks given to the tracker
+        self.waiting: list[dict] = []  # frames pushed, not final yet (push order)
+        self.final: dict = {}  # frame id -> its boxes with track ids, once final
+        self.final_frames = 0
+        self.seconds = 0.0  # spent tracking
+
+    def advance(self) -> int:
+        """Publish what can be; returns the number of tasks visible now."""
+        staged = self._staged()
+        ready = self._ready()
+        if self.tracks is not None:
+            self._track(staged, finish=False)
+            self._forget({doc["_id"] for doc in staged[:ready]})  # published by another
+        count = self._publishable(staged)
+        if count > ready:
+            self._publish(staged, ready, count, {}, [])
+        return max(ready, count)
+
+    def finish(self, fields: dict, task_count: int) -> bool:
+        """Publish the remaining tasks and commit the run (``fields``: the
+        upload's final state). False when the run was replaced."""
+        staged = self._staged()
+        if [doc["number"] for doc in staged] != list(range(1, task_count + 1)):
+            raise RuntimeError(f"the run staged tasks {[doc['number'] for doc in staged]}")
+        if self.tracks is not None:
+            self._track(staged, finish=True)
+            # The tracking this process did for the run (each segment's process
+            # tracks what it publishes; a single pass does it all).
+            fields = {**fields, "tracks": self.tracks.counts(),
+                      "timings": with_stage(fields["timings"], "tracking", self.seconds)}
+        ready = self._ready()
+        done = self._publish(staged, ready, task_count, {**fields, "taskCount": task_count},
+                             [events.completed(self.upload_id, task_count)], final=True)
+        if done:
+            remove_staging(self.paths)
+        return done
+
+    def _staged(self) -> list[dict]:
+        """The staged tasks numbered 1, 2, ... without a gap."""
+        staged = self.ctx.mongo.staged_tasks(self.upload_id, self.run_id)
+        return [doc for i, doc in enumerate(staged) if doc["number"] == i + 1]
+
+    def _ready(self) -> int:
+        return self.ctx.mongo.ready_task_count(self.upload_id)
+
+    def _publishable(self, staged: list[dict]) -> int:
+        """How many of ``staged`` are final (their frames' track ids are)."""
+        if self.tracks is None:
+            return len(staged)
+        frames, count = 0, 0
+        for doc in staged:
+            frames += doc["task"]["frameCount"]
+            if frames > self.final_frames:
+                break
+            count += 1
+        return count
+
+    def _publish(self, staged: list[dict], ready: int, count: int, fields: dict,
+                 extra: list, final: bool = False) -> bool:
+        chosen = staged[ready:count]
+        watchdog.progressed(f"publishing tasks {ready + 1}-{count}")
+        for doc in chosen:
+            publish_task_files(self.paths, Path(doc["task"]["videoPath"]).name, doc["number"])
+        self._write_tracks(chosen)
+        task_events = [events.task_ready(self.upload_id, doc["number"], doc["task"])
+                       for doc in chosen]
+        done = self.ctx.mongo.publish_tasks(self.job_id, self.run_id, self.upload_id, ready,
+                                            chosen, fields, task_events + extra, final)
+        if done and chosen:
+            log.info("upload %s: tasks %d-%d published", self.upload_id, ready + 1, count)
+        return done
+
+    def _track(self, staged: list[dict], finish: bool) -> None:
+        """Give the tracker the frames of the newly staged tasks, in order."""
+        started = time.monotonic()
+        new = staged[self.fed:]
+        if new:
+            watchdog.progressed("tracking")
+            frames = self.ctx.mongo.boxes_of([doc["_id"] for doc in new])
+            self.fed = len(staged)
+            for frame in frames:
+                self.waiting.append(frame)
+                self._keep(self.tracks.push(_own_boxes(frame, self.source)))
+        if finish:
+            self._keep(self.tracks.finish())
+        self.seconds += time.monotonic() - started
+
+    def _keep(self, finals: list[FinalFrame]) -> None:
+        for result in finals:
+            frame = self.waiting.pop(0)
+            self.final_frames += 1
+            self.final[frame["_id"]] = _tracked(frame, result, self.source)
+
+    def _write_tracks(self, chosen: list[dict]) -> None:
+        if self.tracks is None or not chosen:
+            return
+        task_ids = {doc["_id"] for doc in chosen}
+        updates = [(frame_id, boxes) for frame_id, (task_id, boxes) in self.final.items()
+                   if task_id in task_ids and boxes is not None]
+        self.ctx.mongo.set_boxes(updates)
+        self._forget(task_ids)
+
+    def _forget(self, task_ids: set) -> None:
+        for frame_id in [f for f, (task_id, _) in self.final.items() if task_id in task_ids]:
+            del self.final[frame_id]
+
+
+def _own_boxes(frame: dict, source: str) -> list[TrackBox]:
+    return [TrackBox(b["label"], b["x"], b["y"], b["w"], b["h"], b.get("confidence", 1.0))
+            for b in _own(frame, source)]
+
+
+def _own(frame: dict, source: str) -> list[dict]:
+    """The model's own boxes of a frame (not those interpolated by an earlier attempt)."""
+    return [box for box in frame.get("boxes") or []
+            if box.get("source") == source and not box.get("interpolated")]
+
+
+def _tracked(frame: dict, result: FinalFrame, source: str) -> tuple:
+    """(task id, the frame's new boxes, or None when unchanged)."""
+    own = _own(frame, source)
+    stale = any(box.get("interpolated") for box in frame.get("boxes") or [])
+    if frame.get("isUserAnnotated") or not (own or result.filled or stale):
+        return frame["taskId"], None
+    ids = {box["id"]: track for box, track in zip(own, result.ids)}
+    kept = [{**box, "trackId": ids[box["id"]]} if box.get("id") in ids else box
+            for box in frame.get("boxes") or []
+            if not (box.get("source") == source and box.get("interpolated"))]
+    return frame["taskId"], kept + [filled_box(box, track, source)
+                                    for track, box in result.filled]
+
