@@ -12,7 +12,7 @@ MAX_LISTED = 1000
 
 def list_events(mongo: MongoManager, state: str | None, limit: str | None) -> dict:
     """Events in ``state`` (default dead), oldest first."""
-    state = state or EventState.DEAD
+    state = EventState.DEAD if state is None else state
     if state not in set(EventState):
         raise BadRequest({"state": f"must be one of {', '.join(EventState)}"})
     count = _limit(limit)

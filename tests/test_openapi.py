@@ -64,7 +64,7 @@ def test_every_route_is_documented(app, document):
 def test_keyed_operations_name_the_key(document):
     for path, item in document["paths"].items():
         for method, operation in item.items():
-            keyed = path.startswith(("/api/processContent", "/api/datasets"))
+            keyed = path.startswith(("/api/processContent", "/api/datasets", "/api/events"))
             assert (operation["security"] == [{"authKey": []}]) == keyed, (method, path)
             if keyed:
                 assert "401" in operation["responses"]
