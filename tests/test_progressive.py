@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -23,69 +21,14 @@ from live_server import LiveServer
 from media import cfr_video, clip_barcodes
 from queue_fixtures import celery_workers, needs_redis, redis_server  # noqa: F401
 
+from progressive_reader import Reader
+
 from processes import owner_pid_here
 
 FRAMES = 900  # 30 s at 30 fps, sampled at 30: 90 tasks of 10, in 6 segments of 5 s
 TASKS = FRAMES // 10
 EXPECTED_EVENTS = (["upload.accepted"] + [f"upload.task_ready:{n}" for n in range(1, TASKS + 1)]
                    + ["upload.completed"])
-
-
-class Reader(threading.Thread):
-    """Polls the upload's tasks the way the Node.js backend reads them."""
-
-    def __init__(self, mongo) -> None:
-        super().__init__(daemon=True)
-        self.mongo, self.stop = mongo, threading.Event()
-        self.seen: dict = {}  # task id -> (task, its frames) when first seen
-        self.problems: list[str] = []
-        self.polls = 0
-        self.first_ready_at: float | None = None
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            self.look()
-            time.sleep(0.02)
-
-    def look(self) -> None:
-        tasks = self.mongo.tasks_of("u1")
-        ready = (self.mongo.get_upload("u1") or {}).get("readyTaskCount") or 0
-        self.polls += 1
-        numbers = [int(task["taskName"].split("-")[1]) for task in tasks]
-        if numbers != list(range(1, len(numbers) + 1)):
-            self.problems.append(f"tasks out of order: {numbers}")
-        if ready < len(tasks):
-            self.problems.append(f"readyTaskCount {ready} < {len(tasks)} visible")
-        if tasks and self.first_ready_at is None:
-            self.first_ready_at = time.monotonic()
-        gone = set(self.seen) - {task["_id"] for task in tasks}
-        if gone:
-            self.problems.append(f"{len(gone)} task(s) vanished")
-        for task in tasks:
-            self.check(task)
-
-    def check(self, task: dict) -> None:
-        if task["_id"] in self.seen:
-            if self.seen[task["_id"]][0] != task:
-                self.problems.append(f"{task['taskName']} changed after it appeared")
-            return
-        frames = self.mongo.frames_of(task["_id"])
-        self.seen[task["_id"]] = (task, frames)
-        if not Path(task["videoPath"]).is_file():
-            self.problems.append(f"{task['taskName']} visible before its clip")
-        if len(frames) != task["frameCount"] or not all(Path(f["imagePath"]).is_file()
-                                                        for f in frames):
-            self.problems.append(f"{task['taskName']} visible before its frames")
-
-    def finish(self) -> None:
-        self.stop.set()
-        self.join(timeout=10)
-        self.look()  # the end state too
-        for task_id, (task, frames) in self.seen.items():
-            if self.mongo.frames_of(task_id) != frames:
-                self.problems.append(f"the frames of {task['taskName']} changed")
-        assert not self.problems, self.problems[:5]
-        assert len(self.seen) == TASKS and self.polls > 20
 
 
 def assert_exact(mongo, contents: Path) -> None:
@@ -165,7 +108,7 @@ def test_embedded_kill_9_of_a_job_process_and_of_the_deliverer(env, mongo, conte
                                                                flaky_receiver):
     cfr_video(contents / "uploads" / "long.mp4", FRAMES, size=(480, 360))
     server = LiveServer({**env, "PROCESSING_SEGMENT_SECONDS": "5", "PROCESSING_WORKERS": "2"})
-    reader = Reader(mongo)
+    reader = Reader(mongo, TASKS)
     try:
         server.wait_ready()
         deliverer = the_one(server.process.pid, b"engines.deliverer")
@@ -207,7 +150,7 @@ def test_celery_kill_9_of_a_job_process_and_of_a_sweeper(env, mongo, contents, p
     cfr_video(contents / "uploads" / "long.mp4", FRAMES, size=(480, 360))
     workers = [celery_workers(name, "cut", worker_env) for name in ("a", "b")]
     sweepers = [the_one(w.proc.pid, b"engines.sweeper") for w in workers]
-    reader = Reader(mongo)
+    reader = Reader(mongo, TASKS)
     reader.start()
     answer = post(content_path="uploads/long.mp4", frame_rate=30)
     assert answer.status_code == 202, answer.get_json()

@@ -15,6 +15,7 @@ from collections import Counter
 import pytest
 from conftest import AUTH_KEY, service_env, wait_for
 from dataset_data import HEIGHT, WIDTH, box, make_task, make_version
+from progressive_reader import Reader
 from queue_fixtures import celery_workers, needs_redis, redis_server  # noqa: F401
 from test_annotation import (  # noqa: F401
     aa_client,
@@ -260,6 +261,8 @@ def test_a_run_killed_mid_video_resumes_to_the_same_tracks(versions_env, mongo, 
     assert post_aa(client, upload_id="ref", **post).status_code == 202  # 36 task clips
     run_all(env)
     executor = start_executor({**env, "PROCESSING_WORKERS": "1"})
+    reader = Reader(mongo, 36)  # published tasks and their track ids never change
+    reader.start()
     try:
         assert post_aa(client, **post).status_code == 202
         job = wait_for(lambda: (j := mongo.get_job("processContent:u1")) and j.get("owner")
@@ -270,8 +273,12 @@ def test_a_run_killed_mid_video_resumes_to_the_same_tracks(versions_env, mongo, 
         wait_for(lambda: mongo.get_job("processContent:u1")["state"] in ("done", "failed"),
                  what="the job to end")
     finally:
+        reader.stop.set()
         os.killpg(executor.pid, signal.SIGTERM)
         executor.wait(timeout=30)
+    reader.finish()
+    assert sum(1 for _, frames in reader.seen.values() for frame in frames
+               for box in frame["boxes"] if "trackId" in box) > 100
     assert mongo.get_job("processContent:u1")["attempts"] == 2
     ref, resumed = auto_boxes(mongo, "ref"), auto_boxes(mongo, "u1")
     assert len({box["trackId"] for _, _, box in ref}) >= 7

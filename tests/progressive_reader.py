@@ -1,0 +1,65 @@
+"""A reader of an upload's tasks while they are published: the checks of
+"published tasks are final" (README "Progressive results and events")."""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+
+class Reader(threading.Thread):
+    """Polls the upload's tasks the way the Node.js backend reads them."""
+
+    def __init__(self, mongo, tasks: int, upload_id: str = "u1") -> None:
+        super().__init__(daemon=True)
+        self.mongo, self.tasks, self.upload_id = mongo, tasks, upload_id
+        self.stop = threading.Event()
+        self.seen: dict = {}  # task id -> (task, its frames) when first seen
+        self.problems: list[str] = []
+        self.polls = 0
+        self.first_ready_at: float | None = None
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.look()
+            time.sleep(0.02)
+
+    def look(self) -> None:
+        tasks = self.mongo.tasks_of(self.upload_id)
+        ready = (self.mongo.get_upload(self.upload_id) or {}).get("readyTaskCount") or 0
+        self.polls += 1
+        numbers = [int(task["taskName"].split("-")[1]) for task in tasks]
+        if numbers != list(range(1, len(numbers) + 1)):
+            self.problems.append(f"tasks out of order: {numbers}")
+        if ready < len(tasks):
+            self.problems.append(f"readyTaskCount {ready} < {len(tasks)} visible")
+        if tasks and self.first_ready_at is None:
+            self.first_ready_at = time.monotonic()
+        gone = set(self.seen) - {task["_id"] for task in tasks}
+        if gone:
+            self.problems.append(f"{len(gone)} task(s) vanished")
+        for task in tasks:
+            self.check(task)
+
+    def check(self, task: dict) -> None:
+        if task["_id"] in self.seen:
+            if self.seen[task["_id"]][0] != task:
+                self.problems.append(f"{task['taskName']} changed after it appeared")
+            return
+        frames = self.mongo.frames_of(task["_id"])
+        self.seen[task["_id"]] = (task, frames)
+        if not Path(task["videoPath"]).is_file():
+            self.problems.append(f"{task['taskName']} visible before its clip")
+        if len(frames) != task["frameCount"] or not all(Path(f["imagePath"]).is_file()
+                                                        for f in frames):
+            self.problems.append(f"{task['taskName']} visible before its frames")
+
+    def finish(self) -> None:
+        self.stop.set()
+        self.join(timeout=10)
+        self.look()  # the end state too
+        for task_id, (task, frames) in self.seen.items():
+            if self.mongo.frames_of(task_id) != frames:
+                self.problems.append(f"the frames of {task['taskName']} changed")
+        assert not self.problems, self.problems[:5]
+        assert len(self.seen) == self.tasks and self.polls > 20
