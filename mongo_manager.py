@@ -300,6 +300,12 @@ class MongoManager:
         return self.jobs.count_documents({"_id": job_id, "runId": run_id,
                                           "state": JobState.WAITING}) == 1
 
+    def segment_owners(self, job_id: str, run_id: str) -> list[str]:
+        """The holders of the run's segments being cut now."""
+        return [doc["owner"] for doc in self.jobs.find(
+            {"parent": job_id, "runId": run_id, "state": JobState.RUNNING}, {"owner": 1})
+            if doc.get("owner")]
+
     def count_done_segments(self, job_id: str, run_id: str) -> int:
         return self.jobs.count_documents({"parent": job_id, "state": JobState.DONE,
                                           "runId": run_id})

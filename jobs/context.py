@@ -47,13 +47,17 @@ class Heartbeat:
         self.alive()
         if not force and time.monotonic() - self.last < HEARTBEAT_SECONDS:
             return
+        self.holding()
+        # 99 at most until the commit: 100 means the tasks are there.
+        progress = min(99, int(fraction * 100))
+        self.record(progress)
+        if self.ctx.on_progress:
+            self.ctx.on_progress(fraction)
+
+    def holding(self) -> None:
+        """Renew the lease now; JobCancelled if this process no longer holds the run."""
         self.last = time.monotonic()
         ctx, job = self.ctx, self.job
         if not ctx.mongo.renew_lease(job["_id"], job["runId"], ctx.owner,
                                      ctx.config.processing.lease_seconds):
             raise JobCancelled("the run was replaced")
-        # 99 at most until the commit: 100 means the tasks are there.
-        progress = min(99, int(fraction * 100))
-        self.record(progress)
-        if ctx.on_progress:
-            ctx.on_progress(fraction)

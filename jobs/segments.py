@@ -14,6 +14,8 @@ pass, which keeps the tasks the other segments already staged.
 from __future__ import annotations
 
 import logging
+import os
+import time
 
 from exceptions import JobCancelled
 from job_states import JobKind, JobState
@@ -23,6 +25,7 @@ from jobs.failure import run_guarded
 from jobs.publish import Publisher, publisher_for
 from jobs.staging import commit_tasks, discard, fail_upload, input_limits, run_paths, stage_pipeline
 from jobs.timings import RunClock
+from processes import owner_pid_here
 from processors.readers import VIDEO, video_duration
 from processors.segments import Segment, SegmentMismatch, open_segment, plan_segments
 from storage.contents import RunPaths
@@ -30,6 +33,10 @@ from storage.contents import RunPaths
 log = logging.getLogger(__name__)
 
 KIND = JobKind.SEGMENT
+FIRST_TASK_WAIT = 60.0  # seconds
+# What one segment's cutting keeps busy (decoder threads, x264's, the JPEGs'):
+# with fewer cores than this per running segment, the first one waits for no one.
+CORES_PER_SEGMENT = 2
 
 
 def fan_out(job: dict, ctx: JobContext) -> bool:
@@ -86,20 +93,41 @@ def _cut_segment(job: dict, ctx: JobContext, paths: RunPaths) -> bool:
     if not mongo.parent_waiting(params["parent"], run_id):  # a stale segment of an old run
         raise JobCancelled("the upload's run is no longer cut in segments")
     segment = Segment.from_dict(params["segment"])
+    heartbeat = Heartbeat(job, ctx, lambda _: _record_progress(job, ctx))
+    publisher = _publisher(params["parent"], params, run_id, paths, ctx)
+    if publisher is not None and segment.number > 1:
+        _first_task_first(job, ctx, heartbeat)
     watchdog.progressed(f"cutting segment {segment.number} (opening the video)")
     try:
         source = open_segment(params["content_path"], segment, input_limits(ctx.config))
         watchdog.progressed(f"cutting segment {segment.number}")
-        stage_pipeline(job, ctx, paths, source,
-                       Heartbeat(job, ctx, lambda _: _record_progress(job, ctx)),
-                       segment.first_sample, _publisher(params["parent"], params, run_id, paths,
-                                                        ctx))
+        stage_pipeline(job, ctx, paths, source, heartbeat, segment.first_sample, publisher)
     except SegmentMismatch as exc:
         log.warning("upload %s: %s; cutting it in one pass", params["upload_id"], exc)
         if mongo.requeue_single_pass(params["parent"], run_id):
             ctx.submit(params["parent"])
         return False
     return True
+
+
+def _first_task_first(job: dict, ctx: JobContext, heartbeat: Heartbeat) -> None:
+    """A later segment of a progressive run waits for the run's first task while
+    the first segment is being cut on this machine and the machine has no core
+    to spare: the first segment then has every core, and people get the first
+    task about twice as soon, for a few seconds more on the whole run
+    (BENCHMARKS.md, "Progressive results"). At most FIRST_TASK_WAIT seconds."""
+    params, mongo = job["params"], ctx.mongo
+    deadline = time.monotonic() + FIRST_TASK_WAIT
+    watchdog.progressed("waiting for the first task")
+    while time.monotonic() < deadline and not mongo.ready_task_count(params["upload_id"]):
+        running = [owner_pid_here(owner) for owner in
+                   mongo.segment_owners(params["parent"], job["runId"])]
+        first = mongo.get_job(f"{params['parent']}#1") or {}
+        if owner_pid_here(first.get("owner")) is None or first.get("state") != JobState.RUNNING \
+                or (os.cpu_count() or 1) >= CORES_PER_SEGMENT * sum(p is not None for p in running):
+            return
+        heartbeat.beat(0.0)  # keeps the lease; stops a replaced run
+        time.sleep(0.2)
 
 
 def _stopped(job: dict, ctx: JobContext, paths: RunPaths) -> None:

@@ -54,6 +54,7 @@ def stage_pipeline(job: dict, ctx: JobContext, paths: RunPaths, source: Source,
                 done.add(event.number)
                 sampled += len(event.frames)
                 if publisher is not None:
+                    heartbeat.holding()  # only a holder of the run publishes
                     publisher.advance()
             elif isinstance(event, Progress):
                 heartbeat.beat(event.fraction)

@@ -77,13 +77,20 @@ VIDEO_CASES = {
 
 
 def assert_nothing_left(mongo, contents: Path) -> None:
-    assert mongo.tasks.count_documents({}) == 0
-    assert mongo.frames.count_documents({}) == 0
+    """Nothing of the failed run is left but the tasks it had published before
+    the bad part of the file (final: people may be annotating them), each one
+    whole: its clip, frames and JPEGs."""
+    tasks = mongo.tasks_of("u1")
+    assert (mongo.get_upload("u1") or {}).get("readyTaskCount", 0) == len(tasks)
+    kept = {Path(t["videoPath"]) for t in tasks}
+    frames = [f for t in tasks for f in mongo.frames_of(t["_id"])]
+    assert len(frames) == sum(t["frameCount"] for t in tasks) == mongo.frames.count_documents({})
+    kept |= {Path(f["imagePath"]) for f in frames}
+    assert all(path.is_file() for path in kept)
     assert mongo.staging.count_documents({}) == 0
-    leftovers = [p for p in (contents / "tasks").rglob("*")] if (contents / "tasks").exists() else []
-    assert not [p for p in leftovers if p.is_file()], leftovers
-    frames = contents / "frames"
-    assert not frames.exists() or not [p for p in frames.rglob("*") if p.is_file()]
+    files = [p for folder in ("tasks", "frames") if (contents / folder).exists()
+             for p in (contents / folder).rglob("*") if p.is_file()]
+    assert set(files) == kept, set(files) ^ kept
 
 
 def assert_still_serving(post, run_jobs, mongo, contents: Path) -> None:
@@ -107,6 +114,8 @@ def test_bad_video(case, contents, post, run_jobs, mongo):
     assert name in error["message"]
     assert mongo.get_job("processContent:u1")["state"] == "failed"
     assert_nothing_left(mongo, contents)
+    if case == "truncated mid-stream":  # cut before the bad part: published, and kept
+        assert mongo.tasks_of("u1"), "no task was published before the truncation"
     assert_still_serving(post, run_jobs, mongo, contents)
 
 
