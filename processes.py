@@ -4,8 +4,12 @@ Also the one place that knows a job lease holder's name, ``host:pid``.
 """
 from __future__ import annotations
 
+import argparse
+import logging
 import os
+import signal
 import socket
+import threading
 
 
 def owner_id(pid: int | None = None) -> str:
@@ -42,3 +46,29 @@ def pid_alive(pid: int) -> bool:
         except PermissionError:
             return True
         return True
+
+
+def helper_process_start(description: str, argv: list[str] | None) -> threading.Event:
+    """The start of a helper process of a supervisor or a Celery worker (the
+    sweeper, the event deliverer): ``--parent PID``, JSON logs, and the event
+    that SIGTERM, SIGINT or the parent's death sets."""
+    from logging_setup import configure_logging  # a basic, imported when used
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--parent", type=int, help="stop when this process is gone")
+    args = parser.parse_args(argv)
+    configure_logging()
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    if args.parent:
+        threading.Thread(target=_stop_without_parent, args=(args.parent, stop),
+                         daemon=True).start()
+    return stop
+
+
+def _stop_without_parent(parent: int, stop: threading.Event) -> None:
+    while not stop.wait(1.0):
+        if os.getppid() != parent:
+            logging.getLogger(__name__).info("parent %s is gone; stopping", parent)
+            stop.set()

@@ -14,12 +14,9 @@ and nothing here ever blocks a job.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import os
 import random
-import signal
 import sys
 import threading
 import urllib.error
@@ -30,9 +27,8 @@ from datetime import datetime, timezone
 from standardwebhooks.webhooks import Webhook
 
 from config import EventsConfig, load_config
-from logging_setup import configure_logging
 from mongo_manager import DatabaseError, MongoManager, get_mongo
-from processes import owner_id
+from processes import helper_process_start, owner_id
 
 log = logging.getLogger(__name__)
 
@@ -147,9 +143,9 @@ class Deliverer:
         return False
 
 
-def deliver(stop: threading.Event, config_env: dict | None = None) -> None:
+def deliver(stop: threading.Event) -> None:
     """Run a deliverer for this process's configuration until ``stop``."""
-    config = load_config(require_auth_key=False, env=config_env)  # serves no HTTP
+    config = load_config(require_auth_key=False)  # serves no HTTP
     if not config.events.enabled:
         return
     Deliverer(config.events, get_mongo(config), owner_id()).run(stop)
@@ -160,24 +156,8 @@ def _iso(at: datetime) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parent", type=int, help="stop when this process is gone")
-    args = parser.parse_args(argv)
-    configure_logging()
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    if args.parent:
-        threading.Thread(target=_watch_parent, args=(args.parent, stop), daemon=True).start()
-    deliver(stop)
+    deliver(helper_process_start(__doc__.splitlines()[0], argv))
     return 0
-
-
-def _watch_parent(parent: int, stop: threading.Event) -> None:
-    while not stop.wait(1.0):
-        if os.getppid() != parent:
-            log.info("parent %s is gone; stopping", parent)
-            stop.set()
 
 
 if __name__ == "__main__":

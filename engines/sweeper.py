@@ -15,10 +15,7 @@ the worker's event deliverer (``engines/deliverer.py``) in a thread.
 """
 from __future__ import annotations
 
-import argparse
 import logging
-import os
-import signal
 import sys
 import threading
 
@@ -27,9 +24,8 @@ from engines.celery_send import CeleryExecutor
 from engines.deliverer import Deliverer
 from exceptions import DatabaseUnavailable
 from jobs.claims import release_orphans
-from logging_setup import configure_logging
 from mongo_manager import DatabaseError, get_mongo
-from processes import owner_id
+from processes import helper_process_start, owner_id
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +45,12 @@ def sweep_once(config: Config, executor: CeleryExecutor) -> int:
     return sent
 
 
-def run(config: Config, stop: threading.Event, parent: int | None = None) -> None:
+def run(config: Config, stop: threading.Event) -> None:
     executor = CeleryExecutor(config)
     if config.events.enabled:  # this worker's event deliverer
         threading.Thread(target=Deliverer(config.events, get_mongo(config), owner_id()).run,
                          args=(stop,), name="event-deliverer", daemon=True).start()
     while not stop.wait(config.queue.sweep_seconds):
-        if parent and os.getppid() != parent:
-            log.info("worker %s is gone; stopping", parent)
-            return
         try:
             sweep_once(config, executor)
         except (DatabaseError, DatabaseUnavailable) as exc:
@@ -65,14 +58,8 @@ def run(config: Config, stop: threading.Event, parent: int | None = None) -> Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parent", type=int, help="stop when this process is gone")
-    args = parser.parse_args(argv)
-    configure_logging()
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    run(load_config(require_auth_key=False), stop, args.parent)  # serves no HTTP
+    stop = helper_process_start(__doc__.splitlines()[0], argv)
+    run(load_config(require_auth_key=False), stop)  # serves no HTTP
     return 0
 
 

@@ -25,6 +25,7 @@ from jobs.failure import run_guarded
 from jobs.publish import Publisher, publisher_for
 from jobs.staging import commit_tasks, discard, fail_upload, input_limits, run_paths, stage_pipeline
 from jobs.timings import RunClock
+from mongo_manager import MongoManager
 from processes import owner_pid_here
 from processors.readers import VIDEO, video_duration
 from processors.segments import Segment, SegmentMismatch, open_segment, plan_segments
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 KIND = JobKind.SEGMENT
 FIRST_TASK_WAIT = 60.0  # seconds
+CLAIM_WAIT = 5.0  # seconds the first segment may take to be claimed
 # What one segment's cutting keeps busy (decoder threads, x264's, the JPEGs'):
 # with fewer cores than this per running segment, the first one waits for no one.
 CORES_PER_SEGMENT = 2
@@ -117,17 +119,25 @@ def _first_task_first(job: dict, ctx: JobContext, heartbeat: Heartbeat) -> None:
     task about twice as soon, for a few seconds more on the whole run
     (BENCHMARKS.md, "Progressive results"). At most FIRST_TASK_WAIT seconds."""
     params, mongo = job["params"], ctx.mongo
-    deadline = time.monotonic() + FIRST_TASK_WAIT
+    started = time.monotonic()
     watchdog.progressed("waiting for the first task")
-    while time.monotonic() < deadline and not mongo.ready_task_count(params["upload_id"]):
-        running = [owner_pid_here(owner) for owner in
-                   mongo.segment_owners(params["parent"], job["runId"])]
+    while time.monotonic() - started < FIRST_TASK_WAIT \
+            and not mongo.ready_task_count(params["upload_id"]):
         first = mongo.get_job(f"{params['parent']}#1") or {}
-        if owner_pid_here(first.get("owner")) is None or first.get("state") != JobState.RUNNING \
-                or (os.cpu_count() or 1) >= CORES_PER_SEGMENT * sum(p is not None for p in running):
+        if first.get("state") == JobState.QUEUED:  # about to be claimed, by another process
+            if time.monotonic() - started > CLAIM_WAIT:
+                return
+        elif first.get("state") != JobState.RUNNING or owner_pid_here(first["owner"]) is None \
+                or _spare_cores(mongo, params["parent"], job["runId"]):
             return
         heartbeat.beat(0.0)  # keeps the lease; stops a replaced run
-        time.sleep(0.2)
+        time.sleep(0.1)
+
+
+def _spare_cores(mongo: MongoManager, parent: str, run_id: str) -> bool:
+    here = [owner for owner in mongo.segment_owners(parent, run_id)
+            if owner_pid_here(owner) is not None]
+    return (os.cpu_count() or 1) >= CORES_PER_SEGMENT * len(here)
 
 
 def _stopped(job: dict, ctx: JobContext, paths: RunPaths) -> None:

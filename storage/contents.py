@@ -51,22 +51,31 @@ def move_into_place(paths: RunPaths) -> None:
 
 
 def publish_task_files(paths: RunPaths, clip_name: str, number: int) -> None:
-    """Move one staged task's clip and frame folder to their final places (a
-    task published while its run goes on). Idempotent: a process that died
-    here, or another one publishing the same task, finds them moved."""
-    moves = [(paths.staging(paths.clips) / clip_name, paths.clips / clip_name),
-             (paths.staging(paths.frames) / f"task-{number}", paths.frames / f"task-{number}")]
+    """Move one staged task's clip and JPEGs to their final places (a task
+    published while its run goes on).
+
+    File by file, each rename atomic and replacing what is there: two
+    processes publishing the same task (segments of one run) each move what
+    the other has not, a process that died half-way is finished by the next,
+    and a file a replaced run left under the same name is overwritten.
+    """
+    frames = paths.staging(paths.frames) / f"task-{number}"
+    moves = [(paths.staging(paths.clips) / clip_name, paths.clips / clip_name)]
+    try:
+        moves += [(image, paths.frames / f"task-{number}" / image.name)
+                  for image in sorted(frames.iterdir())]
+    except FileNotFoundError:
+        pass  # no JPEGs (keep_frames off), or all moved already
     for staged, final in moves:
-        if not staged.exists():
-            continue
         final.parent.mkdir(parents=True, exist_ok=True)
         try:
             staged.rename(final)
         except FileNotFoundError:
-            pass  # another process published it just now
-        except OSError:
-            if not final.exists():  # a folder that is there already was moved before
-                raise
+            pass  # moved already (by another process, or before a crash)
+    try:
+        frames.rmdir()
+    except OSError:
+        pass  # gone already, or another process is still moving from it
 
 
 def remove_replaced(paths: RunPaths) -> None:

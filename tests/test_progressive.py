@@ -48,6 +48,13 @@ def assert_exact(mongo, contents: Path) -> None:
     assert not list((contents / "frames").glob(".*"))
 
 
+def post_long_video(server: LiveServer) -> requests.Response:
+    return requests.post(f"{server.base}/api/processContent", headers={"X-Auth-Key": AUTH_KEY},
+                         json={"upload_id": "u1", "project_id": "p1", "frame_rate": 30,
+                               "request_type": 0, "content_type": 1,
+                               "content_path": "uploads/long.mp4"}, timeout=30)
+
+
 def processes_under(root: int) -> dict[int, bytes]:
     """Every live descendant of ``root``: pid -> its command line."""
     parents: dict[int, int] = {}
@@ -113,11 +120,7 @@ def test_embedded_kill_9_of_a_job_process_and_of_the_deliverer(env, mongo, conte
         server.wait_ready()
         deliverer = the_one(server.process.pid, b"engines.deliverer")
         reader.start()
-        answer = requests.post(f"{server.base}/api/processContent", headers={
-            "X-Auth-Key": AUTH_KEY}, json={"upload_id": "u1", "project_id": "p1",
-                                           "frame_rate": 30, "request_type": 0,
-                                           "content_type": 1,
-                                           "content_path": "uploads/long.mp4"}, timeout=30)
+        answer = post_long_video(server)
         assert answer.status_code == 202, answer.text
         wait_for(lambda: mongo.ready_task_count("u1") >= 3, what="the first tasks")
         kill_a_segment_holder(mongo)
@@ -179,11 +182,7 @@ def test_receiver_down_for_the_whole_run_then_back(env, mongo, contents, tmp_pat
     server = LiveServer({**env, **events_env(absent.url)})
     try:
         server.wait_ready()
-        answer = requests.post(f"{server.base}/api/processContent", headers={
-            "X-Auth-Key": AUTH_KEY}, json={"upload_id": "u1", "project_id": "p1",
-                                           "frame_rate": 30, "request_type": 0,
-                                           "content_type": 1,
-                                           "content_path": "uploads/long.mp4"}, timeout=30)
+        answer = post_long_video(server)
         assert answer.status_code == 202
         wait_for(lambda: mongo.get_upload("u1")["status"] == 1, 120, "the upload to end")
         wait_for(lambda: mongo.outbox.find_one({"attempts": {"$gte": 2}}), 30, "retries")
@@ -196,3 +195,28 @@ def test_receiver_down_for_the_whole_run_then_back(env, mongo, contents, tmp_pat
     streams = check_deliveries(absent.calls(), recorded)
     assert upload_types(streams["u1"]) == (["upload.accepted"] + [
         f"upload.task_ready:{n}" for n in range(1, 31)] + ["upload.completed"])
+
+
+def test_publishing_a_task_twice_at_once_moves_every_file_once(tmp_path: Path):
+    """Two segments' processes publishing the same task, over a file a replaced
+    run left under the same name: every file ends in place, from this run."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from storage.contents import RunPaths, publish_task_files
+
+    paths = RunPaths(tmp_path, "p1", "u1", "run2")
+    staged = paths.staging(paths.frames) / "task-3"
+    staged.mkdir(parents=True)
+    for frame in range(1, 201):
+        (staged / f"{frame}.jpg").write_text(f"run2 {frame}")
+    paths.staging(paths.clips).mkdir(parents=True)
+    (paths.staging(paths.clips) / "task-3-v.mp4").write_text("run2 clip")
+    (paths.frames / "task-3").mkdir(parents=True)
+    (paths.frames / "task-3" / "7.jpg").write_text("run1 7")  # a replaced run's
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: publish_task_files(paths, "task-3-v.mp4", 3), range(4)))
+    final = paths.frames / "task-3"
+    assert sorted(p.name for p in final.iterdir()) == sorted(f"{n}.jpg" for n in range(1, 201))
+    assert all((final / f"{n}.jpg").read_text() == f"run2 {n}" for n in range(1, 201))
+    assert (paths.clips / "task-3-v.mp4").read_text() == "run2 clip"
+    assert not staged.exists()
