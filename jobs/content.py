@@ -1,11 +1,13 @@
-"""Run one processContent job: pipeline -> staged tasks -> atomic commit.
+"""Run one processContent job: pipeline -> staged tasks -> published or committed.
 
 A run writes its clips and JPEGs into staging folders and its tasks into
-AnnotationTaskStaging (``jobs/staging.py``). Only when every task is done are
-the staging folders renamed into place and, in one transaction, the upload's
-tasks swapped and its status set to 1, so status 1 always means the files are
-there. A reader never sees old and new tasks mixed, a failed run leaves
-nothing behind, and a run killed mid-way resumes from its staged tasks. A long
+AnnotationTaskStaging (``jobs/staging.py``). A new upload's run publishes each
+task as soon as it is final, in number order (``jobs/publish.py``); a run
+that replaces existing tasks renames its staging folders into place and, in
+one transaction, swaps the upload's tasks, only when every task is done.
+Either way status 1 means every file is there, a reader never sees old and
+new tasks mixed, a failed run leaves nothing behind but the tasks it
+published, and a run killed mid-way resumes from its staged tasks. A long
 video is cut in segments by several processes (``jobs/segments.py``).
 """
 from __future__ import annotations

@@ -5,6 +5,8 @@ is planned (``processors.segments``: a demux-only scan) and fanned out into
 one ``contentSegment`` job per segment, each with the run's id. The parent
 job waits (state ``waiting``) while the segments stage their tasks by global
 task number into the run's staging folders, exactly as a single pass would.
+Each segment publishes the run's tasks that are ready as it stages its own
+(``jobs/publish.py``: in number order, whichever segment cut them).
 The segment that finishes last claims the parent and commits the run as one;
 if it dies doing so, the parent's lease runs out and any worker finishes the
 commit. A failed segment fails the upload; a segment whose decoded frames do

@@ -1,6 +1,8 @@
 """A processContent run's staging and commit, shared by a single pass and by the
-segments of a long video: cut into staging folders, stage each finished task,
-then move the folders into place and swap the tasks in as one commit."""
+segments of a long video: cut into staging folders, stage each finished task
+(a new upload's are published as they are ready: ``jobs/publish.py``), then
+commit: publish the last tasks, or move the folders into place and swap the
+tasks in as one transaction."""
 from __future__ import annotations
 
 import logging

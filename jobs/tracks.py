@@ -1,9 +1,11 @@
 """Track ids for the auto boxes of a video upload, computed over all its sampled
 frames in sample order (annotation/tracking.py) and written into its frames.
 
-A cutting run (request type 1) tracks once all its tasks are staged, just
-before the commit, so a single pass, segments cut by several workers and a
-run resumed after a kill -9 all track the same boxes and get the same ids.
+A new upload's run tracks online as it publishes its tasks (``jobs/publish.py``);
+a cutting run (request type 1) that replaces existing tasks tracks here once
+all its tasks are staged, just before the commit. Both use the same algorithm
+over the same boxes in the same order, so a single pass, segments cut by
+several workers and a run resumed after a kill -9 all get the same ids.
 Re-annotating (request type 2) tracks the upload's tasks again for that
 version. Only the version's own boxes get ids; user boxes keep theirs.
 """
