@@ -47,6 +47,7 @@ class Heartbeat:
         self.alive()
         if not force and time.monotonic() - self.last < HEARTBEAT_SECONDS:
             return
+        self.last = time.monotonic()
         self.holding()
         # 99 at most until the commit: 100 means the tasks are there.
         progress = min(99, int(fraction * 100))
@@ -56,7 +57,6 @@ class Heartbeat:
 
     def holding(self) -> None:
         """Renew the lease now; JobCancelled if this process no longer holds the run."""
-        self.last = time.monotonic()
         ctx, job = self.ctx, self.job
         if not ctx.mongo.renew_lease(job["_id"], job["runId"], ctx.owner,
                                      ctx.config.processing.lease_seconds):

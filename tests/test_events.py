@@ -13,6 +13,8 @@ import pytest
 from conftest import AUTH_KEY, wait_for
 from event_receiver import SECRET, Receiver, check_deliveries, events_env, upload_types
 from media import cfr_video
+from test_annotation import aa_client, model_dirs, post_aa, run_all, square_video  # noqa: F401
+from test_annotation import versions_env  # noqa: F401
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 import events
@@ -208,3 +210,20 @@ def test_a_failing_stream_never_holds_up_another(post, run_jobs, contents, mongo
     assert all(e["state"] == "pending" for e in outbox(mongo, "u1"))
     assert all(c["headers"]["webhook-id"] not in {e["_id"] for e in outbox(mongo, "u1")}
                for c in healthy.calls())
+
+
+def test_re_annotating_sends_annotation_completed(aa_client, versions_env, mongo, contents):
+    """Cut with version 2 (its boxes tracked as the tasks are published), then
+    request type 2 with version 3: accepted, then annotation.completed."""
+    square_video(contents / "uploads" / "sq.mp4", 20)
+    assert post_aa(aa_client).status_code == 202
+    run_all(versions_env)
+    first = outbox(mongo)
+    assert types(first) == ["upload.accepted", "upload.task_ready:1", "upload.task_ready:2",
+                            "upload.completed"]
+    assert post_aa(aa_client, request_type=2, auto_anno_version=3).status_code == 202
+    run_all(versions_env)
+    again = outbox(mongo)[4:]
+    assert types(again) == ["upload.accepted", "annotation.completed"]
+    assert again[1]["data"] == {"upload_id": "u1", "version": 3, "task_count": 2}
+    assert [e["sequence"] for e in again] == [5, 6]
