@@ -35,6 +35,8 @@ from storage.contents import RunPaths, publish_task_files, remove_staging
 
 log = logging.getLogger(__name__)
 
+PUBLISH_SECONDS = 0.5
+
 
 def decide_progressive(job: dict, ctx: JobContext) -> bool:
     """Whether this run publishes its tasks as they are cut (recorded on the job
@@ -84,6 +86,14 @@ class Publisher:
         self.final: dict = {}  # frame id -> its boxes with track ids, once final
         self.final_frames = 0
         self.seconds = 0.0  # spent tracking
+        self.published_at: float | None = None  # the last advance once a task is out
+
+    def due(self) -> bool:
+        """Time to publish again: the first task at once, then at most every
+        PUBLISH_SECONDS (short tasks are published in batches: each publication
+        is a transaction, ~35 ms, which the cutting waits for)."""
+        return self.published_at is None or \
+            time.monotonic() - self.published_at >= PUBLISH_SECONDS
 
     def advance(self) -> int:
         """Publish what can be; returns the number of tasks visible now."""
@@ -95,7 +105,9 @@ class Publisher:
         count = self._publishable(staged)
         if count > ready:
             self._publish(staged, ready, count, {}, [])
-        return max(ready, count)
+        visible = max(ready, count)
+        self.published_at = time.monotonic() if visible else None
+        return visible
 
     def finish(self, fields: dict, task_count: int) -> bool:
         """Publish the remaining tasks and commit the run (``fields``: the

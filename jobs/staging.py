@@ -55,7 +55,7 @@ def stage_pipeline(job: dict, ctx: JobContext, paths: RunPaths, source: Source,
                 mongo.stage_task(params["upload_id"], run_id, event.number, task, frames)
                 done.add(event.number)
                 sampled += len(event.frames)
-                if publisher is not None:
+                if publisher is not None and publisher.due():
                     heartbeat.holding()  # only a holder of the run publishes
                     publisher.advance()
             elif isinstance(event, Progress):
