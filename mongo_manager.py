@@ -278,23 +278,28 @@ class MongoManager:
 
     def fan_out(self, job_id: str, run_id: str, owner: str, kind: str,
                 children: list[tuple[str, dict]]) -> bool:
-        """Queue a run's segment jobs, then park the run as "waiting".
+        """Queue a run's segment jobs and park the run as "waiting", in one
+        transaction: a job process never claims a segment whose parent is not
+        waiting yet (it would take the run for ended and cancel the segment).
 
         Idempotent: a retried fan-out finds its children (same ids) in place.
         """
-        for child_id, params in children:
-            fields = {"kind": kind, "params": params, "runId": run_id, "parent": job_id,
-                      "state": JobState.QUEUED, "attempts": 0, "owner": None,
-                      "leaseUntil": _EPOCH, "error": None, "createdAt": now()}
-            try:
-                self.jobs.update_one({"_id": child_id, "runId": {"$ne": run_id}},
-                                     {"$set": fields}, upsert=True)
-            except DuplicateKeyError:
-                pass  # already queued for this run
-        result = self.jobs.update_one(
-            {"_id": job_id, "runId": run_id, "owner": owner},
-            {"$set": {"state": JobState.WAITING, "segments": len(children), "owner": None}})
-        return result.matched_count == 1
+        def fan(session: Any) -> bool:
+            for child_id, params in children:
+                existing = self.jobs.find_one({"_id": child_id}, {"runId": 1}, session=session)
+                if existing is not None and existing.get("runId") == run_id:
+                    continue  # already queued for this run
+                fields = {"kind": kind, "params": params, "runId": run_id, "parent": job_id,
+                          "state": JobState.QUEUED, "attempts": 0, "owner": None,
+                          "leaseUntil": _EPOCH, "error": None, "createdAt": now()}
+                self.jobs.update_one({"_id": child_id}, {"$set": fields}, upsert=True,
+                                     session=session)
+            result = self.jobs.update_one(
+                {"_id": job_id, "runId": run_id, "owner": owner},
+                {"$set": {"state": JobState.WAITING, "segments": len(children), "owner": None}},
+                session=session)
+            return result.matched_count == 1
+        return self.atomically(fan)
 
     def parent_waiting(self, job_id: str, run_id: str) -> bool:
         return self.jobs.count_documents({"_id": job_id, "runId": run_id,
