@@ -14,13 +14,14 @@ and nothing here ever blocks a job.
 """
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import random
+import socket
 import sys
 import threading
-import urllib.error
-import urllib.request
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
@@ -53,16 +54,46 @@ def signed_headers(webhook: Webhook, event_id: str, body: str) -> dict[str, str]
 
 
 def post(url: str, headers: dict[str, str], body: str, timeout: float) -> str | None:
-    """POST once; None when the receiver took it (2xx), else why not."""
-    request = urllib.request.Request(url, data=body.encode(), headers=headers, method="POST")
+    """POST once; None when the receiver took it (2xx), else why not.
+
+    ``timeout`` bounds the whole attempt, not each socket read: a receiver
+    that answers a byte at a time would otherwise hold a sender for as long as
+    it likes. A redirect is a failed attempt, never followed: urllib would
+    follow a 302 with a GET and no body, and its 200 would mark an event
+    delivered that nobody received.
+    """
+    parts = urllib.parse.urlsplit(url)
+    opener = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    connection = opener(parts.hostname, parts.port, timeout=timeout)
+    timed_out = threading.Event()
+    deadline = threading.Timer(timeout, _cut, (connection, timed_out))
+    deadline.start()
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            response.read(1024)
-            return None
-    except urllib.error.HTTPError as exc:
-        return f"HTTP {exc.code}"
-    except (urllib.error.URLError, OSError) as exc:  # refused, timed out, reset
-        return f"not delivered: {getattr(exc, 'reason', exc)}"
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        connection.connect()
+        if timed_out.is_set():  # connected just as the deadline cut nothing yet
+            raise TimeoutError
+        connection.request("POST", target, body=body.encode(), headers=headers)
+        response = connection.getresponse()
+        response.read(1024)  # a receiver's answer is not ours to hold
+        if timed_out.is_set():  # the cut can end a dripping answer that then parses
+            raise TimeoutError
+        return None if 200 <= response.status < 300 else f"HTTP {response.status}"
+    except (OSError, http.client.HTTPException, ValueError) as exc:  # refused, reset, cut
+        return f"not delivered: {'timed out' if timed_out.is_set() else exc}"
+    finally:
+        deadline.cancel()
+        connection.close()
+
+
+def _cut(connection: http.client.HTTPConnection, timed_out: threading.Event) -> None:
+    """End an attempt past its deadline: shutting the socket wakes a blocked read."""
+    timed_out.set()
+    if connection.sock is not None:
+        try:
+            connection.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 def backoff(settings: EventsConfig, attempts: int) -> float:

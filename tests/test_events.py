@@ -6,7 +6,9 @@ on purpose; the service started as the README says; the checks of
 """
 from __future__ import annotations
 
+import socket
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 import events
 from config import load_config
-from engines.deliverer import Deliverer, backoff, body_of, signed_headers
+from engines.deliverer import Deliverer, backoff, body_of, post, signed_headers
 from exceptions import ConfigError
 from mongo_manager import MongoManager, now, resolve_uri
 
@@ -107,6 +109,77 @@ def test_signature_verifies_with_the_standard_library_and_not_when_tampered():
         Webhook(SECRET).verify(body.replace('"task_count":2', '"task_count":3'), headers)
     with pytest.raises(WebhookVerificationError):
         Webhook("whsec_" + "A" * 43 + "=").verify(body, headers)
+
+
+class HostileReceiver:
+    """A raw TCP peer that answers every connection with ``answer`` (bytes, or a
+    callable given the socket), and records the request lines it was sent."""
+
+    def __init__(self, answer) -> None:
+        self.answer, self.requests = answer, []
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}/hooks?to=me"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                peer, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(peer,), daemon=True).start()
+
+    def _one(self, peer: socket.socket) -> None:
+        with peer:
+            try:
+                self.requests.append(peer.recv(65536).split(b"\r\n")[0].decode())
+                self.answer(peer) if callable(self.answer) else peer.sendall(self.answer)
+                time.sleep(0.5)
+            except OSError:
+                pass
+
+
+def _drip(peer: socket.socket) -> None:
+    peer.sendall(b"HTTP/1.1 200 OK\r\n")
+    for _ in range(200):
+        peer.sendall(b"x")  # one byte of a header every 0.1 s: no read ever waits 1 s
+        time.sleep(0.1)
+
+
+def _huge(peer: socket.socket) -> None:
+    peer.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 1073741824\r\n\r\n")
+    for _ in range(1024):
+        peer.sendall(b"\0" * 1048576)
+
+
+@pytest.mark.parametrize("answer, outcome", [
+    (b"HTTP/1.1 204 No Content\r\n\r\n", None),
+    (b"HTTP/1.1 500 Oops\r\ncontent-length: 0\r\n\r\n", "HTTP 500"),
+    # urllib would follow this with a GET and no body, and call its 200 delivered
+    (b"HTTP/1.1 302 Found\r\nlocation: /elsewhere\r\ncontent-length: 0\r\n\r\n", "HTTP 302"),
+    (b"HTTP/1.1 307 Temporary Redirect\r\nlocation: /x\r\ncontent-length: 0\r\n\r\n",
+     "HTTP 307"),
+    (lambda peer: time.sleep(5), "not delivered: timed out"),  # never answers
+    (_drip, "not delivered: timed out"),  # answers a byte at a time
+    (_huge, None),  # a 1 GiB answer: only its first KiB is read
+    (b"garbage\r\n\r\n", "not delivered"),
+])
+def test_one_attempt_is_bounded_whatever_the_receiver_does(answer, outcome):
+    peer = HostileReceiver(answer)
+    body = '{"type":"upload.completed"}'
+    started, before = time.monotonic(), _rss_mib()
+    got = post(peer.url, {"content-type": "application/json"}, body, timeout=1.0)
+    took = time.monotonic() - started
+    assert (got is None) if outcome is None else got.startswith(outcome), got
+    assert took < 1.5, f"the attempt took {took:.1f} s against a 1 s timeout"
+    assert _rss_mib() - before < 32
+    assert peer.requests == ["POST /hooks?to=me HTTP/1.1"]  # one POST, no redirect followed
+    peer.server.close()
+
+
+def _rss_mib() -> float:
+    fields = Path("/proc/self/status").read_text().split("VmRSS:")[1].split()
+    return int(fields[0]) / 1024
 
 
 def test_backoff_doubles_with_jitter_up_to_the_cap(config):
