@@ -294,7 +294,8 @@ def _annotation(get: "_Getter", raw: dict[str, str]) -> AnnotationConfig:
         if not _is_open_key("annotation", key):
             continue
         number = key.removeprefix("version_")
-        if not number.isdigit() or int(number) < 1:
+        # isascii + isdigit: '²' is a digit that int() refuses; 5,000 digits too.
+        if not (number.isascii() and number.isdigit() and len(number) < 10) or int(number) < 1:
             raise ConfigError(f"annotation.{key}: the version must be a number >= 1")
         if not value.strip():
             raise ConfigError(f"annotation.{key} must name a model folder")

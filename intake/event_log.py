@@ -37,6 +37,8 @@ def describe(event: dict) -> dict:
 def _limit(text: str | None) -> int:
     if text is None:
         return 100
-    if not text.isdigit() or not 1 <= int(text) <= MAX_LISTED:
+    # isascii + isdigit: '²' is a digit that int() refuses, and so are 5,000 digits.
+    whole = text.isascii() and text.isdigit() and len(text) <= 4
+    if not whole or not 1 <= int(text) <= MAX_LISTED:
         raise BadRequest({"limit": f"must be a whole number from 1 to {MAX_LISTED}"})
     return int(text)

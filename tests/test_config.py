@@ -106,3 +106,13 @@ def test_annotation_versions_are_open_keys(tmp_path):
     path.write_text("[server]\nauth_key = k\n[annotation]\nversion_1 = models/v1\n")
     config = load_config(env={"CONFIG_FILE": str(path), "ANNOTATION_VERSION_2": "models/v2"})
     assert config.annotation.versions == {1: ROOT / "models/v1", 2: ROOT / "models/v2"}
+
+
+@pytest.mark.parametrize("key", ["version_0", "version_x", "version_²", "version_", "version_-1",
+                                 "version_" + "9" * 5000])
+def test_an_annotation_version_that_is_no_number_stops_start_up(tmp_path, key):
+    path = tmp_path / "other.cfg"
+    path.write_text(f"[server]\nauth_key = k\n[annotation]\n{key} = models/v1\n",
+                    encoding="utf-8")
+    with pytest.raises(ConfigError, match="the version must be a number >= 1"):
+        load_config(env={"CONFIG_FILE": str(path)})

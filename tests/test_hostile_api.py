@@ -175,6 +175,31 @@ def test_odd_ids_in_the_path(client, mongo, statuses, ident, route):
     assert_documented(response, statuses[(route, "get")])
 
 
+@HOSTILE
+@given(state=st.none() | st.sampled_from(["dead", "pending", "delivered"]) | st.text(max_size=20),
+       limit=st.none() | st.sampled_from(["1", "1000", "1001", "0", "²", "١٠", "9" * 5000, "-1"])
+       | st.text(max_size=20))
+def test_event_listing_queries_get_documented_answers(client, mongo, statuses, state, limit):
+    query = {key: value.encode("utf-8", "surrogatepass") for key, value in
+             (("state", state), ("limit", limit)) if value is not None}
+    response = client.get("/api/events", headers=KEY, query_string=query)
+    if response.status_code == 200:  # a listing, not a message
+        assert response.get_json()["state"] in ("dead", "pending", "delivered")
+        assert state in (None, "dead", "pending", "delivered")
+        assert limit is None or (limit.isascii() and 1 <= int(limit) <= 1000)
+    else:
+        assert_documented(response, statuses[("/api/events", "get")])
+
+
+@HOSTILE
+@given(ident=st.text(min_size=1, max_size=300))
+def test_odd_event_ids_are_404(client, mongo, statuses, ident):
+    url = f"/api/events/{quote(ident.encode('utf-8', 'surrogatepass'), safe='')}/redeliver"
+    response = client.post(url, headers=KEY)
+    body = assert_documented(response, statuses[("/api/events/{event_id}/redeliver", "post")])
+    assert response.status_code == 404, body
+
+
 # -- the known cases, one by one ----------------------------------------------------
 
 @pytest.mark.parametrize("body,content_type", [
