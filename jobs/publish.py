@@ -26,11 +26,11 @@ import time
 from pathlib import Path
 
 import events
-from annotation.tracking import FinalFrame, OnlineTracks, TrackBox
+from annotation.tracking import FinalFrame, OnlineTracks
 from jobs import watchdog
 from jobs.context import JobContext
 from jobs.timings import with_stage
-from jobs.tracks import filled_box, tracker_settings
+from jobs.tracks import own_boxes, track_input, tracker_settings, with_tracks
 from storage.contents import RunPaths, publish_task_files, remove_staging
 
 log = logging.getLogger(__name__)
@@ -173,7 +173,7 @@ class Publisher:
             self.fed = len(staged)
             for frame in frames:
                 self.waiting.append(frame)
-                self._keep(self.tracks.push(_own_boxes(frame, self.source)))
+                self._keep(self.tracks.push(track_input(own_boxes(frame, self.source))))
         if finish:
             self._keep(self.tracks.finish())
         self.seconds += time.monotonic() - started
@@ -198,27 +198,7 @@ class Publisher:
             del self.final[frame_id]
 
 
-def _own_boxes(frame: dict, source: str) -> list[TrackBox]:
-    return [TrackBox(b["label"], b["x"], b["y"], b["w"], b["h"], b.get("confidence", 1.0))
-            for b in _own(frame, source)]
-
-
-def _own(frame: dict, source: str) -> list[dict]:
-    """The model's own boxes of a frame (not those interpolated by an earlier attempt)."""
-    return [box for box in frame.get("boxes") or []
-            if box.get("source") == source and not box.get("interpolated")]
-
-
 def _tracked(frame: dict, result: FinalFrame, source: str) -> tuple:
     """(task id, the frame's new boxes, or None when unchanged)."""
-    own = _own(frame, source)
-    stale = any(box.get("interpolated") for box in frame.get("boxes") or [])
-    if frame.get("isUserAnnotated") or not (own or result.filled or stale):
-        return frame["taskId"], None
-    ids = {box["id"]: track for box, track in zip(own, result.ids)}
-    kept = [{**box, "trackId": ids[box["id"]]} if box.get("id") in ids else box
-            for box in frame.get("boxes") or []
-            if not (box.get("source") == source and box.get("interpolated"))]
-    return frame["taskId"], kept + [filled_box(box, track, source)
-                                    for track, box in result.filled]
-
+    own = own_boxes(frame, source)
+    return frame["taskId"], with_tracks(frame, own, result.ids, result.filled, source)

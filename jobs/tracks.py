@@ -81,10 +81,8 @@ def tracked_boxes(frames: list[dict], source: str, frame_rate: float,
     attempt interpolated are not tracked and are replaced, so tracking the same
     boxes again gives the same result.
     """
-    own = [[box for box in frame.get("boxes") or [] if box.get("source") == source
-            and not box.get("interpolated")] for frame in frames]
-    found = [[TrackBox(b["label"], b["x"], b["y"], b["w"], b["h"], b.get("confidence", 1.0))
-              for b in boxes] for boxes in own]
+    own = [own_boxes(frame, source) for frame in frames]
+    found = [track_input(boxes) for boxes in own]
     ids = assign_tracks(found, frame_rate, settings)
     fills = fill_gaps(found, ids, frame_rate, settings.fill_seconds)
     updates, labels = [], {}
@@ -92,22 +90,36 @@ def tracked_boxes(frames: list[dict], source: str, frame_rate: float,
         for box, track in zip(boxes, track_ids):
             if track is not None:
                 labels.setdefault(box["label"], set()).add(track)
-        if frame.get("isUserAnnotated") or not (boxes or filled or _interpolated(frame)):
-            continue
-        tracked = {box["id"]: track for box, track in zip(boxes, track_ids)}
-        kept = [{**box, "trackId": tracked[box["id"]]} if box.get("id") in tracked else box
-                for box in frame.get("boxes") or [] if not _interpolated_of(box, source)]
-        updates.append((frame["_id"], kept + [filled_box(box, track, source)
-                                              for track, box in filled]))
+        changed = with_tracks(frame, boxes, track_ids, filled, source)
+        if changed is not None:
+            updates.append((frame["_id"], changed))
     return updates, {label: len(tracks) for label, tracks in sorted(labels.items())}
 
 
-def _interpolated_of(box: dict, source: str) -> bool:
-    return box.get("source") == source and bool(box.get("interpolated"))
+def own_boxes(frame: dict, source: str) -> list[dict]:
+    """The model's own boxes of a frame (not those interpolated by an earlier attempt)."""
+    return [box for box in frame.get("boxes") or []
+            if box.get("source") == source and not box.get("interpolated")]
 
 
-def _interpolated(frame: dict) -> bool:
-    return any(box.get("interpolated") for box in frame.get("boxes") or [])
+def track_input(boxes: list[dict]) -> list[TrackBox]:
+    return [TrackBox(b["label"], b["x"], b["y"], b["w"], b["h"], b.get("confidence", 1.0))
+            for b in boxes]
+
+
+def with_tracks(frame: dict, own: list[dict], track_ids: list, filled: list,
+                source: str) -> list[dict] | None:
+    """The frame's boxes once tracked: ``own`` (its ``own_boxes``) with their
+    ``track_ids``, earlier interpolated boxes replaced by ``filled``; None when
+    nothing changes (no boxes of ours, or a frame a person annotated)."""
+    stale = any(box.get("interpolated") for box in frame.get("boxes") or [])
+    if frame.get("isUserAnnotated") or not (own or filled or stale):
+        return None
+    tracked = {box["id"]: track for box, track in zip(own, track_ids)}
+    kept = [{**box, "trackId": tracked[box["id"]]} if box.get("id") in tracked else box
+            for box in frame.get("boxes") or []
+            if not (box.get("source") == source and box.get("interpolated"))]
+    return kept + [filled_box(box, track, source) for track, box in filled]
 
 
 def filled_box(box: TrackBox, track: int, source: str) -> dict:
