@@ -71,7 +71,7 @@ def post(url: str, headers: dict[str, str], body: str, timeout: float) -> str | 
     try:
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         connection.connect()
-        if timed_out.is_set():  # connected just as the deadline cut nothing yet
+        if timed_out.is_set():  # the deadline passed while connecting: no socket to cut then
             raise TimeoutError
         connection.request("POST", target, body=body.encode(), headers=headers)
         response = connection.getresponse()
