@@ -261,20 +261,55 @@ def _queue(get: "_Getter") -> QueueConfig:
                        sweep_seconds=get.number("queue", "sweep_seconds", 0.2, 3600))
 
 
+def _create_private(path: Path, text: str) -> None:
+    """Write ``path`` readable by its owner only, whole or not at all, unless it
+    exists: of processes starting at once, one key wins and all read it."""
+    draft = path.with_name(f"{path.name}.{os.getpid()}")
+    descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(text)
+    try:
+        os.link(draft, path)
+        print(f"dev_mode: generated auth key {text} (in {path})")
+    except FileExistsError:
+        pass
+    finally:
+        draft.unlink()
+
+
 def _events(get: "_Getter") -> EventsConfig:
     url, secret = get.text("events", "url"), get.text("events", "secret")
-    parsed = urlsplit(url)
-    if url and (parsed.scheme not in ("http", "https") or not parsed.hostname):
-        raise ConfigError("events.url must be empty or an http:// or https:// URL")
+    if url and (why := _bad_event_url(url)):
+        raise ConfigError(f"events.url must be empty or an http:// or https:// URL: {why}")
     if url and not _webhook_secret(secret):
         raise ConfigError("events.secret must be a Standard Webhooks secret: whsec_ and the "
                           "base64 of 24 to 64 random bytes (set EVENTS_SECRET)")
-    return EventsConfig(url=url, secret=secret,
-                        max_attempts=get.integer("events", "max_attempts", 1, 1000),
-                        timeout_seconds=get.number("events", "timeout_seconds", 0.1, 600),
-                        backoff_seconds=get.number("events", "backoff_seconds", 0.01, 3600),
-                        max_backoff_seconds=get.number("events", "max_backoff_seconds",
-                                                       0.01, 86400))
+    settings = EventsConfig(url=url, secret=secret,
+                            max_attempts=get.integer("events", "max_attempts", 1, 1000),
+                            timeout_seconds=get.number("events", "timeout_seconds", 0.1, 600),
+                            backoff_seconds=get.number("events", "backoff_seconds", 0.01, 3600),
+                            max_backoff_seconds=get.number("events", "max_backoff_seconds",
+                                                           0.01, 86400))
+    if settings.max_backoff_seconds < settings.backoff_seconds:
+        raise ConfigError("events.max_backoff_seconds must be at least events.backoff_seconds")
+    return settings
+
+
+def _bad_event_url(url: str) -> str | None:
+    """Why the deliverer could not POST to ``url`` (None: it can). Checked here so
+    that a typo stops start-up instead of failing every event later."""
+    if any(ch.isspace() or not ch.isprintable() for ch in url):
+        return "no spaces or control characters"
+    parsed = urlsplit(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        return "a scheme and a host"
+    if parsed.username is not None or parsed.password is not None:
+        return "no user:password (the deliverer does not send them; sign-in is the signature)"
+    try:
+        parsed.port  # noqa: B018 -- raises on a port that is no number or out of range
+    except ValueError as exc:
+        return str(exc).lower()
+    return None
 
 
 def _webhook_secret(secret: str) -> bool:
@@ -318,8 +353,7 @@ def with_auth_key(config: Config) -> Config:
     key_file = config.contents_dir / ".dev_auth_key"
     key_file.parent.mkdir(parents=True, exist_ok=True)
     if not key_file.exists():
-        key_file.write_text(secrets.token_urlsafe(32))
-        print(f"dev_mode: generated auth key {key_file.read_text()} (in {key_file})")
+        _create_private(key_file, secrets.token_urlsafe(32))
     server = ServerConfig(**{**config.server.__dict__, "auth_key": key_file.read_text().strip()})
     return Config(**{**config.__dict__, "server": server})
 

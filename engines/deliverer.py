@@ -64,7 +64,10 @@ def post(url: str, headers: dict[str, str], body: str, timeout: float) -> str | 
     """
     parts = urllib.parse.urlsplit(url)
     opener = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    connection = opener(parts.hostname, parts.port, timeout=timeout)
+    try:
+        connection = opener(parts.hostname, parts.port, timeout=timeout)
+    except (ValueError, http.client.HTTPException) as exc:  # config checks the url first
+        return f"not delivered: {exc}"
     timed_out = threading.Event()
     deadline = threading.Timer(timeout, _cut, (connection, timed_out))
     deadline.start()
@@ -160,8 +163,13 @@ class Deliverer:
     def _attempt(self, event: dict) -> bool:
         """One POST of ``event``; True when the receiver took it."""
         body = body_of(event)
-        error = post(self.settings.url, signed_headers(self.webhook, event["_id"], body),
-                     body, self.settings.timeout_seconds)
+        try:
+            error = post(self.settings.url, signed_headers(self.webhook, event["_id"], body),
+                         body, self.settings.timeout_seconds)
+        except Exception as exc:  # noqa: BLE001 -- counted as a failed attempt, so the
+            # event still goes dead after max_attempts instead of being claimed forever
+            log.exception("event %s: sending failed", event["_id"])
+            error = f"not delivered: {exc!r}"
         if error is None:
             self.mongo.event_sent(event["_id"], self.owner)
             return True
@@ -183,7 +191,7 @@ def deliver(stop: threading.Event) -> None:
 
 
 def _iso(at: datetime) -> str:
-    return at.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return at.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def main(argv: list[str] | None = None) -> int:

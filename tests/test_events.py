@@ -79,8 +79,16 @@ def types(events: list[dict]) -> list[str]:
     ({"EVENTS_SECRET": ""}, "events.secret must be a Standard Webhooks secret"),
     ({"EVENTS_SECRET": "not-base64!"}, "events.secret must be a Standard Webhooks secret"),
     ({"EVENTS_SECRET": "whsec_c2hvcnQ="}, "events.secret must be a Standard Webhooks secret"),
+    # Typos that parse as URLs but that no POST can reach (each was a silent stall):
+    ({"EVENTS_URL": "http://127.0.0.1:99999/hooks"}, "out of range"),
+    ({"EVENTS_URL": "http://127.0.0.1:abc/hooks"}, "events.url must be empty or an http"),
+    ({"EVENTS_URL": "http://exa mple.com/hooks"}, "no spaces"),
+    ({"EVENTS_URL": "http://example.com/\nhooks"}, "no spaces"),
+    ({"EVENTS_URL": "http://user:pw@example.com/hooks"}, "no user:password"),
     ({"EVENTS_MAX_ATTEMPTS": "0"}, "events.max_attempts must be between"),
     ({"EVENTS_TIMEOUT_SECONDS": "x"}, "events.timeout_seconds must be a number"),
+    ({"EVENTS_BACKOFF_SECONDS": "10", "EVENTS_MAX_BACKOFF_SECONDS": "5"},
+     "events.max_backoff_seconds must be at least events.backoff_seconds"),
 ])
 def test_bad_event_settings_stop_start_up(env, overrides, message):
     with pytest.raises(ConfigError, match=message):
@@ -180,6 +188,21 @@ def test_one_attempt_is_bounded_whatever_the_receiver_does(answer, outcome):
 def _rss_mib() -> float:
     fields = Path("/proc/self/status").read_text().split("VmRSS:")[1].split()
     return int(fields[0]) / 1024
+
+
+def test_a_send_that_raises_is_a_failed_attempt_and_the_event_goes_dead(
+        post, contents, mongo, deliverer, monkeypatch):
+    """Whatever goes wrong in an attempt counts against max_attempts: the event
+    never loops through claim after claim with its stream stuck."""
+    cfr_video(contents / "uploads" / "v.mp4", 15, size=(64, 48))
+    assert post(content_path="uploads/v.mp4", frame_rate=30).status_code == 202
+    monkeypatch.setattr("engines.deliverer.post", lambda *args: 1 / 0)
+    sender = deliverer("http://127.0.0.1:9/hooks", max_attempts=2, backoff_seconds=0.01,
+                       max_backoff_seconds=0.02)
+    first = wait_for(lambda: (events := outbox(mongo)) and events[0]["state"] == "dead"
+                     and events[0], timeout=30)
+    sender.stop.set()
+    assert first["attempts"] == 2 and "ZeroDivisionError" in first["lastError"]
 
 
 def test_backoff_doubles_with_jitter_up_to_the_cap(config):
