@@ -20,12 +20,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from config import load_config  # noqa: E402
 from engines.celery_worker import worker_app  # noqa: E402  (connects the worker's signals)
+from exceptions import ConfigError  # noqa: E402
 
 
 def __getattr__(name: str) -> Any:
     """``app`` for ``celery -A celery_app``."""
     if name in ("app", "celery"):
         global app
-        app = worker_app(load_config(require_auth_key=False))  # workers serve no HTTP
+        try:
+            config = load_config(require_auth_key=False)  # workers serve no HTTP
+        except ConfigError as exc:  # one line naming the key, as gunicorn gives it
+            print(f"configuration error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+        app = worker_app(config)
         return app
     raise AttributeError(name)

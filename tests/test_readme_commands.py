@@ -165,3 +165,16 @@ def test_celery_worker_as_documented_runs_jobs(command, env, contents, mongo, re
             assert f"job processContent:{upload_id}: claimed by" in worker.text()
     finally:
         worker.stop()
+
+
+def test_celery_worker_with_a_bad_setting_says_which_in_one_line(env, tmp_path):
+    """As gunicorn does: the key named on one line and exit 2, not Celery's
+    "Unable to load celery application" over a traceback."""
+    command = readme_commands("celery -A celery_app worker")[0]
+    bad = {**env, "QUEUE_BROKER_URL": "redis://127.0.0.1:9/0", "PROCESSING_CRF": "99"}
+    done = subprocess.run(["bash", "-c", command], env=person_env(bad), cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1] == (
+        "configuration error: processing.crf must be between 0 and 51, got 99")
+    assert "Traceback" not in done.stderr
