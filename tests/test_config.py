@@ -99,6 +99,8 @@ def test_dev_mode_generates_one_key_for_every_process(tmp_path):
     first, second = load_config(env=env), load_config(env=env)
     assert len(first.server.auth_key) >= 32
     assert first.server.auth_key == second.server.auth_key
+    assert (tmp_path / ".dev_auth_key").stat().st_mode & 0o777 == 0o600  # a secret
+    assert [p.name for p in tmp_path.iterdir()] == [".dev_auth_key"]
 
 
 def test_annotation_versions_are_open_keys(tmp_path):

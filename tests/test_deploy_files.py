@@ -75,6 +75,10 @@ def test_the_environment_passes_config_validation(service):
     assert config.broker_url.startswith("redis://redis:")
     assert config.s3.endpoint_url == "http://s3:8333" and config.s3.bucket
     assert config.contents_dir == Path("/data/contents")
+    assert not config.events.enabled  # events only when EVENTS_URL is given
+    with_events = load_config(env={**environment(service), "EVENTS_URL": "https://backend/hooks",
+                                   "EVENTS_SECRET": "whsec_" + "A" * 43 + "="})
+    assert with_events.events.url == "https://backend/hooks"
 
 
 def test_web_health_check_hits_api_health():
