@@ -10,6 +10,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
+from job_states import canonical_id
+
 Event = tuple[str, dict[str, Any]]  # (type, data) as a state change records it
 
 
@@ -30,11 +32,11 @@ class EventState(StrEnum):
 
 
 def upload_stream(upload_id: Any) -> str:
-    return str(upload_id)
+    return canonical_id(str(upload_id))
 
 
 def dataset_stream(version_id: Any) -> str:
-    return f"dataset:{version_id}"
+    return f"dataset:{canonical_id(str(version_id))}"
 
 
 def accepted(upload_id: Any, request_type: int, force_write: int) -> Event:

@@ -6,6 +6,7 @@ equal to it, so documents read back as plain strings still match.
 """
 from __future__ import annotations
 
+import string
 from enum import StrEnum
 
 
@@ -33,11 +34,19 @@ class JobKind(StrEnum):
     DATASET = "datasetBuild"  # one dataset version's build (jobs/dataset.py)
 
 
+def canonical_id(value: str) -> str:
+    """An id in its one form: a 24-hex id is stored as an ObjectId, which any
+    letter case names, so it is lower case here (as ObjectId prints it). Else
+    "64B7..." and "64b7..." would be one upload with two jobs, two runs at once."""
+    hex_id = len(value) == 24 and all(ch in string.hexdigits for ch in value)
+    return value.lower() if hex_id else value
+
+
 def upload_job_id(upload_id: str) -> str:
     """The one job of an upload: each request for it starts a new run of it."""
-    return f"{JobKind.CONTENT}:{upload_id}"
+    return f"{JobKind.CONTENT}:{canonical_id(str(upload_id))}"
 
 
 def dataset_job_id(version_id: str) -> str:
     """The one job of a dataset version."""
-    return f"{JobKind.DATASET}:{version_id}"
+    return f"{JobKind.DATASET}:{canonical_id(str(version_id))}"

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Collection, Mapping
 
 from exceptions import BadRequest, NotFound
+from job_states import canonical_id
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # ids become folder names
 REQUEST_TYPES = {0: "tasks only", 1: "tasks plus auto-annotations", 2: "auto-annotations only"}
@@ -224,7 +225,7 @@ def _identifier(form: Mapping[str, Any], name: str, errors: dict[str, str]) -> s
     if not isinstance(value, str) or not ID_PATTERN.match(value):
         errors[name] = "must be a string of 1-64 letters, digits, '_' or '-'"
         return ""
-    return value
+    return canonical_id(value)  # it names folders and jobs: one name per upload
 
 
 def _integer(form: Mapping[str, Any], name: str, errors: dict[str, str], low: int, high: int,
@@ -236,6 +237,10 @@ def _integer(form: Mapping[str, Any], name: str, errors: dict[str, str], low: in
             return 0
         return default
     if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
+        errors[name] = "must be an integer"
+        return 0
+    # int() also takes "٥" and other scripts' digits, and "1_0": a form's text is ASCII digits.
+    if isinstance(value, str) and not re.fullmatch(r"[+-]?[0-9]{1,9}", value):
         errors[name] = "must be an integer"
         return 0
     try:
@@ -267,9 +272,12 @@ def _content_path(form: Mapping[str, Any], contents_dir: Path, errors: dict[str,
         errors["content_path"] = "must not contain '..'"
         return None
     root = contents_dir.resolve()
-    # Relative paths are relative to contents_dir; "contents/x" (the form the
-    # original callers send) is accepted too when it resolves inside it.
+    # Relative paths are relative to contents_dir. The original callers send
+    # "./contents/x": its "contents" names contents_dir wherever that is (the
+    # README's /mnt/contents), or the folder of that name in the working one.
     candidates = [raw] if raw.is_absolute() else [root / raw, Path.cwd() / raw]
+    if not raw.is_absolute() and raw.parts[:1] == ("contents",) and len(raw.parts) > 1:
+        candidates.insert(1, root.joinpath(*raw.parts[1:]))
     # realpath follows symlinks, so a link pointing outside is caught here.
     inside = [p for p in map(Path, map(os.path.realpath, candidates))
               if p == root or root in p.parents]

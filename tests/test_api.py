@@ -64,6 +64,9 @@ def test_status_needs_key(client, mongo):
     ({"frame_rate": "abc"}, {"frame_rate"}),
     ({"frame_rate": 2.5}, {"frame_rate"}),
     ({"frame_rate": True}, {"frame_rate"}),
+    ({"frame_rate": "٥"}, {"frame_rate"}),  # a digit to int(): text is ASCII digits
+    ({"frame_rate": "1_0"}, {"frame_rate"}),
+    ({"force_write": "9" * 5000}, {"force_write"}),
     ({"force_write": 2}, {"force_write"}),
     ({"request_type": 3}, {"request_type"}),
     ({"request_type": -1}, {"request_type"}),
@@ -161,11 +164,31 @@ def test_absolute_path_inside_accepted(client, mongo, video):
     assert response.status_code == 202
 
 
-def test_contents_prefixed_path_accepted(client, mongo, contents, video, monkeypatch):
-    monkeypatch.chdir(contents.parent)
-    response = client.post("/api/processContent",
-                           json=valid(content_path="contents/uploads/clip.mp4"))
-    assert response.status_code == 202
+@pytest.mark.parametrize("content_path", ["contents/uploads/clip.mp4",
+                                          "./contents/uploads/clip.mp4"])
+@pytest.mark.parametrize("working_folder", ["above contents", "elsewhere"])
+def test_contents_prefixed_path_accepted(client, mongo, contents, video, monkeypatch, tmp_path,
+                                         content_path, working_folder):
+    """The original callers' form: "contents" names contents_dir wherever it is."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(contents.parent if working_folder == "above contents" else elsewhere)
+    response = client.post("/api/processContent", json=valid(content_path=content_path))
+    assert response.status_code == 202, response.json
+    assert mongo.get_job(f"processContent:{valid()['upload_id']}")["params"][
+        "content_path"] == str(video)
+
+
+def test_contents_prefix_never_leaves_contents(client, mongo, contents, tmp_path, monkeypatch):
+    elsewhere = tmp_path / "elsewhere"  # not above contents: "contents" names contents_dir
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    (tmp_path / "outside.mp4").write_bytes(b"x")
+    os.symlink(tmp_path / "outside.mp4", contents / "uploads" / "out.mp4")
+    for path in ("contents/../outside.mp4", "contents/contents/../../outside.mp4",
+                 "contents/uploads/out.mp4", "contents/uploads/none.mp4"):
+        response = client.post("/api/processContent", json=valid(content_path=path))
+        assert response.status_code in (400, 404), (path, response.json)
 
 
 # -- what a 202 leaves behind ----------------------------------------------------
@@ -266,3 +289,19 @@ def test_request_that_died_while_accepting(client, mongo, video, age_seconds, st
     mongo.jobs.insert_one({"_id": "processContent:u1", "state": "accepting", "runId": "x",
                            "createdAt": now() - timedelta(seconds=age_seconds)})
     assert client.post("/api/processContent", json=valid()).status_code == status
+
+
+def test_a_hex_id_in_another_letter_case_is_the_same_upload(client, mongo, video):
+    """A 24-hex id is stored as an ObjectId, which ignores case: "64B7..." must
+    meet "64b7..."'s running job (409), not start a second run beside it."""
+    lower, upper = "64b7f0c2a1b2c3d4e5f60718", "64B7F0C2A1B2C3D4E5F60718"
+    assert client.post("/api/processContent", json=valid(upload_id=lower)).status_code == 202
+    again = client.post("/api/processContent", json=valid(upload_id=upper))
+    assert again.status_code == 409 and again.json["code"] == "in_progress", again.json
+    assert mongo.jobs.count_documents({}) == 1
+    status = client.get(f"/api/processContent/{upper}", headers={"X-Auth-Key": AUTH_KEY})
+    assert status.json["upload_id"] == lower, status.json
+    forced = client.post("/api/processContent", json=valid(upload_id=upper, force_write=1))
+    assert forced.status_code == 202 and forced.json["upload_id"] == lower
+    assert [job["_id"] for job in mongo.jobs.find()] == [f"processContent:{lower}"]
+    assert {event["stream"] for event in mongo.outbox.find()} <= {lower}
