@@ -116,24 +116,30 @@ class MongoManager:
         return self.uploads.find_one({"_id": to_id(upload_id)})
 
     def record_upload_queued(self, upload_id: Any, project_id: Any, fields: dict,
-                             listed: bool = False) -> None:
+                             listed: bool = False, session: Any = None) -> None:
         """The upload document of a newly accepted request (status 0, queued).
 
         ``listed``: the project already lists this upload, so the $addToSet, which
-        rewrites the project's whole upload list, is skipped.
+        rewrites the project's whole upload list, is skipped. An upload that moves
+        to another project (force_write) leaves the old one's list.
         """
         state = {"projectId": to_id(project_id), "status": 0, "progress": 0, "stage": "queued",
                  "startedAt": None, "finishedAt": None, "errorMessage": None,
                  **fields}
-        self.uploads.update_one({"_id": to_id(upload_id)},
-                                {"$set": state, "$setOnInsert": {"createdAt": now(),
-                                                                 "readyTaskCount": 0}},
-                                upsert=True)
+        upload = to_id(upload_id)
+        before = self.uploads.find_one_and_update(
+            {"_id": upload}, {"$set": state, "$setOnInsert": {"createdAt": now(),
+                                                              "readyTaskCount": 0}},
+            projection={"projectId": 1}, upsert=True, session=session)
         if listed:
             return
+        moved_from = (before or {}).get("projectId")
+        if moved_from is not None and moved_from != to_id(project_id):
+            self.projects.update_one({"_id": moved_from},
+                                     {"$pull": {"contentUploads": upload}}, session=session)
         self.projects.update_one({"_id": to_id(project_id)},
-                                 {"$addToSet": {"contentUploads": to_id(upload_id)}},
-                                 upsert=True)
+                                 {"$addToSet": {"contentUploads": upload}},
+                                 upsert=True, session=session)
 
     def update_upload(self, upload_id: Any, **fields: Any) -> None:
         self.uploads.update_one({"_id": to_id(upload_id)}, {"$set": fields})
@@ -188,13 +194,18 @@ class MongoManager:
         return result.matched_count == 1
 
     def queue_job(self, job_id: str, run_id: str, stream: str = "",
-                  events: list[Event] = ()) -> None:
-        """Make an accepted run claimable, recording ``events`` (upload.accepted) with it."""
+                  events: list[Event] = (), upload: dict | None = None) -> None:
+        """Make an accepted run claimable, recording ``events`` (upload.accepted)
+        and, for an upload's run, its upload document (``record_upload_queued``'s
+        arguments) with it: only while the run is still the job's, so of two
+        force_write requests racing, the upload records the one whose run won."""
         def queue(session: Any) -> None:
             result = self.jobs.update_one(
                 {"_id": job_id, "runId": run_id, "state": JobState.ACCEPTING},
                 {"$set": {"state": JobState.QUEUED}}, session=session)
             if result.matched_count:
+                if upload is not None:
+                    self.record_upload_queued(**upload, session=session)
                 self.add_events(stream, list(events), session)
         self.atomically(queue)
 

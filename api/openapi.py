@@ -113,7 +113,8 @@ def _post_process_content() -> dict[str, Any]:
                                  "nothing is redone.", ref("UploadStatus")),
                            "uploadStatus", "upload_id"),
             **error_responses(BadRequest, Unauthorized, (NotFound, ["content_not_found"]),
-                              (Conflict, ["in_progress", "already_processed", "no_tasks"]),
+                              (Conflict, ["in_progress", "already_processed", "no_tasks",
+                                          "cut_incomplete"]),
                               BodyTooLarge, DatabaseUnavailable)},
     }
 

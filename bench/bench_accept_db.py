@@ -96,8 +96,8 @@ def main() -> int:
                 mongo.get_upload(upload)
                 mongo.start_job(job_id, "processContent", {**params, "upload_id": upload},
                                 run_id, replace_active=False)
-                mongo.record_upload_queued(upload, PROJECT, fields)
-                mongo.queue_job(job_id, run_id)
+                mongo.queue_job(job_id, run_id, upload={"upload_id": upload,
+                                                        "project_id": PROJECT, "fields": fields})
                 state["last"] = job_id
 
             def start_job_plain() -> None:

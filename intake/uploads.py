@@ -55,9 +55,10 @@ def accept(req: ProcessRequest, mongo: MongoManager, config: Config,
                        code="in_progress")
     # An upload already recorded under this project is already in its list.
     listed = bool(existing) and existing.get("projectId") == to_id(req.project_id)
-    mongo.record_upload_queued(req.upload_id, req.project_id, fields, listed=listed)
     mongo.queue_job(job_id, run_id, upload_stream(req.upload_id),
-                    [events.accepted(req.upload_id, req.request_type, int(req.force_write))])
+                    [events.accepted(req.upload_id, req.request_type, int(req.force_write))],
+                    upload={"upload_id": req.upload_id, "project_id": req.project_id,
+                            "fields": fields, "listed": listed})
     executor.submit(job_id)
     return 202, {"upload_id": req.upload_id, "status": 0, "stage": "queued",
                  "status_url": f"/api/processContent/{req.upload_id}",
@@ -68,9 +69,8 @@ def _already_done(req: ProcessRequest, fields: dict, existing: dict | None,
                   mongo: MongoManager) -> tuple[int, dict] | None:
     """(200, body) when this very request already completed; Conflict when the
     upload cannot take it; None when a run is to start."""
-    if req.request_type == 2 and (existing is None or not mongo.count_tasks(req.upload_id)):
-        raise Conflict("this upload has no tasks to annotate; cut it first (request_type 0 "
-                       "or 1)", code="no_tasks")
+    if req.request_type == 2:
+        _check_annotatable(existing, mongo, req.upload_id)
     if not existing or existing.get("status") != 1 or req.force_write:
         return None
     if all(existing.get(k) == v for k, v in fields.items() if k in SAME_REQUEST_FIELDS) \
@@ -81,6 +81,23 @@ def _already_done(req: ProcessRequest, fields: dict, existing: dict | None,
         raise Conflict("this upload was already processed with other parameters; "
                        "send force_write=1 to replace the result", code="already_processed")
     return None
+
+
+def _check_annotatable(existing: dict | None, mongo: MongoManager, upload_id: str) -> None:
+    """Request type 2 annotates a whole cut: not one still being cut (its tasks
+    appear as they are cut; even force_write must not stop the cut for it) nor
+    one whose cut failed half-way (the annotation would end it as complete)."""
+    if existing is None or not mongo.count_tasks(upload_id):
+        raise Conflict("this upload has no tasks to annotate; cut it first (request_type 0 "
+                       "or 1)", code="no_tasks")
+    # Complete, or its last request was an annotation, accepted on a complete cut.
+    if existing.get("status") == 1 or existing.get("request_type") == 2:
+        return
+    if existing.get("status") == 0:
+        raise Conflict("this upload is being cut now; annotate it once it completes",
+                       code="in_progress")
+    raise Conflict("this upload's cut did not complete; cut it again (force_write=1) "
+                   "before annotating it", code="cut_incomplete")
 
 
 def _upload_fields(req: ProcessRequest, config: Config) -> dict:

@@ -79,10 +79,17 @@ def publish_task_files(paths: RunPaths, clip_name: str, number: int) -> None:
 
 
 def remove_replaced(paths: RunPaths) -> None:
-    """After the commit: drop the folders the run replaced (of any earlier run)."""
+    """After the commit: drop the folders the run replaced (of any earlier run),
+    including the clips of runs made under another project (force_write moved
+    the upload: one run at a time per upload, so they are all earlier ones)."""
     for _, final in paths.pairs():
         for leftover in final.parent.glob(f".trash-{final.name}-*"):
             shutil.rmtree(leftover, ignore_errors=True)
+    upload = paths.upload_id
+    for pattern in (upload, f".staging-{upload}-*", f".trash-{upload}-*"):
+        for leftover in (paths.contents / "tasks").glob(f"*/{pattern}"):
+            if leftover.parent.name != paths.project_id:
+                shutil.rmtree(leftover, ignore_errors=True)
 
 
 def remove_staging(paths: RunPaths) -> None:

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import AUTH_KEY
+from conftest import AUTH_KEY, wait_for
 from media import cfr_video
 
 from engines.embedded import worker_loop
@@ -181,3 +181,83 @@ def test_a_start_decided_on_a_stale_read_is_refused(mongo):
     ended = mongo.get_job("j")
     assert mongo.start_job("j", "processContent", params, "r2", replace_active=False, seen=ended)
     assert mongo.get_job("j")["runId"] == "r2"
+
+
+def test_annotating_never_stops_a_cut_even_with_force(contents, post, mongo, config):
+    """Request type 2 with force_write=1 while a new upload is being cut (its
+    first tasks already published): 409, and the cut goes on to every task.
+    It used to cancel the cut and end the upload complete with a few tasks."""
+    cfr_video(contents / "uploads" / "long.mp4", 1200, size=(160, 120))
+    assert post(content_path="uploads/long.mp4", frame_rate=30).status_code == 202
+    worker = threading.Thread(target=worker_loop, args=(config, threading.Event(), True))
+    worker.start()
+    try:
+        wait_for(lambda: (mongo.get_upload("u1") or {}).get("readyTaskCount", 0) >= 2, 120,
+                 "the first tasks")
+        answer = post(request_type=2, auto_anno_version=1, force_write=1, frame_rate=None)
+        assert mongo.get_upload("u1")["readyTaskCount"] < 120  # still cutting when refused
+        assert answer.status_code == 409 and answer.json["code"] == "in_progress", answer.json
+    finally:
+        worker.join()
+    worker_loop(config, threading.Event(), drain=True)
+    upload = mongo.get_upload("u1")
+    assert upload["status"] == 1 and upload["taskCount"] == mongo.count_tasks("u1") == 120
+
+
+def test_a_cut_that_failed_half_way_is_not_annotated_into_complete(contents, post, run_jobs,
+                                                                   mongo):
+    from test_bad_input import make_truncated
+    name = make_truncated(contents / "uploads")
+    assert post(content_path=f"uploads/{name}").status_code == 202
+    run_jobs()
+    failed = mongo.get_upload("u1")
+    assert failed["status"] == 2 and mongo.count_tasks("u1") >= 1  # published tasks stay
+    for force in (0, 1):
+        answer = post(request_type=2, auto_anno_version=1, force_write=force, frame_rate=None)
+        assert answer.status_code == 409 and answer.json["code"] == "cut_incomplete", answer.json
+    assert mongo.get_upload("u1")["status"] == 2
+    cfr_video(contents / "uploads" / "v.mp4", 30, size=(64, 48))  # cut again, then annotate
+    assert post(content_path="uploads/v.mp4", force_write=1).status_code == 202
+    run_jobs()
+    assert post(request_type=2, auto_anno_version=1, frame_rate=None).status_code == 202
+    run_jobs()
+    assert mongo.get_upload("u1")["status"] == 1
+
+
+def test_force_write_to_another_project_leaves_nothing_of_the_old_one(contents, post, run_jobs,
+                                                                       mongo):
+    cfr_video(contents / "uploads" / "v.mp4", 60)
+    assert post(content_path="uploads/v.mp4").status_code == 202
+    run_jobs()
+    assert (contents / "tasks" / "p1" / "u1").is_dir()
+    assert post(content_path="uploads/v.mp4", project_id="p2", force_write=1).status_code == 202
+    run_jobs()
+    assert mongo.get_upload("u1")["status"] == 1
+    assert not list((contents / "tasks" / "p1").iterdir())  # no clip of the replaced run
+    assert len(list((contents / "tasks" / "p2" / "u1").iterdir())) == mongo.count_tasks("u1")
+    lists = {str(doc["_id"]): doc.get("contentUploads") for doc in mongo.projects.find()}
+    assert lists == {"p1": [], "p2": ["u1"]}, lists
+
+
+def test_racing_force_writes_leave_the_upload_as_its_tasks(contents, app, mongo, run_jobs):
+    """Six force_write requests at once with six frame rates: the upload records
+    the one whose run won, the one its tasks were cut at."""
+    cfr_video(contents / "uploads" / "v.mp4", 60, size=(64, 48))
+    for trial in range(4):
+        upload_id, barrier = f"u{trial}", threading.Barrier(6)
+
+        def send(rate: int):
+            client = app.test_client()
+            barrier.wait()
+            return client.post("/api/processContent", json={
+                "auth_key": AUTH_KEY, "upload_id": upload_id, "project_id": "p1",
+                "frame_rate": rate, "content_path": "uploads/v.mp4", "force_write": 1})
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(send, [1, 2, 3, 5, 6, 10]))
+        assert all(answer.status_code in (202, 409) for answer in answers)
+        run_jobs()
+        upload = mongo.get_upload(upload_id)
+        rates = {task["frameRate"] for task in mongo.tasks_of(upload_id)}
+        job = mongo.get_job(f"processContent:{upload_id}")
+        assert upload["status"] == 1 and rates == {upload["frame_rate"]} == {
+            job["params"]["frame_rate"]}, (upload["frame_rate"], rates)
