@@ -37,13 +37,13 @@ def parse_version(doc: dict) -> VersionSpec:
         raise DatasetError("labels must be non-empty strings", code="bad_labels")
     if len(set(labels)) != len(labels):
         raise DatasetError("labels must not repeat (a class index per name)", code="bad_labels")
-    project_ids = tuple(doc.get("projectIds") or ())
-    task_ids = tuple(doc.get("taskList") or ())
+    project_ids = _id_list(doc, "projectIds")
+    task_ids = _id_list(doc, "taskList")
     if not project_ids and not task_ids:
         raise DatasetError("the version selects no tasks: set projectIds and/or taskList",
                            code="no_tasks")
     statuses = doc.get("auditStatuses") or list(DEFAULT_AUDIT_STATUSES)
-    if any(not isinstance(s, int) or isinstance(s, bool) or not 0 <= s <= 5 for s in statuses):
+    if not isinstance(statuses, list) or any(not isinstance(s, int) or isinstance(s, bool) or not 0 <= s <= 5 for s in statuses):
         raise DatasetError("auditStatuses must be audit status numbers 0-5",
                            code="bad_audit_statuses")
     return VersionSpec(
@@ -52,6 +52,13 @@ def parse_version(doc: dict) -> VersionSpec:
         splits=parse_splits(doc.get("splitCount")), audit_statuses=tuple(statuses),
         formats=_formats(doc.get("exportFormats")),
         s3_prefix=str(doc.get("s3Prefix") or f"datasets/{version_id}").strip("/"))
+
+
+def _id_list(doc: dict, field: str) -> tuple:
+    value = doc.get(field) or []
+    if not isinstance(value, list):
+        raise DatasetError(f"{field} must be a list of ids", code="bad_selection")
+    return tuple(value)
 
 
 def parse_splits(raw: Any) -> tuple[tuple[str, float], ...]:
@@ -64,7 +71,8 @@ def parse_splits(raw: Any) -> tuple[tuple[str, float], ...]:
         if kind not in SPLIT_TYPES or kind in shares:
             raise DatasetError(f"splitCount: each entry needs a distinct type out of "
                                f"{', '.join(SPLIT_TYPES)}", code="bad_splits")
-        if isinstance(share, bool) or not isinstance(share, (int, float)) or share < 0:
+        # not 0 <= share: NaN compares false with everything, so it is refused too
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share:
             raise DatasetError(f"splitCount: {kind} percentage must be a number >= 0",
                                code="bad_splits")
         shares[kind] = float(share)

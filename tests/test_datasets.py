@@ -175,6 +175,12 @@ def test_a_changed_label_is_sent_again(make_config, mongo, contents, s3_env):
     ({"splitCount": [{"type": "holdout", "percentage": 100}]}, "bad_splits"),
     ({"exportFormats": ["VOC"]}, "bad_formats"),
     ({"auditStatuses": [9]}, "bad_audit_statuses"),
+    # Not lists (were internal_error: "'int' object is not iterable"), NaN (built):
+    ({"projectIds": 5}, "bad_selection"),
+    ({"taskList": 7}, "bad_selection"),
+    ({"auditStatuses": 5}, "bad_audit_statuses"),
+    ({"splitCount": [{"type": "train", "percentage": float("nan")},
+                     {"type": "val", "percentage": 100}]}, "bad_splits"),
 ])
 def test_bad_versions_end_in_error(config, mongo, contents, fields, code):
     make_tasks(mongo, contents, "u1", 1)
