@@ -43,7 +43,8 @@ def parse_version(doc: dict) -> VersionSpec:
         raise DatasetError("the version selects no tasks: set projectIds and/or taskList",
                            code="no_tasks")
     statuses = doc.get("auditStatuses") or list(DEFAULT_AUDIT_STATUSES)
-    if not isinstance(statuses, list) or any(not isinstance(s, int) or isinstance(s, bool) or not 0 <= s <= 5 for s in statuses):
+    if not isinstance(statuses, list) or any(
+            not isinstance(s, int) or isinstance(s, bool) or not 0 <= s <= 5 for s in statuses):
         raise DatasetError("auditStatuses must be audit status numbers 0-5",
                            code="bad_audit_statuses")
     return VersionSpec(
