@@ -115,31 +115,28 @@ class MongoManager:
     def get_upload(self, upload_id: Any) -> dict | None:
         return self.uploads.find_one({"_id": to_id(upload_id)})
 
-    def record_upload_queued(self, upload_id: Any, project_id: Any, fields: dict,
-                             listed: bool = False, session: Any = None) -> None:
-        """The upload document of a newly accepted request (status 0, queued).
-
-        ``listed``: the project already lists this upload, so the $addToSet, which
-        rewrites the project's whole upload list, is skipped. An upload that moves
-        to another project (force_write) leaves the old one's list.
-        """
+    def _record_upload(self, session: Any, upload_id: Any, project_id: Any,
+                       fields: dict) -> Any:
+        """The upload document of a newly accepted request (status 0, queued);
+        returns the project it was under before (None: a new upload)."""
         state = {"projectId": to_id(project_id), "status": 0, "progress": 0, "stage": "queued",
                  "startedAt": None, "finishedAt": None, "errorMessage": None,
                  **fields}
-        upload = to_id(upload_id)
         before = self.uploads.find_one_and_update(
-            {"_id": upload}, {"$set": state, "$setOnInsert": {"createdAt": now(),
-                                                              "readyTaskCount": 0}},
+            {"_id": to_id(upload_id)}, {"$set": state, "$setOnInsert": {"createdAt": now(),
+                                                                       "readyTaskCount": 0}},
             projection={"projectId": 1}, upsert=True, session=session)
-        if listed:
-            return
-        moved_from = (before or {}).get("projectId")
-        if moved_from is not None and moved_from != to_id(project_id):
-            self.projects.update_one({"_id": moved_from},
-                                     {"$pull": {"contentUploads": upload}}, session=session)
-        self.projects.update_one({"_id": to_id(project_id)},
-                                 {"$addToSet": {"contentUploads": upload}},
-                                 upsert=True, session=session)
+        return (before or {}).get("projectId")
+
+    def _list_upload(self, upload_id: Any, project_id: Any, moved_from: Any) -> None:
+        """The project lists the upload; one it moved from (force_write) no longer.
+        Outside the accept's transaction: every new upload of a project writes
+        its list, and concurrent accepts would conflict on it."""
+        upload, project = to_id(upload_id), to_id(project_id)
+        if moved_from is not None and moved_from != project:
+            self.projects.update_one({"_id": moved_from}, {"$pull": {"contentUploads": upload}})
+        self.projects.update_one({"_id": project}, {"$addToSet": {"contentUploads": upload}},
+                                 upsert=True)
 
     def update_upload(self, upload_id: Any, **fields: Any) -> None:
         self.uploads.update_one({"_id": to_id(upload_id)}, {"$set": fields})
@@ -196,18 +193,25 @@ class MongoManager:
     def queue_job(self, job_id: str, run_id: str, stream: str = "",
                   events: list[Event] = (), upload: dict | None = None) -> None:
         """Make an accepted run claimable, recording ``events`` (upload.accepted)
-        and, for an upload's run, its upload document (``record_upload_queued``'s
-        arguments) with it: only while the run is still the job's, so of two
-        force_write requests racing, the upload records the one whose run won."""
+        and, for an upload's run, its upload document with it (``upload``:
+        upload_id, project_id, fields; listed: the project lists it already).
+        Only while the run is still the job's: of two force_write requests
+        racing, the upload records the one whose run won."""
+        recorded: list[Any] = []  # the upload's project before, once recorded
+
         def queue(session: Any) -> None:
+            recorded.clear()  # a retried transaction starts over
             result = self.jobs.update_one(
                 {"_id": job_id, "runId": run_id, "state": JobState.ACCEPTING},
                 {"$set": {"state": JobState.QUEUED}}, session=session)
             if result.matched_count:
                 if upload is not None:
-                    self.record_upload_queued(**upload, session=session)
+                    recorded.append(self._record_upload(
+                        session, upload["upload_id"], upload["project_id"], upload["fields"]))
                 self.add_events(stream, list(events), session)
         self.atomically(queue)
+        if recorded and not upload.get("listed"):
+            self._list_upload(upload["upload_id"], upload["project_id"], recorded[0])
 
     def set_job_fields(self, job_id: str, run_id: str, **fields: Any) -> None:
         self.jobs.update_one({"_id": job_id, "runId": run_id}, {"$set": fields})

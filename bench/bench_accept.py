@@ -132,7 +132,7 @@ def probe_accept(contents: Path, count: int) -> dict[str, list[float]]:
     mongo = get_mongo(config)
     executor = get_executor(config)
     timings: dict[str, list[float]] = {"uploads.accept (total)": []}
-    for name in ("get_upload", "start_job", "record_upload_queued", "queue_job"):
+    for name in ("get_upload", "start_job", "queue_job"):
         timings[f"  MongoManager.{name}"] = []
         original = getattr(MongoManager, name)
 

@@ -7,7 +7,7 @@ does) in a temp dir, fills it with N finished ProcessingJob documents and a
 project whose ``contentUploads`` lists N uploads (what N earlier uploads of
 one project leave behind), then times, one call at a time, the MongoManager
 calls that ``uploads.accept`` makes (get_upload, start_job,
-record_upload_queued, queue_job) and two single operations that explain
+queue_job, which records the upload and lists it in its project) and two single operations that explain
 them: the start_job upsert with its ``$or`` filter against the same upsert
 with a plain ``{_id, state: {$nin: ...}}`` filter (what start_job could do
 first, falling back to the stale-"accepting" case only on a duplicate key),
@@ -118,10 +118,10 @@ def main() -> int:
                                           {"$addToSet": {"contentUploads": ObjectId()}})
 
             row = {
-                "all 4 accept calls (5 operations)": timed(accept_calls, args.reps),
+                "the accept calls (get_upload, start_job, queue_job)": timed(accept_calls, args.reps),
                 "start_job (upsert, $or filter)": timed(start_job_current, args.reps),
                 "same upsert, {_id, state: {$nin}} filter": timed(start_job_plain, args.reps),
-                "project $addToSet (in record_upload_queued)": timed(add_to_project, args.reps),
+                "project $addToSet (in queue_job)": timed(add_to_project, args.reps),
                 "get_upload (find_one by _id)": timed(lambda: mongo.get_upload(next(ids)),
                                                       args.reps),
             }
