@@ -96,6 +96,9 @@ class ImageSource:
             with opener() as handle, Image.open(handle, formats=IMAGE_FORMATS) as image:
                 # Checked on the header, before a pixel is decoded.
                 check_pixels(image.width, image.height, self.limits, name)
+                if image.mode == "F":  # PIL would cast 0.0-1.0 to black, not scale it
+                    raise ContentError(f"{name}: floating-point pixels have no display range; "
+                                       "save it as an 8- or 16-bit image", code="bad_image")
                 # EXIF orientation is applied so that pixels are upright.
                 upright = ImageOps.exif_transpose(image)
                 return np.asarray(upright.convert("RGB"))

@@ -19,7 +19,7 @@ from pathlib import Path
 import av
 
 from processors.input_guard import InputLimits
-from processors.video_source import open_video
+from processors.video_source import open_video, video_stream_of
 
 # No decoder holds back more frames than this to put them in presentation
 # order (H.264 and HEVC allow at most 16), so a packet whose pts is below one
@@ -49,10 +49,11 @@ class PacketScan:
 
 
 def scan_packets(path: str | os.PathLike, limits: InputLimits = InputLimits()) -> PacketScan:
-    """Read every packet of the first video stream (without decoding it)."""
+    """Read every packet of the video stream (without decoding it)."""
     with open_video(Path(path), limits) as container:
-        stream = container.streams.video[0]
-        scan = PacketScan(Fraction(stream.time_base) if stream.time_base else Fraction(0))
+        stream = video_stream_of(container)
+        time_base = stream.time_base if stream is not None else None
+        scan = PacketScan(Fraction(time_base) if time_base else Fraction(0))
         if not scan.time_base:
             scan.problem = "the video stream has no time base"
             return scan

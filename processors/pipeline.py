@@ -261,7 +261,8 @@ def _decode_stage(run: _Run, source: Source, settings: PipelineSettings,
                   skip: frozenset[int], first_sample: int, end: float,
                   outputs: list[queue.Queue]) -> None:
     info = source.info
-    sampler = TimestampSampler(settings.frame_rate)
+    sampler = TimestampSampler(settings.frame_rate,
+                               slack=getattr(source, "sampling_slack", Fraction(0)))
     sample = first_sample  # global: a segment's samples follow those before it
     skip_unsampled = getattr(source, "skip_unsampled", None)
     if skip_unsampled is not None and not source.samples_every_frame:

@@ -13,7 +13,7 @@ from exceptions import ContentError
 from processors.image_source import IMAGE_SUFFIXES, ImageSource
 from processors.input_guard import InputLimits
 from processors.source import Source
-from processors.video_source import VideoSource, open_video
+from processors.video_source import VideoSource, container_seconds, open_video
 
 VIDEO, IMAGES = 1, 2  # the API's content_type values
 
@@ -37,7 +37,7 @@ def video_duration(path: str, limits: InputLimits) -> float:
     opened (the cutting pass then reports what is wrong with the file)."""
     try:
         with open_video(Path(path), limits) as container:  # never a FIFO: it would block
-            return (container.duration or 0) / av.time_base
+            return container_seconds(container)
     except (ContentError, av.FFmpegError):
         return 0.0
 

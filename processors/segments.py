@@ -73,6 +73,7 @@ from processors.video_source import (
     check_complete,
     limit_decoder,
     open_video,
+    video_stream_of,
 )
 
 FORMAT = 1  # of to_dict(); bumped when the meaning of a field changes
@@ -183,7 +184,7 @@ def plan_segments(path: str | os.PathLike, frame_rate: int, frames_per_task: int
     if reason:
         return [Segment(1, 1, 1, None, 0, frame_rate, frames_per_task, size,
                         end_time=duration, reason=reason)]
-    sampler = TimestampSampler(frame_rate)
+    sampler = TimestampSampler(frame_rate, slack=scan.time_base / 2)  # as VideoSource's
     sampled = [i for i, pts in enumerate(scan.pts)
                if sampler.accept((pts - scan.pts[0]) * scan.time_base)]
     tasks = (len(sampled) + frames_per_task - 1) // frames_per_task
@@ -376,7 +377,7 @@ class SegmentSource:
     def _open(self) -> av.VideoStream:
         self.close()
         self._container = open_video(self.path, self.limits)
-        stream = self._container.streams.video[0]
+        stream = video_stream_of(self._container)
         limit_decoder(stream, self.name, self.limits)
         stream.thread_type = "AUTO"
         return stream

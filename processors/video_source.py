@@ -63,13 +63,19 @@ class VideoSource:
         duration = 0.0
         if stream.duration is not None and stream.time_base is not None:
             duration = float(stream.duration * stream.time_base)
-        elif self._container.duration:
-            duration = self._container.duration / av.time_base
+        else:
+            duration = container_seconds(self._container)
         rotation = int(first.rotation or 0) % 360
         width, height = display_size(first.width, first.height, rotation)
         return SourceInfo(name=output_stem(self.path.stem), width=width, height=height, fps=float(rate),
                           duration=duration, frame_count=int(stream.frames or 0),
                           rotation=rotation)
+
+    @property
+    def sampling_slack(self) -> Fraction:
+        """Half a tick of the stream's time base (see processors.sampling)."""
+        time_base = self._stream.time_base
+        return Fraction(time_base) / 2 if time_base else Fraction(0)
 
     def skip_unsampled(self, rate: int) -> None:
         """Let ``frames()`` leave out frames that sampling at ``rate`` never keeps.
@@ -253,7 +259,8 @@ class _UnsampledSkipper:
             self.pending = {pts for pts in early if pts > self.origin}
 
     def _bucket(self, pts: int) -> int:
-        return math.floor((pts - self.origin) * self.time_base * self.rate)
+        # + half a tick: the sampler's slack (processors.sampling)
+        return math.floor((pts - self.origin + Fraction(1, 2)) * self.time_base * self.rate)
 
     def _record(self, pts: int) -> None:
         bucket = self._bucket(pts)
@@ -375,9 +382,9 @@ def _mp4_without_moov(path: Path) -> bool:
 
 def _video_stream(container: av.container.InputContainer, name: str,
                   limits: InputLimits) -> av.VideoStream:
-    if not container.streams.video:
+    stream = video_stream_of(container)
+    if stream is None:
         raise ContentError(f"{name}: the file has no video stream", code="no_video_stream")
-    stream = container.streams.video[0]
     codec = stream.codec_context
     if codec is None or codec.codec is None or codec.name in ("none", ""):
         # PyAV gives no codec context when FFmpeg has no decoder for the stream.
@@ -385,6 +392,22 @@ def _video_stream(container: av.container.InputContainer, name: str,
                            code="unsupported_codec")
     limit_decoder(stream, name, limits)
     return stream
+
+
+def video_stream_of(container: av.container.InputContainer) -> av.VideoStream | None:
+    """The file's video: the stream FFmpeg itself picks (av_find_best_stream),
+    not a cover picture or a still that happens to come first. Every reader of
+    the file (cutting, the packet scan, segments) takes this one."""
+    return container.streams.best("video")
+
+
+def container_seconds(container: av.container.InputContainer) -> float:
+    """The container's duration, from its first timestamp: Matroska gives the
+    time of its end, so a file starting at 10 s would seem 10 s longer than
+    it is (and be judged truncated)."""
+    if not container.duration:
+        return 0.0
+    return max(0, container.duration - max(container.start_time or 0, 0)) / av.time_base
 
 
 def limit_decoder(stream: av.VideoStream, name: str, limits: InputLimits) -> None:

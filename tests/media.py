@@ -95,16 +95,18 @@ def clip_barcodes(path: Path, unrotate: int = 0, crop: tuple[int, int] | None = 
     return result
 
 
-def expected_samples(timestamps: Sequence[Fraction], rate: int) -> list[int]:
+def expected_samples(timestamps: Sequence[Fraction], rate: int,
+                     slack: Fraction = Fraction(0)) -> list[int]:
     """Brute-force reference of SPEC sampling: for each target k/r the first frame
-    at or after it; a frame picked for several targets counts once."""
+    at or after it (``slack``: or that much before it); a frame picked for
+    several targets counts once."""
     t0 = timestamps[0]
     picked: list[int] = []
     k = 0
-    last = timestamps[-1] - t0
+    last = timestamps[-1] - t0 + slack
     while Fraction(k, rate) <= last:
         target = Fraction(k, rate)
-        first = next(i for i, t in enumerate(timestamps) if t - t0 >= target)
+        first = next(i for i, t in enumerate(timestamps) if t - t0 + slack >= target)
         if not picked or picked[-1] != first:
             picked.append(first)
         k += 1

@@ -121,3 +121,21 @@ def test_a_frames_jpeg_shows_what_its_rgb_conversion_shows(width, height):
     jpeg = cv2.imdecode(np.frombuffer(encode_jpeg(frame, 95), np.uint8), cv2.IMREAD_COLOR)
     assert jpeg.shape == shown.shape
     assert np.abs(jpeg.astype(int) - shown.astype(int)).mean() < 4
+
+
+def test_a_floating_point_image_is_refused_not_turned_black(contents, post, run_jobs, mongo):
+    values = barcode_image(5, 320, 240)[..., 0].astype(np.float32) / 255  # 0.0-1.0
+    Image.fromarray(values, "F").save(contents / "uploads" / "x.tif")
+    assert post(content_path="uploads/x.tif", frame_rate=2, content_type=2).status_code == 202
+    run_jobs()
+    upload = mongo.get_upload("u1")
+    assert upload["status"] == 2 and upload["errorMessage"]["code"] == "bad_image"
+    assert "floating-point" in upload["errorMessage"]["message"]
+
+
+def test_a_multi_frame_image_gives_its_first_frame(contents, post, run_jobs, mongo):
+    """As the README says: send the frames as images to get them all."""
+    pages = [Image.fromarray(barcode_image(i, 320, 240)) for i in (4, 5, 6)]
+    pages[0].save(contents / "uploads" / "pages.tiff", save_all=True, append_images=pages[1:])
+    tasks = process_images(post, run_jobs, mongo, "pages.tiff")
+    assert [clip_barcodes(Path(t["videoPath"])) for t in tasks] == [[4]]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import av
 import pytest
-from media import clip_barcodes, expected_samples, top_level_atoms, write_video
+from media import barcode_image, clip_barcodes, expected_samples, top_level_atoms, write_video
 
 
 def process(post, run_jobs, mongo, path: Path, frame_rate: int, **fields) -> list[dict]:
@@ -156,3 +156,51 @@ def test_progress_rises_during_a_long_job(contents, post, mongo, config):
     assert len(set(values)) >= 4  # several distinct steps on the way to 100
     changes = [t for (t, p), (_, before) in zip(seen[1:], seen) if p != before]
     assert max(b - a for a, b in zip(changes, changes[1:])) < 1.5
+
+
+# WebM and MKV store whole milliseconds: frame 1 of a 30 fps video is at 33 ms.
+MATROSKA = [("mkv", "libx264"), ("webm", "libvpx-vp9")]
+
+
+@pytest.mark.parametrize("rate", [30, 5])
+@pytest.mark.parametrize("suffix, codec", MATROSKA)
+def test_millisecond_time_bases_sample_as_the_frames_were_made(suffix, codec, rate, contents,
+                                                                post, run_jobs, mongo):
+    """At the source's own rate every frame is kept (20 of 30 were); at 5 fps
+    the frames a millisecond clock puts just before their targets are kept."""
+    video = write_video(contents / "uploads" / f"v.{suffix}", list(range(30)), codec=codec,
+                        size=(160, 120))
+    tasks = process(post, run_jobs, mongo, video, rate)
+    made = [Fraction(round(i * 1000 / 30), 1000) for i in range(30)]  # what the file stores
+    expected = expected_samples(made, rate, slack=Fraction(1, 2000))
+    assert expected == (list(range(30)) if rate == 30 else [0, 6, 12, 18, 24])
+    assert sum((clip_barcodes(Path(t["videoPath"])) for t in tasks), []) == expected
+
+
+@pytest.mark.parametrize("suffix, codec", MATROSKA)
+def test_a_video_starting_late_is_read_whole(suffix, codec, contents, post, run_jobs, mongo):
+    """Its first frame at 10 s: Matroska's duration runs to its end, so the
+    3 s video used to be judged truncated ("only 3.0 s of 13.0 s")."""
+    video = write_video(contents / "uploads" / f"late.{suffix}", [300 + i for i in range(90)],
+                        codec=codec, size=(160, 120))
+    tasks = process(post, run_jobs, mongo, video, 10)
+    assert sum((clip_barcodes(Path(t["videoPath"])) for t in tasks), []) == list(range(0, 90, 3))
+
+
+def test_the_video_is_not_a_still_that_comes_first(contents, post, run_jobs, mongo):
+    path = contents / "uploads" / "cover.mkv"
+    with av.open(str(path), "w") as out:
+        still = out.add_stream("mjpeg", rate=1)
+        video = out.add_stream("libx264", rate=30)
+        for stream, pix_fmt in ((still, "yuvj420p"), (video, "yuv420p")):
+            stream.width, stream.height, stream.pix_fmt = 160, 120, pix_fmt
+        frame = av.VideoFrame.from_ndarray(barcode_image(999, 160, 120), "rgb24")
+        out.mux(still.encode(frame))
+        out.mux(still.encode(None))
+        for i in range(60):
+            frame = av.VideoFrame.from_ndarray(barcode_image(i, 160, 120), "rgb24")
+            frame.pts = i
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+    tasks = process(post, run_jobs, mongo, path, 10)
+    assert sum((clip_barcodes(Path(t["videoPath"])) for t in tasks), []) == list(range(0, 60, 3))

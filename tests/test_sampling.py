@@ -68,3 +68,16 @@ def test_bad_rate(rate):
                                                     (119, 120, 1), (120, 120, 2)])
 def test_task_number(index, per_task, expected):
     assert task_number(index, per_task) == expected
+
+
+@pytest.mark.parametrize("rate", [1, 5, 7, 30, 60])
+def test_half_a_tick_before_a_target_is_at_it(rate):
+    """Whole milliseconds (WebM, MKV): frame 1 of 30 fps is stored at 33 ms."""
+    stored = seconds([round(i * 1000 / 30) for i in range(90)])
+    slack = Fraction(1, 2000)
+    sampler = TimestampSampler(rate, slack=slack)
+    kept = [i for i, t in enumerate(stored) if sampler.accept(t)]
+    assert kept == expected_samples(stored, rate, slack)
+    assert kept == list(range(0, 90, 30 // rate)) if 30 % rate == 0 else kept
+    if rate == 30:
+        assert sample(stored, 30) != kept  # without the slack, frames were dropped

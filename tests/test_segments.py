@@ -62,6 +62,8 @@ VIDEOS = {
     "first pts 30 s": ([900 + i for i in range(120)], Fraction(1, 30), {}),
     "open GOP": (list(range(150)), Fraction(1, 30), {"open_gop": True}),
     "rotated 90": (list(range(90)), Fraction(1, 30), {"rotation": 90, "gop": 10}),
+    # Matroska stores whole ms (frame 1 at 33 ms): the sampler's half-tick slack
+    "matroska 30fps, B-frames": (list(range(150)), Fraction(1, 30), {"fmt": "matroska"}),
 }
 
 
@@ -73,15 +75,24 @@ def videos(tmp_path_factory) -> dict[str, Path]:
 
 
 def timestamps(name: str) -> list[Fraction]:
-    pts, time_base, _ = VIDEOS[name]
-    return [(p - pts[0]) * time_base for p in pts]
+    """Each frame's time as the file stores it (Matroska: whole milliseconds)."""
+    pts, time_base, options = VIDEOS[name]
+    exact = [(p - pts[0]) * time_base for p in pts]
+    if options.get("fmt") == "matroska":
+        return [Fraction(round(t * 1000), 1000) for t in exact]
+    return exact
+
+
+def slack(path: Path) -> Fraction:
+    """The sampler's half tick for the file (processors.sampling)."""
+    return scan_packets(path).time_base / 2
 
 
 def single_pass_samples(path: Path, rate: int) -> list[tuple[int, Fraction]]:
     source = VideoSource(path)
     try:
         source.skip_unsampled(rate)
-        sampler = TimestampSampler(rate)
+        sampler = TimestampSampler(rate, slack=source.sampling_slack)  # as run_pipeline's
         return [(f.index, f.timestamp) for f in source.frames() if sampler.accept(f.timestamp)]
     finally:
         source.close()
@@ -109,7 +120,7 @@ def test_scan_numbers_frames_like_video_source(name, videos):
 def test_plan_covers_every_task_once(name, rate, segments, videos):
     per_task = 4
     plan = plan_segments(videos[name], rate, per_task, segments)
-    expected = expected_samples(timestamps(name), rate)
+    expected = expected_samples(timestamps(name), rate, slack(videos[name]))
     tasks = -(-len(expected) // per_task)
     assert len(plan) == min(segments, tasks)
     assert [s.number for s in plan] == list(range(1, len(plan) + 1))
@@ -254,6 +265,8 @@ CUTS = [
     ("open GOP", 10, 5, 4),
     ("rotated 90", 5, 2, 2),
     ("cfr 30fps, B-frames", 2, 5, 4),  # more segments than tasks (2)
+    ("matroska 30fps, B-frames", 30, 20, 4),
+    ("matroska 30fps, B-frames", 7, 3, 3),
 ]
 
 
