@@ -26,7 +26,7 @@ from config import Config
 from embedded_db import embedded_uri
 from events import Event, EventState
 from exceptions import DatabaseUnavailable
-from job_states import ACTIVE_JOB_STATES, LEASED_JOB_STATES, JobState
+from job_states import ACTIVE_JOB_STATES, LEASED_JOB_STATES, JobState, upload_job_id
 from processes import owner_id
 
 # A request that died between recording its job and answering never got a
@@ -430,6 +430,19 @@ class MongoManager:
                                  {"uploadId": to_id(upload_id), "runId": run_id,
                                   "number": number, "task": task}, upsert=True)
 
+    def unstage_if_ended(self, upload_id: Any, run_id: str, task_id: Any) -> bool:
+        """After ``stage_task``: when the run has ended meanwhile (replaced or
+        failed), remove what was just staged, unless published, and say so. A
+        segment still cutting can stage a task after its run's ``discard_run``,
+        which would then never be undone (frames matching no task)."""
+        if self.jobs.count_documents({"_id": upload_job_id(str(upload_id)), "runId": run_id,
+                                      "state": {"$in": ACTIVE_JOB_STATES}}, limit=1):
+            return False
+        if not self.tasks.count_documents({"_id": task_id}, limit=1):  # published: final
+            self.frames.delete_many({"taskId": task_id})
+        self.staging.delete_one({"_id": task_id, "runId": run_id})
+        return True
+
     def discard_run(self, upload_id: Any, run_id: str) -> None:
         """Forget everything a run staged (it failed or was replaced), except the
         frames of the tasks it published (jobs/publish.py): those are final."""
@@ -637,9 +650,14 @@ class MongoManager:
                                     {"_id": 1})
         return [str(doc["_id"]) for doc in list(pending) + list(failed)]
 
-    def add_dataset_version(self, task_ids: list, version_id: Any) -> None:
+    def set_dataset_version(self, task_ids: list, version_id: Any) -> None:
+        """Exactly ``task_ids`` list the version in ``datasetVersions``: a task a
+        rebuild left out (rejected meanwhile) no longer does."""
+        version = to_id(version_id)
         self.tasks.update_many({"_id": {"$in": task_ids}},
-                               {"$addToSet": {"datasetVersions": to_id(version_id)}})
+                               {"$addToSet": {"datasetVersions": version}})
+        self.tasks.update_many({"datasetVersions": version, "_id": {"$nin": task_ids}},
+                               {"$pull": {"datasetVersions": version}})
 
     # -- transactions ----------------------------------------------------------
 

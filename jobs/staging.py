@@ -53,6 +53,8 @@ def stage_pipeline(job: dict, ctx: JobContext, paths: RunPaths, source: Source,
             if isinstance(event, TaskOutput):
                 task, frames = build_task(event, source.info, params, paths, run_id)
                 mongo.stage_task(params["upload_id"], run_id, event.number, task, frames)
+                if mongo.unstage_if_ended(params["upload_id"], run_id, task["_id"]):
+                    raise JobCancelled("the run ended while this task was staged")
                 done.add(event.number)
                 sampled += len(event.frames)
                 if publisher is not None and publisher.due():

@@ -261,3 +261,30 @@ def test_racing_force_writes_leave_the_upload_as_its_tasks(contents, app, mongo,
         job = mongo.get_job(f"processContent:{upload_id}")
         assert upload["status"] == 1 and rates == {upload["frame_rate"]} == {
             job["params"]["frame_rate"]}, (upload["frame_rate"], rates)
+
+
+def test_a_task_staged_after_its_run_ended_leaves_nothing(mongo):
+    """A segment still cutting when force_write replaced its run can stage a
+    task after the run's discard: it must take it back (10 frame documents
+    matching no task were left, 1 run in 5)."""
+    from jobs.documents import task_object_id
+    from job_states import JobKind, JobState, upload_job_id
+
+    job_id = upload_job_id("u9")
+    for run_id, replace in (("old", False), ("new", True)):  # the second is the force_write
+        assert mongo.start_job(job_id, JobKind.CONTENT, {"upload_id": "u9"}, run_id,
+                               replace_active=replace)
+    staged = {}
+    for run_id in ("old", "new"):
+        staged[run_id] = {"_id": task_object_id(run_id, 3)}
+        mongo.stage_task("u9", run_id, 3, staged[run_id],
+                         [{"taskId": staged[run_id]["_id"], "frameId": 1}])
+    assert mongo.unstage_if_ended("u9", "old", staged["old"]["_id"])
+    assert not mongo.unstage_if_ended("u9", "new", staged["new"]["_id"])
+    assert [doc["taskId"] for doc in mongo.frames.find()] == [staged["new"]["_id"]]
+    assert [doc["_id"] for doc in mongo.staging.find()] == [staged["new"]["_id"]]
+    # A failed run takes back what it stages too, except a task it published.
+    mongo.jobs.update_one({"_id": job_id}, {"$set": {"state": JobState.FAILED}})
+    mongo.tasks.insert_one({"_id": staged["new"]["_id"], "uploadId": "u9"})
+    assert mongo.unstage_if_ended("u9", "new", staged["new"]["_id"])
+    assert mongo.frames.count_documents({}) == 1 and mongo.staging.count_documents({}) == 0
