@@ -209,7 +209,7 @@ def _finish(spec: VersionSpec, exported: Export, manifest: dict | None, cache: C
         store.delete(stale)
         store.stats.deleted += len(stale)
     mongo = ctx.mongo
-    mongo.add_dataset_version([to_id(t.task_id) for t in exported.tasks], version_id)
+    mongo.set_dataset_version([to_id(t.task_id) for t in exported.tasks], version_id)
     fields = {"status": 1, "progress": 100, "stage": "done", "error": None,
               "finishedAt": now(), "counts": manifest["counts"],
               "uploadStats": asdict(store.stats) if store else None,

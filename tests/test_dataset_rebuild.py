@@ -17,6 +17,7 @@ from dataset_data import box, make_tasks, make_version
 
 from intake import dataset_builds
 from jobs.dataset import dataset_dir
+from mongo_manager import to_id
 
 REJECTED = 2  # auditStatus "Rejected": not in the default [1, 5]
 
@@ -83,6 +84,8 @@ def test_rebuild_after_a_rejection_holds_exactly_the_version(make_config, mongo,
     assert not [o for o in manifest["objects"] if "task-2-" in o["key"]]
     assert state["counts"]["images"] == 30 and len(state["taskStatus"]["tasks"]) == 3
     assert not list(root.rglob("*task-2-*"))
+    listed = {doc["_id"] for doc in mongo.tasks.find({"datasetVersions": to_id(version)})}
+    assert listed == set(tasks) - set(tasks[1:2])  # the rejected task is in it no more
     # Another format set: the YOLO folders and data.yaml go too, in both places.
     mongo.update_version(version, exportFormats=["COCO"])
     state = build(config, mongo, version)
