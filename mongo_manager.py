@@ -430,13 +430,18 @@ class MongoManager:
                                  {"uploadId": to_id(upload_id), "runId": run_id,
                                   "number": number, "task": task}, upsert=True)
 
+    def run_is_current(self, upload_id: Any, run_id: str) -> bool:
+        """The upload's job is still on ``run_id`` and active (not replaced, not ended)."""
+        return bool(self.jobs.count_documents(
+            {"_id": upload_job_id(str(upload_id)), "runId": run_id,
+             "state": {"$in": ACTIVE_JOB_STATES}}, limit=1))
+
     def unstage_if_ended(self, upload_id: Any, run_id: str, task_id: Any) -> bool:
         """After ``stage_task``: when the run has ended meanwhile (replaced or
         failed), remove what was just staged, unless published, and say so. A
         segment still cutting can stage a task after its run's ``discard_run``,
         which would then never be undone (frames matching no task)."""
-        if self.jobs.count_documents({"_id": upload_job_id(str(upload_id)), "runId": run_id,
-                                      "state": {"$in": ACTIVE_JOB_STATES}}, limit=1):
+        if self.run_is_current(upload_id, run_id):
             return False
         if not self.tasks.count_documents({"_id": task_id}, limit=1):  # published: final
             self.frames.delete_many({"taskId": task_id})

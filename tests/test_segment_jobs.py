@@ -120,3 +120,40 @@ def test_a_run_whose_last_segment_died_before_the_commit_is_finished(make_config
     assert release_orphans(mongo) == 1  # ...until the orphan scan queues its commit
     assert worker_loop(config, threading.Event(), drain=True) == 1
     assert mongo.get_upload("u1")["status"] == 1 and len(mongo.tasks_of("u1")) == 5
+
+
+def test_a_segment_failing_after_its_run_was_replaced_just_stops(make_config, mongo, contents,
+                                                                 monkeypatch, caplog):
+    """force_write removes the old run's staging folder under a segment still
+    cutting; the error that follows is the run's end (INFO), not a failure
+    logged with a traceback, and the new run ends exact."""
+    from jobs import segments as segment_jobs
+    from jobs.context import JobContext
+    from jobs.runner import run_claimed
+    from mongo_manager import owner_id
+
+    pts, time_base, options = VIDEOS["cfr 30fps, B-frames"]
+    video = encode(contents / "uploads" / "clip.mp4", pts, time_base, **options)
+    config = make_config(PROCESSING_SEGMENT_SECONDS="1")
+    client = create_app(config).test_client()
+    body = {"auth_key": AUTH_KEY, "upload_id": "u1", "project_id": "p1", "frame_rate": 5,
+            "content_path": str(video)}
+    assert client.post("/api/processContent", json=body).status_code == 202
+    ctx = JobContext(mongo, config, owner_id())
+    run_claimed(mongo.claim_job(owner_id(), 30, "processContent:u1"), ctx)  # fans out
+    segment = mongo.claim_job(owner_id(), 30)
+    assert segment["kind"] == "contentSegment"
+
+    def replaced_under_it(*_):
+        assert client.post("/api/processContent", json={**body, "force_write": 1}).status_code \
+            == 202
+        raise FileNotFoundError("the staging folder went")
+    monkeypatch.setattr(segment_jobs, "_cut_segment", replaced_under_it)
+    caplog.set_level("INFO")
+    assert segment_jobs.run_segment_job(segment, ctx) is None
+    assert "stopped: its run ended" in caplog.text
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
+    monkeypatch.undo()
+    worker_loop(config, threading.Event(), drain=True)
+    upload = mongo.get_upload("u1")
+    assert upload["status"] == 1 and sum(t["frameCount"] for t in mongo.tasks_of("u1")) == 50
