@@ -184,6 +184,8 @@ def source_samples(video: str, rate: int) -> dict:
     try:
         source = VideoSource(video)
         try:
+            if hasattr(source, "sampling_slack"):  # as run_pipeline samples it
+                sampler = TimestampSampler(rate, slack=source.sampling_slack)
             if hasattr(source, "skip_unsampled"):
                 source.skip_unsampled(rate)
             for item in source.frames():

@@ -37,8 +37,10 @@ def make_empty(uploads: Path) -> str:
     return "empty.mp4"
 
 
-def make_truncated(uploads: Path) -> str:
-    cut(faststart_video(uploads / "trunc.mp4", 300), 0.5)
+def make_truncated(uploads: Path, frames: int = 600) -> str:
+    # Long enough that tasks are published before the truncation is met (at 300
+    # frames the decoder could meet it while the first task was still encoding).
+    cut(faststart_video(uploads / "trunc.mp4", frames), 0.5)
     return "trunc.mp4"
 
 

@@ -63,7 +63,8 @@ def test_segments_give_the_single_pass_tasks(make_config, mongo, contents, name,
     assert many["stages"]["cutting"] == many["processingSeconds"] > 0
 
 
-def test_force_write_during_segments_replaces_the_run(make_config, mongo, contents):
+def accept_in_segments(make_config, contents):
+    """A 10 s upload accepted with 1 s segments: (config, client, its body)."""
     pts, time_base, options = VIDEOS["cfr 30fps, B-frames"]
     video = encode(contents / "uploads" / "clip.mp4", pts, time_base, **options)
     config = make_config(PROCESSING_SEGMENT_SECONDS="1")
@@ -71,6 +72,11 @@ def test_force_write_during_segments_replaces_the_run(make_config, mongo, conten
     body = {"auth_key": AUTH_KEY, "upload_id": "u1", "project_id": "p1", "frame_rate": 5,
             "content_path": str(video)}
     assert client.post("/api/processContent", json=body).status_code == 202
+    return config, client, body
+
+
+def test_force_write_during_segments_replaces_the_run(make_config, mongo, contents):
+    config, client, body = accept_in_segments(make_config, contents)
     # Run only the parent: it fans out and parks the run as "waiting".
     from jobs.context import JobContext
     from jobs.runner import run_claimed
@@ -132,13 +138,7 @@ def test_a_segment_failing_after_its_run_was_replaced_just_stops(make_config, mo
     from jobs.runner import run_claimed
     from mongo_manager import owner_id
 
-    pts, time_base, options = VIDEOS["cfr 30fps, B-frames"]
-    video = encode(contents / "uploads" / "clip.mp4", pts, time_base, **options)
-    config = make_config(PROCESSING_SEGMENT_SECONDS="1")
-    client = create_app(config).test_client()
-    body = {"auth_key": AUTH_KEY, "upload_id": "u1", "project_id": "p1", "frame_rate": 5,
-            "content_path": str(video)}
-    assert client.post("/api/processContent", json=body).status_code == 202
+    config, client, body = accept_in_segments(make_config, contents)
     ctx = JobContext(mongo, config, owner_id())
     run_claimed(mongo.claim_job(owner_id(), 30, "processContent:u1"), ctx)  # fans out
     segment = mongo.claim_job(owner_id(), 30)
