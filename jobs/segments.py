@@ -163,7 +163,10 @@ def _stopped(job: dict, ctx: JobContext, paths: RunPaths) -> None:
     log.info("upload %s: segment %s stopped: its run ended", params["upload_id"], job["_id"])
     mongo.end_job(job["_id"], run_id, JobState.CANCELLED)
     parent = mongo.get_job(params["parent"])
-    if parent is None or parent["runId"] != run_id:  # replaced (force_write)
+    # Replaced (force_write), or failed: the failure's discard may have run
+    # before this segment made its staging folders. Sent back to a single
+    # pass (same run, still active): its staged tasks are kept.
+    if parent is None or parent["runId"] != run_id or parent["state"] == JobState.FAILED:
         discard(ctx, paths)
 
 
