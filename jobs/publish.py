@@ -82,7 +82,8 @@ class Publisher:
                        if settings is not None else None)
         self.source = f"auto:v{params.get('auto_anno_version')}"
         self.fed = 0  # tasks given to the tracker
-        self.waiting: list[dict] = []  # frames pushed, not final yet (push order)
+        # frames pushed, not final yet (push order), with their own boxes
+        self.waiting: list[tuple[dict, list[dict]]] = []
         self.final: dict = {}  # frame id -> its boxes with track ids, once final
         self.final_frames = 0
         self.seconds = 0.0  # spent tracking
@@ -172,17 +173,20 @@ class Publisher:
             frames = self.ctx.mongo.boxes_of([doc["_id"] for doc in new])
             self.fed = len(staged)
             for frame in frames:
-                self.waiting.append(frame)
-                self._keep(self.tracks.push(track_input(own_boxes(frame, self.source))))
+                own = own_boxes(frame, self.source)
+                self.waiting.append((frame, own))
+                self._keep(self.tracks.push(track_input(own)))
         if finish:
             self._keep(self.tracks.finish())
         self.seconds += time.monotonic() - started
 
     def _keep(self, finals: list[FinalFrame]) -> None:
         for result in finals:
-            frame = self.waiting.pop(0)
+            frame, own = self.waiting.pop(0)
             self.final_frames += 1
-            self.final[frame["_id"]] = _tracked(frame, result, self.source)
+            # (task id, the frame's new boxes, or None when unchanged)
+            self.final[frame["_id"]] = (frame["taskId"], with_tracks(
+                frame, own, result.ids, result.filled, self.source))
 
     def _write_tracks(self, chosen: list[dict]) -> None:
         if self.tracks is None or not chosen:
@@ -196,9 +200,3 @@ class Publisher:
     def _forget(self, task_ids: set) -> None:
         for frame_id in [f for f, (task_id, _) in self.final.items() if task_id in task_ids]:
             del self.final[frame_id]
-
-
-def _tracked(frame: dict, result: FinalFrame, source: str) -> tuple:
-    """(task id, the frame's new boxes, or None when unchanged)."""
-    own = own_boxes(frame, source)
-    return frame["taskId"], with_tracks(frame, own, result.ids, result.filled, source)
