@@ -13,6 +13,7 @@ from config import Config
 from events import upload_stream
 from exceptions import JobCancelled
 from job_states import JobState
+from jobs import watchdog
 from jobs.context import Heartbeat, JobContext
 from jobs.documents import build_task
 from jobs.publish import Publisher
@@ -45,7 +46,7 @@ def stage_pipeline(job: dict, ctx: JobContext, paths: RunPaths, source: Source,
     done = {doc["number"] for doc in mongo.staged_tasks(params["upload_id"], run_id)}
     sampled = 0
     try:
-        layout = OutputLayout(paths.staging(paths.clips),
+        layout = FencedLayout(paths.staging(paths.clips),
                               paths.staging(paths.frames) if ctx.config.processing.keep_frames
                               else None, source.info.name)
         for event in run_pipeline(source, pipeline_settings(ctx.config, params), layout,
@@ -65,6 +66,16 @@ def stage_pipeline(job: dict, ctx: JobContext, paths: RunPaths, source: Source,
     finally:
         source.close()
     return done, sampled
+
+
+class FencedLayout(OutputLayout):
+    """A run's staging layout: its folders are made only while the run has not
+    stalled, so a stall's discard (the watchdog's thread, while this one goes
+    on until the process ends) is never undone by them."""
+
+    def make_roots(self) -> None:
+        with watchdog.fenced():
+            super().make_roots()
 
 
 def commit_tasks(job: dict, ctx: JobContext, paths: RunPaths, task_count: int,

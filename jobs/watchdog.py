@@ -18,13 +18,15 @@ failed. A stall is final: the job is not retried.
 """
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterator
 
+from exceptions import JobCancelled
 from job_states import JobState
 from mongo_manager import DatabaseError
 
@@ -51,6 +53,23 @@ def progressed(doing: str | None = None) -> None:
         watchdog.progressed(doing)
 
 
+@contextlib.contextmanager
+def fenced() -> Iterator[None]:
+    """A block of the running job that a stall's clean-up never interleaves
+    with: a stall waits for it to end, and once the job has stalled the block
+    does not run (the process is ending). For short local steps that must not
+    undo the clean-up, such as making the run's staging folders: made just
+    after the clean-up removed them, they would outlive the failed run."""
+    watchdog = _current.get()
+    if watchdog is None:
+        yield
+        return
+    with watchdog._lock:
+        if watchdog.stalled:  # reached only where os._exit did not end the process
+            raise JobCancelled("the job stalled")
+        yield
+
+
 class Watchdog:
     """Watches one job run by this process, from ``with Watchdog(...):`` to its end."""
 
@@ -61,6 +80,7 @@ class Watchdog:
         self.doing = "starting"
         self.last = time.monotonic()
         self.ended = threading.Event()
+        self.stalled = False
         self._lock = threading.Lock()  # the job's end and a stall never overlap
         self._token: contextvars.Token | None = None
         # In a copy of the job's context: what it logs carries the upload id.
@@ -111,6 +131,7 @@ class Watchdog:
         with self._lock:
             if self.ended.is_set():
                 return  # the job ended just now
+            self.stalled = True
             error = {"code": "stalled",
                      "message": f"no progress for {self.seconds:g} s while {self.doing}"}
             log.error("job %s: %s; failing it and ending this process (pid %d)",

@@ -62,6 +62,12 @@ class OutputLayout:
             return None
         return self.frame_dir / f"task-{task}" / f"{frame_id}.jpg"
 
+    def make_roots(self) -> None:
+        """Make the output folders (``run_pipeline`` does, once, before any stage runs)."""
+        for root in (self.clip_dir, self.frame_dir):
+            if root is not None:
+                root.mkdir(parents=True, exist_ok=True)
+
 
 @dataclass(frozen=True)
 class FrameRecord:
@@ -161,9 +167,7 @@ def run_pipeline(source: Source, settings: PipelineSettings, layout: OutputLayou
     # The output roots are made here, once: the stages only make folders inside
     # them, so a run whose outputs were discarded while a starved stage still
     # ran (a stalled job its watchdog failed) cannot bring them back.
-    for root in (layout.clip_dir, layout.frame_dir):
-        if root is not None:
-            root.mkdir(parents=True, exist_ok=True)
+    layout.make_roots()
     run = _Run()
     run.position = start
     events: queue.Queue = queue.Queue()

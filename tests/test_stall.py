@@ -16,9 +16,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -30,7 +32,10 @@ from torch import nn
 
 from app import create_app
 from config import load_config
-from exceptions import ConfigError
+from exceptions import ConfigError, JobCancelled
+from jobs import watchdog as watchdog_module
+from jobs.staging import FencedLayout
+from jobs.watchdog import Watchdog
 from storage.s3_store import S3Store, UploadItem, file_etag
 
 STALL_SECONDS = 2
@@ -199,6 +204,33 @@ def test_stalled_job_fails_and_frees_a_celery_pool_process(env, redis_server, mo
     wait_for(lambda: mongo.get_job("processContent:u1#2")["state"] == "cancelled", 30,
              "the second segment to stop")
     assert worker.claimed().count("processContent:u1#1") == 1
+
+
+def test_staging_folders_made_as_a_stall_cleans_up_are_never_left(tmp_path, monkeypatch):
+    """The race CI met: the watchdog failed the job (and removed its staging)
+    while the job's own thread, slow to load its model, went on to make the
+    staging folders just before the process ended. Made through the run's
+    layout, they wait for the clean-up and then are not made at all."""
+    failing, exits = threading.Event(), []
+    monkeypatch.setattr(watchdog_module.os, "_exit", exits.append)  # keep pytest alive
+    job = {"_id": "processContent:u1", "runId": "r1"}
+    ctx = SimpleNamespace(owner="me", config=SimpleNamespace(processing=SimpleNamespace(
+        stall_seconds=0.2, lease_seconds=60)), mongo=SimpleNamespace(
+        get_job=lambda _id: {**job, "owner": "me", "state": "running"}))
+
+    def fail(job: dict, ctx, error: dict) -> None:  # the discard, slow on a busy disk
+        failing.set()
+        time.sleep(0.5)
+
+    layout = FencedLayout(tmp_path / ".staging-u1-r1", tmp_path / ".staging-f-r1", "v")
+    with Watchdog(job, ctx, fail):
+        assert failing.wait(10)
+        started = time.monotonic()
+        with pytest.raises(JobCancelled):
+            layout.make_roots()
+        assert time.monotonic() - started > 0.3  # it waited for the clean-up
+    assert exits == [watchdog_module.STALL_EXIT_CODE]
+    assert not list(tmp_path.iterdir())
 
 
 def test_stall_seconds_is_validated(make_config):
