@@ -213,6 +213,7 @@ def test_staging_folders_made_as_a_stall_cleans_up_are_never_left(tmp_path, monk
     layout, they wait for the clean-up and then are not made at all."""
     failing, exits = threading.Event(), []
     monkeypatch.setattr(watchdog_module.os, "_exit", exits.append)  # keep pytest alive
+    monkeypatch.setattr(watchdog_module.logging, "shutdown", lambda: None)  # and its logging
     job = {"_id": "processContent:u1", "runId": "r1"}
     ctx = SimpleNamespace(owner="me", config=SimpleNamespace(processing=SimpleNamespace(
         stall_seconds=0.2, lease_seconds=60)), mongo=SimpleNamespace(
