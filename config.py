@@ -8,6 +8,8 @@ from __future__ import annotations
 import base64
 import binascii
 import configparser
+import difflib
+import logging
 import os
 import secrets
 from dataclasses import dataclass
@@ -16,6 +18,8 @@ from typing import Callable, Mapping
 from urllib.parse import urlsplit
 
 from exceptions import ConfigError
+
+log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_CONFIG_FILE = ROOT / "config.cfg"
@@ -193,7 +197,22 @@ def _read_raw(path: Path, env: Mapping[str, str]) -> dict[str, dict[str, str]]:
         section, _, key = name.lower().partition("_")
         if section == "annotation" and _is_open_key(section, key):
             raw[section][key] = value
+    _warn_unknown_names(env)
     return raw
+
+
+def _warn_unknown_names(env: Mapping[str, str]) -> None:
+    """A setting's name misspelled in the environment would be ignored without a
+    word (the environment holds other programs' names too, so it is not refused):
+    a name in one of the sections' prefixes that is no setting is logged."""
+    known = [f"{section}_{key}".upper() for section, keys in DEFAULTS.items() for key in keys]
+    for name in sorted(env):
+        section, _, key = name.lower().partition("_")
+        if section in DEFAULTS and key and name.upper() not in known \
+                and not _is_open_key(section, key):
+            close = difflib.get_close_matches(name.upper(), known, n=1)
+            log.warning("environment variable %s is not a setting, ignored%s", name,
+                        f" (did you mean {close[0]}?)" if close else "")
 
 
 def _is_open_key(section: str, key: str) -> bool:

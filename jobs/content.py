@@ -36,9 +36,11 @@ def run_content_job(job: dict, ctx: JobContext) -> None:
     if job["state"] == JobState.COMMITTED:  # died after the commit: only the clean-up is left
         _clean_up(job, ctx, paths)
         return
+    upload_id, run_id = job["params"]["upload_id"], job["runId"]
     if run_guarded(lambda: _run(job, ctx, paths), doing="processing",
                    fail=lambda error: fail_upload(job, ctx, paths, error),
-                   cancelled=lambda: _cancelled(job, ctx, paths)):
+                   cancelled=lambda: _cancelled(job, ctx, paths),
+                   ended=lambda: not ctx.mongo.run_is_current(upload_id, run_id)):
         _clean_up(job, ctx, paths)
 
 

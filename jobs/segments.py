@@ -19,7 +19,7 @@ import logging
 import os
 import time
 
-from exceptions import JobCancelled, ServiceError
+from exceptions import JobCancelled
 from job_states import JobKind, JobState
 from jobs import watchdog
 from jobs.context import Heartbeat, JobContext
@@ -27,7 +27,7 @@ from jobs.failure import run_guarded
 from jobs.publish import Publisher, publisher_for
 from jobs.staging import commit_tasks, discard, fail_upload, input_limits, run_paths, stage_pipeline
 from jobs.timings import RunClock
-from mongo_manager import DatabaseError, MongoManager
+from mongo_manager import MongoManager
 from processes import owner_pid_here
 from processors.readers import VIDEO, video_duration
 from processors.segments import Segment, SegmentMismatch, open_segment, plan_segments
@@ -74,26 +74,14 @@ def run_segment_job(job: dict, ctx: JobContext) -> dict | None:
     """Cut one segment; returns the parent job when this was the last segment
     and this process claimed the parent's commit (the runner runs it next)."""
     paths = run_paths(ctx.config, job)
-    if not run_guarded(lambda: _ended_is_stopped(job, ctx, paths), doing="processing",
+    upload_id, run_id = job["params"]["upload_id"], job["runId"]
+    if not run_guarded(lambda: _cut_segment(job, ctx, paths), doing="processing",
                        fail=lambda error: fail_segment_job(job, ctx, error),
-                       cancelled=lambda: _stopped(job, ctx, paths)):
+                       cancelled=lambda: _stopped(job, ctx, paths),
+                       ended=lambda: not ctx.mongo.run_is_current(upload_id, run_id)):
         return None
     ctx.mongo.end_job(job["_id"], job["runId"], JobState.DONE)
     return _claim_parent_if_last(job, ctx)
-
-
-def _ended_is_stopped(job: dict, ctx: JobContext, paths: RunPaths) -> bool:
-    """Cut the segment; an error once its run has ended (force_write replaced it
-    and removed its staging folder under it) is the run's end, not a failure
-    to log with a traceback."""
-    try:
-        return _cut_segment(job, ctx, paths)
-    except (JobCancelled, ServiceError, DatabaseError):
-        raise
-    except Exception:
-        if not ctx.mongo.run_is_current(job["params"]["upload_id"], job["runId"]):
-            raise JobCancelled("the run ended while this segment was cut") from None
-        raise
 
 
 def fail_segment_job(job: dict, ctx: JobContext, error: dict) -> None:

@@ -288,3 +288,32 @@ def test_a_task_staged_after_its_run_ended_leaves_nothing(mongo):
     mongo.tasks.insert_one({"_id": staged["new"]["_id"], "uploadId": "u9"})
     assert mongo.unstage_if_ended("u9", "new", staged["new"]["_id"])
     assert mongo.frames.count_documents({}) == 1 and mongo.staging.count_documents({}) == 0
+
+
+def test_a_single_pass_failing_after_its_run_was_replaced_just_stops(contents, post, run_jobs,
+                                                                     mongo, config, monkeypatch,
+                                                                     caplog):
+    """force_write removes the old run's staging under a cut still going; the
+    error that follows is the run's end (INFO), not a failure logged with a
+    traceback, and the new run ends exact."""
+    from jobs import content as content_jobs
+    from jobs.context import JobContext
+    from mongo_manager import owner_id
+
+    cfr_video(contents / "uploads" / "v.mp4", 60)
+    assert post(content_path="uploads/v.mp4", frame_rate=5).status_code == 202
+    job = mongo.claim_job(owner_id(), 30, "processContent:u1")
+
+    def replaced_under_it(*_):
+        assert post(content_path="uploads/v.mp4", frame_rate=15,
+                    force_write=1).status_code == 202
+        raise FileNotFoundError("the staging folder went")
+    monkeypatch.setattr(content_jobs, "_cut", replaced_under_it)
+    caplog.set_level("INFO")
+    content_jobs.run_content_job(job, JobContext(mongo, config, owner_id()))
+    assert "processing stopped: its run ended under it" in caplog.text
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
+    monkeypatch.undo()
+    assert run_jobs() == 1
+    upload = mongo.get_upload("u1")
+    assert upload["status"] == 1 and [t["frameCount"] for t in mongo.tasks_of("u1")] == [10] * 3
