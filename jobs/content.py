@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 
-from job_states import JobKind, JobState
+from job_states import ACTIVE_JOB_STATES, JobKind, JobState
 from jobs import segments, watchdog
 from jobs.annotate import annotate_existing
 from jobs.context import Heartbeat, JobContext
@@ -86,12 +86,13 @@ def _cut(job: dict, ctx: JobContext, paths: RunPaths) -> bool:
 def _cancelled(job: dict, ctx: JobContext, paths: RunPaths) -> None:
     upload_id, run_id = job["params"]["upload_id"], job["runId"]
     current = ctx.mongo.get_job(job["_id"])
-    if current is not None and current["runId"] == run_id:
+    if current is not None and current["runId"] == run_id \
+            and current["state"] in ACTIVE_JOB_STATES:
         # Taken over, not replaced (this process stalled past its lease): the
         # new holder resumes this very run from its staged tasks; keep them.
         log.info("upload %s: run %s taken over by %s", upload_id, run_id, current.get("owner"))
         return
-    log.info("upload %s: run %s replaced, discarding it", upload_id, run_id)
+    log.info("upload %s: run %s replaced or ended, discarding it", upload_id, run_id)
     discard(ctx, paths)
 
 

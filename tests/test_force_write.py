@@ -317,3 +317,29 @@ def test_a_single_pass_failing_after_its_run_was_replaced_just_stops(contents, p
     assert run_jobs() == 1
     upload = mongo.get_upload("u1")
     assert upload["status"] == 1 and [t["frameCount"] for t in mongo.tasks_of("u1")] == [10] * 3
+
+
+def test_a_run_that_ended_failed_under_its_cut_leaves_no_staging(contents, post, mongo, config,
+                                                                  monkeypatch):
+    """A cut told its run has ended (here: failed by another holder, same run
+    id) discards what it staged; only a run taken over while still active
+    keeps its staging for the new holder."""
+    from exceptions import JobCancelled
+    from jobs import content as content_jobs
+    from jobs.context import JobContext
+    from mongo_manager import owner_id
+    from storage.contents import RunPaths
+
+    cfr_video(contents / "uploads" / "v.mp4", 60)
+    assert post(content_path="uploads/v.mp4", frame_rate=5).status_code == 202
+    job = mongo.claim_job(owner_id(), 30, "processContent:u1")
+    paths = RunPaths(config.contents_dir, "p1", "u1", job["runId"])
+
+    def failed_under_it(*_):
+        for staging, _ in paths.pairs():
+            staging.mkdir(parents=True)
+        assert mongo.end_job(job["_id"], job["runId"], "failed", {"code": "stalled"})
+        raise JobCancelled("the run ended while this task was staged")
+    monkeypatch.setattr(content_jobs, "_cut", failed_under_it)
+    content_jobs.run_content_job(job, JobContext(mongo, config, owner_id()))
+    assert not list(contents.rglob(".staging-*"))
