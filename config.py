@@ -203,16 +203,17 @@ def _read_raw(path: Path, env: Mapping[str, str]) -> dict[str, dict[str, str]]:
 
 def _warn_unknown_names(env: Mapping[str, str]) -> None:
     """A setting's name misspelled in the environment would be ignored without a
-    word (the environment holds other programs' names too, so it is not refused):
-    a name in one of the sections' prefixes that is no setting is logged."""
+    word: a name in one of the sections' prefixes that is no setting but close
+    to one is logged. Other names are other programs' (gunicorn sets
+    ``SERVER_SOFTWARE`` in its workers), so they are neither refused nor logged."""
     known = [f"{section}_{key}".upper() for section, keys in DEFAULTS.items() for key in keys]
     for name in sorted(env):
         section, _, key = name.lower().partition("_")
-        if section in DEFAULTS and key and name.upper() not in known \
+        if section in DEFAULTS and name.upper() not in known \
                 and not _is_open_key(section, key):
-            close = difflib.get_close_matches(name.upper(), known, n=1)
-            log.warning("environment variable %s is not a setting, ignored%s", name,
-                        f" (did you mean {close[0]}?)" if close else "")
+            for close in difflib.get_close_matches(name.upper(), known, n=1, cutoff=0.8):
+                log.warning("environment variable %s is not a setting, ignored "
+                            "(did you mean %s?)", name, close)
 
 
 def _is_open_key(section: str, key: str) -> bool:

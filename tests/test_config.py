@@ -121,14 +121,17 @@ def test_an_annotation_version_that_is_no_number_stops_start_up(tmp_path, key):
 
 
 def test_a_misspelled_environment_name_is_logged_with_the_setting_meant(caplog):
-    """An environment name in a section's prefix that is no setting is ignored,
-    as the environment holds other programs' names too, but never silently."""
+    """An environment name in a section's prefix that is no setting but close to
+    one is ignored, as the environment holds other programs' names too, but
+    never silently; other programs' names (gunicorn's SERVER_SOFTWARE) are not
+    logged."""
     caplog.set_level("WARNING", logger="config")
     config = load_config(env={**BASE, "EVENTS_MAX_ATEMPTS": "3", "PROCESSING_STALL_SECONDS": "60",
                               "ANNOTATION_VERSION_4": "/models/v4", "S3_FOO": "x",
-                              "HOME": "/root", "PROCESSINGWORKERS": "2"})
+                              "SERVER_SOFTWARE": "gunicorn/23.0.0", "SERVER_PROTOCOL": "HTTP/1.1",
+                              "HOME": "/root", "PROCESSINGWORKERS": "2", "MONGODB_URL": "x"})
     assert config.events.max_attempts == 8 and config.processing.stall_seconds == 60
     assert [r.getMessage() for r in caplog.records] == [
         "environment variable EVENTS_MAX_ATEMPTS is not a setting, ignored "
         "(did you mean EVENTS_MAX_ATTEMPTS?)",
-        "environment variable S3_FOO is not a setting, ignored"]
+        "environment variable MONGODB_URL is not a setting, ignored (did you mean MONGODB_URI?)"]

@@ -29,16 +29,18 @@ def wait_until(predicate, timeout: float = 60.0) -> None:
     raise AssertionError("timed out")
 
 
-def test_gunicorn_serves_and_processes(env, contents, mongo, config):
+def test_gunicorn_serves_and_processes(env, contents, mongo, config, tmp_path):
     """The README's production command, as written (its key placeholder filled)."""
     port = free_port()
+    log = tmp_path / "gunicorn.log"
     cfr_video(contents / "uploads" / "cam 1.mp4", 60)
     command = readme_command("SERVER_AUTH_KEY=... gunicorn").replace("...", AUTH_KEY, 1)
     run_env = {k: v for k, v in env.items() if k != "SERVER_AUTH_KEY"}
-    server = subprocess.Popen(
-        ["bash", "-c", command],
-        env=person_env({**run_env, "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": "2"}),
-        cwd=ROOT, start_new_session=True)
+    with open(log, "wb") as out:
+        server = subprocess.Popen(
+            ["bash", "-c", command], env=person_env(
+                {**run_env, "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": "2"}),
+            cwd=ROOT, start_new_session=True, stdout=out, stderr=out)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: requests.get(f"{base}/api/health", timeout=2).status_code == 200)
@@ -62,6 +64,8 @@ def test_gunicorn_serves_and_processes(env, contents, mongo, config):
         server.wait(timeout=60)
     # The executor the master started is gone with it.
     wait_until(lambda: not executor_running(config), timeout=30)
+    # No false alarm: gunicorn's own SERVER_SOFTWARE is not taken for a misspelled setting.
+    assert "Booting worker" in log.read_text() and "is not a setting" not in log.read_text()
 
 
 def test_command_line_processes_a_local_file(env, tmp_path, mongo):
