@@ -27,7 +27,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-import numpy as np
+from annotation.track_library import library_tracker, to_detections
 
 KINDS = ("sort", "bytetrack", "none")
 # model.json's tracker parameters (TrackerSettings' numbers)
@@ -48,9 +48,9 @@ class TrackBox:
 class TrackerSettings:
     """``model.json``'s ``"tracker"``: ``"none"``, or a type and its parameters."""
 
-    # SORT by default: as good as ByteTrack on the noisy scene at 2, 5 and 10 fps
-    # (BENCHMARKS.md), and it gives a track's first box its id, where ByteTrack
-    # leaves it without one until the track is confirmed.
+    # SORT by default: ByteTrack links the noisy scene at 2, 5 and 10 fps just as
+    # well (BENCHMARKS.md, since it too gives a track's first box its id: issue
+    # 17), at about twice the cost.
     kind: str = "sort"
     # How long a track survives without a matching box (an object hidden for a
     # moment keeps its id); in seconds, whatever the sampling rate.
@@ -140,9 +140,10 @@ class OnlineTracks:
         self._next = self._done = 0  # frames pushed, frames returned
         self._finished = False
         self._lost = self._join_wait = 0
+        self._own = 0  # tracks of our own started (keyed -1, -2, ...)
         if settings.enabled:
             # The library's own count, whatever rounding it does of frame_rate.
-            self._lost = _tracker(settings, frame_rate).maximum_frames_without_update
+            self._lost = library_tracker(settings, frame_rate).maximum_frames_without_update
             self._join_wait = self._lost + 1
         self._filler = _Filler(_fill_frames(settings.fill_seconds, frame_rate)
                                if settings.enabled else 0)
@@ -185,11 +186,11 @@ class OnlineTracks:
         for label in sorted({box.label for box in boxes} - set(self._trackers)):
             # Created when the label first shows: a tracker with no tracks given
             # no boxes is left as it was, as if it had seen the empty frames.
-            self._trackers[label] = _tracker(self._settings, self._rate)
+            self._trackers[label] = library_tracker(self._settings, self._rate)
             self._tracks[label], self._orders[label] = {}, 0
         for label, tracker in self._trackers.items():
             picked = [i for i, box in enumerate(boxes) if box.label == label]
-            tracked = tracker.update(_detections(boxes, picked))
+            tracked = tracker.update(to_detections(boxes, picked))
             # The library's ids come from a process-wide counter: only their
             # order is kept (new ones numbered per label in increasing order),
             # which is the order the batch code broke ties in.
@@ -197,6 +198,14 @@ class OnlineTracks:
                            in zip(tracked.data.get("index", []), tracked.tracker_id) if raw >= 0)
             for raw, index in pairs:
                 found[index] = self._track(label, raw, number, boxes[index])
+        # A box the library leaves without a track starts one of its own, as
+        # every auto box carries a trackId (README): ByteTrack's low-score box
+        # that no track takes; SORT's box whose track another box took when it
+        # re-matched them after the update. Keyed below the library's ids (>= 0).
+        for index, box in enumerate(boxes):
+            if found[index] is None:
+                self._own -= 1
+                found[index] = self._track(box.label, self._own, number, box)
         return found
 
     def _track(self, label: str, raw: int, number: int, box: TrackBox) -> _Track:
@@ -342,35 +351,6 @@ def _between(a: TrackBox, b: TrackBox, share: float) -> TrackBox:
         return x + (y - x) * share
     return TrackBox(a.label, mix(a.x, b.x), mix(a.y, b.y), mix(a.w, b.w), mix(a.h, b.h),
                     min(a.score, b.score))
-
-
-def _tracker(settings: TrackerSettings, frame_rate: float) -> Any:
-    # Imported here: model manifests (read by every web process and the gunicorn
-    # master) name a tracker without loading the library (~1 s of imports).
-    from trackers import ByteTrackTracker, SORTTracker
-
-    # The library counts lost frames at 30 fps and scales by frame_rate.
-    lost = max(1, round(settings.lost_seconds * 30))
-    if settings.kind == "sort":
-        return SORTTracker(lost_track_buffer=lost, frame_rate=frame_rate,
-                           track_activation_threshold=0.0, minimum_consecutive_frames=1,
-                           minimum_iou_threshold=settings.min_iou)
-    # minimum_consecutive_frames=1: a track's first box carries its id too.
-    return ByteTrackTracker(lost_track_buffer=lost, frame_rate=frame_rate,
-                            track_activation_threshold=settings.high_score,
-                            minimum_consecutive_frames=1,
-                            minimum_iou_threshold=settings.min_iou,
-                            high_conf_det_threshold=settings.high_score)
-
-
-def _detections(boxes: Sequence[TrackBox], picked: list[int]) -> Any:
-    import supervision as sv
-
-    xyxy = np.array([[boxes[i].x, boxes[i].y, boxes[i].x + boxes[i].w, boxes[i].y + boxes[i].h]
-                     for i in picked], dtype=float).reshape(-1, 4)
-    return sv.Detections(xyxy=xyxy, confidence=np.array([boxes[i].score for i in picked],
-                                                        dtype=float),
-                         data={"index": np.array(picked, dtype=int)})
 
 
 def parse_tracker(value: Any) -> TrackerSettings:

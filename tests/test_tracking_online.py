@@ -3,7 +3,8 @@ very ids and filled boxes the batch computation over the whole upload gives,
 and never other ones afterwards (a published task's trackIds never change).
 
 The reference is the batch code as it was before tracking went online, copied
-verbatim below; the library trackers are the real ones (``trackers``).
+verbatim below with the later fixes (issue 17: every box gets a track, marked
+there); the library trackers are the real ones (``trackers``).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 from tracking_scene import detect, sampled
 
-from annotation import tracking
+from annotation import track_library, tracking
 from annotation.tracking import FinalFrame, OnlineTracks, TrackBox, TrackerSettings
 
 # ---- The reference: annotation/tracking.py's batch code, verbatim. ----------
@@ -38,10 +39,25 @@ def assign_tracks(frames: Sequence[Sequence[TrackBox]], frame_rate: float,
                 for index, raw in zip(tracked.data.get("index", []), tracked.tracker_id):
                     if raw >= 0:
                         found[(number, int(index))] = (label, int(raw))
+        found = _with_own_tracks(frames, found)
     joined = _join(frames, found, frame_rate, settings)
     ids: dict[tuple[str, int], int] = {}
     return [[_renumber(joined.get(found.get((number, i))), ids) for i in range(len(boxes))]
             for number, boxes in enumerate(frames)]
+
+
+def _with_own_tracks(frames: Sequence[Sequence[TrackBox]],
+                     found: dict[tuple[int, int], Any]) -> dict[tuple[int, int], Any]:
+    """(Issue 17.) Each box the library left untracked is a track of its own.
+    Keys become (label, first frame, 0, library id) and (label, frame, 1, box
+    index): the order the tracks were created in, the library's first."""
+    first: dict[Any, int] = {}
+    for (number, _), key in sorted(found.items()):
+        first.setdefault(key, number)
+    return {(number, index): (found[(number, index)][0], first[found[(number, index)]], 0,
+                              found[(number, index)][1])
+            if (number, index) in found else (box.label, number, 1, index)
+            for number, boxes in enumerate(frames) for index, box in enumerate(boxes)}
 
 
 def _join(frames: Sequence[Sequence[TrackBox]], found: dict[tuple[int, int], tuple[str, int]],
@@ -112,32 +128,13 @@ def _renumber(raw: tuple[str, int] | None,
 
 
 def _tracker(settings: TrackerSettings, frame_rate: float) -> Any:
-    # Imported here: model manifests (read by every web process and the gunicorn
-    # master) name a tracker without loading the library (~1 s of imports).
-    from trackers import ByteTrackTracker, SORTTracker
-
-    # The library counts lost frames at 30 fps and scales by frame_rate.
-    lost = max(1, round(settings.lost_seconds * 30))
-    if settings.kind == "sort":
-        return SORTTracker(lost_track_buffer=lost, frame_rate=frame_rate,
-                           track_activation_threshold=0.0, minimum_consecutive_frames=1,
-                           minimum_iou_threshold=settings.min_iou)
-    # minimum_consecutive_frames=1: a track's first box carries its id too.
-    return ByteTrackTracker(lost_track_buffer=lost, frame_rate=frame_rate,
-                            track_activation_threshold=settings.high_score,
-                            minimum_consecutive_frames=1,
-                            minimum_iou_threshold=settings.min_iou,
-                            high_conf_det_threshold=settings.high_score)
+    # (Issue 17.) The library's trackers and boxes as the module gives them:
+    # ByteTrack gives a track's first box its id, tracks survive at least one
+    # frame, boxes are at least 1 px wide and high.
+    return track_library.library_tracker(settings, frame_rate)
 
 
-def _detections(boxes: Sequence[TrackBox], picked: list[int]) -> Any:
-    import supervision as sv
-
-    xyxy = np.array([[boxes[i].x, boxes[i].y, boxes[i].x + boxes[i].w, boxes[i].y + boxes[i].h]
-                     for i in picked], dtype=float).reshape(-1, 4)
-    return sv.Detections(xyxy=xyxy, confidence=np.array([boxes[i].score for i in picked],
-                                                        dtype=float),
-                         data={"index": np.array(picked, dtype=int)})
+_detections = track_library.to_detections
 
 
 # ---- Helpers. ----------------------------------------------------------------
@@ -300,8 +297,8 @@ def test_the_horizon():
     for rate in (1, 2, 3.3, 5, 7.5, 10, 30):
         for seconds in (0.3, 1.0, 2.0):
             settings = TrackerSettings(lost_seconds=seconds, fill_seconds=0)
-            lost = tracking._tracker(settings, rate).maximum_frames_without_update
-            assert lost == int(rate / 30.0 * max(1, round(seconds * 30)))
+            lost = track_library.library_tracker(settings, rate).maximum_frames_without_update
+            assert lost == max(1, int(rate / 30.0 * max(1, round(seconds * 30))))
             assert OnlineTracks(rate, settings).horizon == lost + 1
 
 

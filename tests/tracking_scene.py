@@ -225,3 +225,51 @@ def colour_detector(folder):
         "weights": "m.pt", "output": "boxes", "input_size": [WIDTH, HEIGHT],
         "letterbox": False, "score_threshold": 0.5, "nms_threshold": 0.95}))
     return folder
+
+
+# Objects entering at every edge and corner (issue 17): (label, size, top-left
+# corner at its first sighting, velocity per sample). Each is first seen just
+# past the edge, where a detector that clips its boxes to the frame gives a box
+# of no width or height (neither at a corner), then partially, then in full.
+ENTRIES = [
+    ("car", (60, 30), (-62, 100), (20, 0)),  # left
+    ("car", (60, 30), (WIDTH + 2, 220), (-20, 0)),  # right
+    ("person", (24, 48), (300, -50), (0, 16)),  # top
+    ("person", (24, 48), (420, HEIGHT + 2), (0, -16)),  # bottom
+    ("car", (60, 30), (-62, -32), (20, 10)),  # top-left
+    ("car", (60, 30), (WIDTH + 2, -32), (-20, 10)),  # top-right
+    ("person", (24, 48), (-26, HEIGHT + 2), (8, -16)),  # bottom-left
+    ("person", (24, 48), (WIDTH + 2, HEIGHT + 2), (-8, -16)),  # bottom-right
+]
+
+
+def clipped(label: str, x: float, y: float, w: float, h: float, score: float = 0.8) -> TrackBox:
+    """A box clipped to the frame and stored to 2 decimals, as the service does."""
+    x0, y0 = min(max(x, 0), WIDTH), min(max(y, 0), HEIGHT)
+    x1, y1 = min(max(x + w, 0), WIDTH), min(max(y + h, 0), HEIGHT)
+    return TrackBox(label, round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2),
+                    score)
+
+
+def edge_scene(length: int = 16) -> tuple[list[list[TrackBox]], list[list[int]]]:
+    """The ENTRIES, one starting per sample, and one-off boxes: past the left
+    edge and the bottom-right corner (clipped to nothing), at the right edge, in
+    the middle, low-scored at the top, and a first sighting partially outside the
+    frame left unclipped (a detector that does not clip). The boxes of each
+    frame, and each box's object (its ENTRIES index; -1 for a one-off)."""
+    frames: list[list[TrackBox]] = [[] for _ in range(length)]
+    objects: list[list[int]] = [[] for _ in range(length)]
+    for k, (label, (w, h), (x, y), (vx, vy)) in enumerate(ENTRIES):
+        for i in range(length - k):
+            frames[k + i].append(clipped(label, x + vx * i, y + vy * i, w, h))
+            objects[k + i].append(k)
+    one_offs = [(3, clipped("car", -40, 200, 30, 20)),
+                (6, clipped("person", WIDTH + 5, HEIGHT + 5, 24, 48)),
+                (9, clipped("car", WIDTH - 12, 300, 60, 30)),
+                (11, clipped("person", 200, 150, 24, 48)),
+                (12, clipped("car", 100, 0, 60, 30, score=0.2)),
+                (13, TrackBox("person", -10, 80, 24, 48, 0.9))]
+    for number, box in one_offs:
+        frames[number].append(box)
+        objects[number].append(-1)
+    return frames, objects
