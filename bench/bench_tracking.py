@@ -1,7 +1,10 @@
 """Tracks: how well each tracker links noisy boxes, and what tracking costs.
 
-    python bench/bench_tracking.py [--reps 5] [--seconds 20] [--seeds 5]
+    python bench/bench_tracking.py [--reps 5] [--seconds 20] [--seeds 5] [--untracked-only]
 
+0. Boxes left without a trackId (issue 17), SORT and ByteTrack at 5 fps: on
+   the edge scene (objects entering at every edge and corner, first seen as a
+   box clipped to no width, one-off boxes) and on the noisy scene.
 1. IDF1, MOTA and ID switches (also per 1,000 true boxes) of each tracker the
    ``trackers`` library offers (SORT, ByteTrack) at 2, 5 and 10 fps sampling of
    the generated 30 fps scene (tests/tracking_scene.py: seven objects, two
@@ -33,7 +36,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, machine, median, table  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "tests"))
-from tracking_scene import astronaut_pan, detect, sampled, score, tracked  # noqa: E402
+from tracking_scene import (  # noqa: E402
+    astronaut_pan,
+    detect,
+    edge_scene,
+    sampled,
+    score,
+    tracked,
+)
 
 from annotation.tracking import TrackBox, TrackerSettings, assign_tracks  # noqa: E402
 
@@ -58,6 +68,20 @@ def scene_figures(seeds: int) -> list[list[object]]:
                          " ".join(str(m["switches"]) for m in found),
                          f"{1000 * switches / sum(m['objects'] for m in found):.1f}",
                          f"{1000 * seconds / len(frames) / seeds:.2f}"])
+    return rows
+
+
+def untracked_figures(seeds: int) -> list[list[object]]:
+    """Boxes without a track id, per scene and tracker, at 5 fps."""
+    scenes = [("edges (tracking_scene.edge_scene)", [edge_scene()[0]]),
+              (f"the noisy scene, seeds 0..{seeds - 1}",
+               [[detect(frame, seed=seed) for frame in sampled(5)] for seed in range(seeds)])]
+    rows = []
+    for name, runs in scenes:
+        for kind in ("sort", "bytetrack"):
+            ids = [track for boxes in runs
+                   for row in assign_tracks(boxes, 5, TrackerSettings(kind=kind)) for track in row]
+            rows.append([name, kind, len(ids), sum(track is None for track in ids)])
     return rows
 
 
@@ -136,7 +160,13 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--untracked-only", action="store_true",
+                        help="only part 0, the boxes without a trackId (seconds)")
     args = parser.parse_args()
+    print(table(["scene", "tracker", "boxes", "without a trackId"],
+                untracked_figures(args.seeds)))
+    if args.untracked_only:
+        return 0
     folder = Path(tempfile.mkdtemp(prefix="bench-tracking-"))
     try:
         print(f"machine: {machine()}")
