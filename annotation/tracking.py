@@ -81,7 +81,7 @@ class TrackerSettings:
 
 def assign_tracks(frames: Sequence[Sequence[TrackBox]], frame_rate: float,
                   settings: TrackerSettings = TrackerSettings()) -> list[list[int | None]]:
-    """A track id (or None: a box no track took) for each box of each frame;
+    """A track id (None only when nothing is tracked) for each box of each frame;
     ``frames`` in sample order, ``frame_rate`` the sampling rate."""
     online = OnlineTracks(frame_rate, settings)
     done = [final for boxes in frames for final in online.push(boxes)] + online.finish()
@@ -179,7 +179,8 @@ class OnlineTracks:
         return dict(sorted(self._counts.items()))
 
     def _observe(self, number: int, boxes: Sequence[TrackBox]) -> list[_Track | None]:
-        """The library's track of each box (None: no track took it)."""
+        """The track of each box: the library's, or one of its own (None: not
+        tracked)."""
         found: list[_Track | None] = [None] * len(boxes)
         if not self._settings.enabled:
             return found
@@ -200,8 +201,9 @@ class OnlineTracks:
                 found[index] = self._track(label, raw, number, boxes[index])
         # A box the library leaves without a track starts one of its own, as
         # every auto box carries a trackId (README): ByteTrack's low-score box
-        # that no track takes; SORT's box whose track another box took when it
-        # re-matched them after the update. Keyed below the library's ids (>= 0).
+        # that no track takes, or a box SORT's second, greedy matching of boxes
+        # to tracks (after the update) would leave out. Keyed below the
+        # library's ids (>= 0).
         for index, box in enumerate(boxes):
             if found[index] is None:
                 self._own -= 1
