@@ -26,7 +26,7 @@ import numpy as np
 from media import read_barcode
 
 CHROMIUM = shutil.which("chromium")
-TIMEOUT = 30.0  # seconds for one protocol call; a seek takes milliseconds
+TIMEOUT = 120.0  # seconds for one protocol call (a clip's seeks: about 2 s; each seek has 10 s)
 
 # Seeks the clip to each time, waits until that frame is presented (the
 # 'seeked' event can come before the compositor has the new frame: drawing
