@@ -62,7 +62,7 @@ _SEEK_JS = r"""
     for (let i = 1; i < rgba.length; i += 4) green += String.fromCharCode(rgba[i]);
     frames.push(btoa(green));
   }
-  return {w, h, duration: video.duration, frames};
+  return {w, h, frames};
 })
 """
 
@@ -75,8 +75,9 @@ class Chromium:
         to_browser, self._commands = os.pipe()
         self._answers, from_browser = os.pipe()
         to_browser, from_browser = _above_4(to_browser), _above_4(from_browser)
-        # bash (dash takes no fd above 9) moves the pipe ends to fds 3 and 4 (no preexec_fn: unsafe
-        # with threads); its own session lets close() end the renderers too.
+        # bash (dash takes no fd above 9) moves the pipe ends to fds 3 and 4
+        # (no preexec_fn: unsafe with threads); its own session lets close()
+        # end the renderers too.
         command = f'exec "$0" "$@" 3<&{to_browser} 4>&{from_browser}'
         self.process = subprocess.Popen(
             ["bash", "-c", command, CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu",
@@ -87,9 +88,13 @@ class Chromium:
         os.close(to_browser)
         os.close(from_browser)
         self._next_id, self._buffer = 0, b""
-        target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
-        self._session = self.call("Target.attachToTarget",
-                                  {"targetId": target, "flatten": True})["sessionId"]
+        try:
+            target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+            self._session = self.call("Target.attachToTarget",
+                                      {"targetId": target, "flatten": True})["sessionId"]
+        except BaseException:
+            self.close()
+            raise
 
     def __enter__(self) -> "Chromium":
         return self
