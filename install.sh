@@ -9,14 +9,16 @@ export PIP_ROOT_USER_ACTION=ignore
 cd "$(dirname "$0")"
 pip=(python3 -m pip install --quiet --disable-pip-version-check)
 if [ "${1:-}" = "dev" ]; then
-  # The Celery tests start a real redis-server (Debian's package).
-  if ! command -v redis-server >/dev/null; then
+  # The Celery tests start a real redis-server, the seeking tests a headless
+  # chromium (Debian's packages, named as their commands).
+  for tool in redis-server chromium; do
+    command -v "$tool" >/dev/null && continue
     if [ "$(id -u)" = 0 ]; then
-      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$tool" >/dev/null
     else
-      echo "redis-server not found (apt-get install redis-server): the Celery tests will be skipped" >&2
+      echo "$tool not found (apt-get install $tool): the tests that need it will be skipped" >&2
     fi
-  fi
+  done
   "${pip[@]}" -r requirements-dev.txt
 else
   "${pip[@]}" -r requirements.txt
