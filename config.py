@@ -35,7 +35,7 @@ DEFAULTS: dict[str, dict[str, str]] = {
                    "lease_seconds": "30", "max_attempts": "3", "poll_seconds": "0.5",
                    "segment_seconds": "300", "stall_seconds": "300",
                    "max_frame_pixels": "16777216", "max_image_mb": "256",
-                   "max_zip_mb": "16384", "max_zip_ratio": "200"},
+                   "max_zip_mb": "16384", "max_zip_ratio": "200", "min_free_mb": "1024"},
     "annotation": {"device": "auto", "threads": "1", "batch_size": "8"},
     "s3": {"endpoint_url": "", "bucket": "", "region": "", "upload_threads": "16",
            "max_attempts": "8", "part_mb": "8"},
@@ -92,6 +92,9 @@ class ProcessingConfig:
     max_image_mb: int = 256
     max_zip_mb: int = 16384
     max_zip_ratio: float = 200.0
+    # Free space (MiB) the contents store keeps: below it new work is refused
+    # (507), health reports storage down (storage/space.py); 0 = no floor.
+    min_free_mb: int = 1024
 
 
 @dataclass(frozen=True)
@@ -270,7 +273,8 @@ def _processing(get: "_Getter") -> ProcessingConfig:
         max_frame_pixels=get.integer("processing", "max_frame_pixels", 64 * 64, 2**31 - 1),
         max_image_mb=get.integer("processing", "max_image_mb", 1, 1 << 20),
         max_zip_mb=get.integer("processing", "max_zip_mb", 1, 1 << 30),
-        max_zip_ratio=get.number("processing", "max_zip_ratio", 2, 10**6))
+        max_zip_ratio=get.number("processing", "max_zip_ratio", 2, 10**6),
+        min_free_mb=get.integer("processing", "min_free_mb", 0, 1 << 30))
 
 
 def _queue(get: "_Getter") -> QueueConfig:

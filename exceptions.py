@@ -69,6 +69,23 @@ class DatabaseUnavailable(ServiceError):
     code = "database_unavailable"
 
 
+class InsufficientStorage(ServiceError):
+    """The contents store is below processing.min_free_mb; nothing was accepted."""
+
+    http_status = 507
+    code = "insufficient_storage"
+
+
+class DiskFull(InsufficientStorage):
+    """The contents store ran out of space under a job (ENOSPC).
+
+    Ends the job with ``status = 2``, its partial outputs removed; the warm
+    start runs it again once the store is above the floor.
+    """
+
+    code = "disk_full"
+
+
 class JobCancelled(ServiceError):
     """The job's run was replaced (force_write=1) while it was running."""
 

@@ -360,6 +360,11 @@ class MongoManager:
             {"$set": {"state": JobState.QUEUED, "singlePass": True}, "$unset": {"segments": ""}})
         return result.matched_count == 1
 
+    def failed_jobs(self, kinds: Iterable[str], code: str) -> list[dict]:
+        """Jobs of ``kinds`` whose last run failed with error ``code``."""
+        return list(self.jobs.find({"state": JobState.FAILED, "kind": {"$in": list(kinds)},
+                                    "error.code": code}))
+
     def count_staged(self, upload_id: Any, run_id: str) -> int:
         return self.staging.count_documents({"uploadId": to_id(upload_id), "runId": run_id})
 

@@ -14,7 +14,7 @@ bp = Blueprint("datasets", __name__, url_prefix="/api/datasets")
 def build(version_id: str):
     check_key(request_body())
     svc = service()
-    return jsonify(dataset_builds.queue_build(svc.mongo(), version_id,
+    return jsonify(dataset_builds.queue_build(svc.mongo(), svc.config, version_id,
                                               svc.executor)), 202
 
 

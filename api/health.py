@@ -7,10 +7,9 @@ from flask import Blueprint, current_app, jsonify
 
 from api.service import Service, service
 from engines.control import executor_running
+from storage.space import floor_bytes
 
 bp = Blueprint("health", __name__, url_prefix="/api")
-
-MIN_FREE_BYTES = 1 << 30
 
 
 @bp.get("/health")
@@ -40,7 +39,8 @@ def _storage(svc: Service) -> dict:
         free = shutil.disk_usage(contents).free
     except OSError:
         return {"ok": False, "error": "contents folder not writable"}
-    return {"ok": free >= MIN_FREE_BYTES, "freeBytes": free}
+    floor = floor_bytes(svc.config)  # processing.min_free_mb, as new work is refused
+    return {"ok": free >= floor, "freeBytes": free, "minFreeBytes": floor}
 
 
 def _queue(svc: Service) -> dict:

@@ -20,6 +20,7 @@ from exceptions import (
     BodyTooLarge,
     Conflict,
     DatabaseUnavailable,
+    InsufficientStorage,
     NotFound,
     ServiceError,
     Unauthorized,
@@ -115,7 +116,7 @@ def _post_process_content() -> dict[str, Any]:
             **error_responses(BadRequest, Unauthorized, (NotFound, ["content_not_found"]),
                               (Conflict, ["in_progress", "already_processed", "no_tasks",
                                           "cut_incomplete"]),
-                              BodyTooLarge, DatabaseUnavailable)},
+                              BodyTooLarge, DatabaseUnavailable, InsufficientStorage)},
     }
 
 
@@ -142,7 +143,7 @@ def _post_dataset_build() -> dict[str, Any]:
                       **error_responses(BadRequest, Unauthorized,
                                         (NotFound, ["version_not_found"]),
                                         (Conflict, ["in_progress"]), BodyTooLarge,
-                                        DatabaseUnavailable)},
+                                        DatabaseUnavailable, InsufficientStorage)},
     }
 
 

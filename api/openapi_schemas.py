@@ -77,7 +77,9 @@ DATASET_STATUS = {
 HEALTH = {
     "status": ("string", "ok, or degraded when a dependency is down (then 503)."),
     "checks": ("object", "One check per dependency (database, storage, queue), each with "
-                         "ok: true|false; no secrets."),
+                         "ok: true|false; no secrets. storage: freeBytes on the contents "
+                         "store and minFreeBytes (processing.min_free_mb), ok when free is "
+                         "at least that."),
 }
 ERROR = {
     "code": ("string", "Stable, machine-readable."),

@@ -12,6 +12,7 @@ from jobs.context import JobContext
 from jobs.runner import run_claimed
 from mongo_manager import MongoManager, new_id
 from processes import owner_id
+from storage.space import check_room
 
 
 def start_build(mongo: MongoManager, version_id: str) -> tuple[str, str] | None:
@@ -48,18 +49,25 @@ def _take(mongo: MongoManager, config: Config, version_id: str) -> dict | None:
     return mongo.claim_job(owner_id(), lease, dataset_job_id(version_id))
 
 
-def queue_build(mongo: MongoManager, version_id: str, executor: Any) -> dict:
-    """The API's build request: recorded and queued before the 202."""
+def queue_build(mongo: MongoManager, config: Config, version_id: str, executor: Any) -> dict:
+    """The API's build request: recorded and queued before the 202; refused
+    (507) while the contents store is below the floor."""
+    check_room(config)
     started = start_build(mongo, version_id)
     if started is None:
         raise Conflict(f"dataset version {version_id} is being built now", code="in_progress")
     job_id, run_id = started
-    mongo.update_version(version_id, status=0, progress=0, stage="queued", error=None)
-    mongo.queue_job(job_id, run_id)
+    queue_run(mongo, job_id, run_id, version_id)
     executor.submit(job_id)
     return {"version_id": str(version_id), "status": 0, "stage": "queued",
             "status_url": f"/api/datasets/{version_id}",
             "message": "accepted; building in the background"}
+
+
+def queue_run(mongo: MongoManager, job_id: str, run_id: str, version_id: str) -> None:
+    """Make a started build run claimable, the version showing it queued."""
+    mongo.update_version(version_id, status=0, progress=0, stage="queued", error=None)
+    mongo.queue_job(job_id, run_id)
 
 
 def queue_unfinished(mongo: MongoManager) -> int:

@@ -10,6 +10,7 @@ from intake.schemas import ProcessRequest
 from intake.status import STATUS_TEXT, iso
 from job_states import JobKind, upload_job_id
 from mongo_manager import MongoManager, job_busy, new_id, to_id
+from storage.space import check_room
 
 # Reads and compare-and-sets before a request gives up on an upload whose job
 # keeps changing (each failed one means another request changed it meanwhile).
@@ -47,6 +48,7 @@ def accept(req: ProcessRequest, mongo: MongoManager, config: Config,
         if not req.force_write and job_busy(seen):
             raise Conflict("this upload is being processed now; wait for it to finish or "
                            "send force_write=1 to restart it", code="in_progress")
+        check_room(config)  # a run is to start: not onto a full store (507)
         if mongo.start_job(job_id, JobKind.CONTENT, params, run_id,
                            replace_active=bool(req.force_write), seen=seen):
             break
@@ -55,14 +57,23 @@ def accept(req: ProcessRequest, mongo: MongoManager, config: Config,
                        code="in_progress")
     # An upload already recorded under this project is already in its list.
     listed = bool(existing) and existing.get("projectId") == to_id(req.project_id)
-    mongo.queue_job(job_id, run_id, upload_stream(req.upload_id),
-                    [events.accepted(req.upload_id, req.request_type, int(req.force_write))],
-                    upload={"upload_id": req.upload_id, "project_id": req.project_id,
-                            "fields": fields, "listed": listed})
+    queue_run(mongo, job_id, run_id, params, fields, listed)
     executor.submit(job_id)
     return 202, {"upload_id": req.upload_id, "status": 0, "stage": "queued",
                  "status_url": f"/api/processContent/{req.upload_id}",
                  "message": "accepted; processing in the background"}
+
+
+def queue_run(mongo: MongoManager, job_id: str, run_id: str, params: dict, fields: dict,
+              listed: bool) -> None:
+    """Make a started run claimable, with its upload document (status 0, queued,
+    ``fields`` set) and its upload.accepted event."""
+    upload_id = params["upload_id"]
+    mongo.queue_job(job_id, run_id, upload_stream(upload_id),
+                    [events.accepted(upload_id, params["request_type"],
+                                     int(params["force_write"]))],
+                    upload={"upload_id": upload_id, "project_id": params["project_id"],
+                            "fields": fields, "listed": listed})
 
 
 def _already_done(req: ProcessRequest, fields: dict, existing: dict | None,

@@ -37,7 +37,7 @@ def run_content_job(job: dict, ctx: JobContext) -> None:
         _clean_up(job, ctx, paths)
         return
     upload_id, run_id = job["params"]["upload_id"], job["runId"]
-    if run_guarded(lambda: _run(job, ctx, paths), doing="processing",
+    if run_guarded(lambda: _run(job, ctx, paths), config=ctx.config, doing="processing",
                    fail=lambda error: fail_upload(job, ctx, paths, error),
                    cancelled=lambda: _cancelled(job, ctx, paths),
                    ended=lambda: not ctx.mongo.run_is_current(upload_id, run_id)):

@@ -28,12 +28,13 @@ from datasets.export import Export, TaskFrames, export_version
 from datasets.formats import BoxStats
 from datasets.spec import VersionSpec, parse_version
 from events import dataset_stream
-from exceptions import DatasetError
+from exceptions import DatasetError, DiskFull
 from job_states import JobKind, JobState
 from jobs import watchdog
 from jobs.context import Heartbeat, JobContext
 from jobs.failure import run_guarded
 from mongo_manager import MongoManager, now, to_id
+from storage.contents import remove_tree
 from storage.s3_store import ChecksumCache, S3Store, UploadItem
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,8 @@ def dataset_dir(contents: Path, version_id: str) -> Path:
 
 def run_dataset_job(job: dict, ctx: JobContext) -> None:
     version_id = job["params"]["version_id"]
-    if run_guarded(lambda: _build(job, ctx, version_id) or True, doing="build",
+    if run_guarded(lambda: _build(job, ctx, version_id) or True, config=ctx.config,
+                   doing="build",
                    fail=lambda error: _fail(job, ctx, {"retryable": False, **error}),
                    cancelled=lambda: log.info("dataset version %s: another process took the "
                                               "build over", version_id)):
@@ -65,6 +67,11 @@ def fail_dataset_job(job: dict, ctx: JobContext, error: dict) -> None:
 def _fail(job: dict, ctx: JobContext, error: dict) -> None:
     version_id = job["params"]["version_id"]
     log.warning("dataset version %s: %s", version_id, error["message"])
+    # Out of space: its partial output goes, and the space it took, unless
+    # another process holds the build now (the folder is the version's, not the run's).
+    if error.get("code") == DiskFull.code and ctx.mongo.renew_lease(
+            job["_id"], job["runId"], ctx.owner, ctx.config.processing.lease_seconds):
+        remove_tree(dataset_dir(ctx.config.contents_dir, version_id))
     if ctx.mongo.get_version(version_id) is None:
         ctx.mongo.end_job(job["_id"], job["runId"], JobState.FAILED, error)
         return

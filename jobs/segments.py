@@ -75,7 +75,8 @@ def run_segment_job(job: dict, ctx: JobContext) -> dict | None:
     and this process claimed the parent's commit (the runner runs it next)."""
     paths = run_paths(ctx.config, job)
     upload_id, run_id = job["params"]["upload_id"], job["runId"]
-    if not run_guarded(lambda: _cut_segment(job, ctx, paths), doing="processing",
+    if not run_guarded(lambda: _cut_segment(job, ctx, paths), config=ctx.config,
+                       doing="processing",
                        fail=lambda error: fail_segment_job(job, ctx, error),
                        cancelled=lambda: _stopped(job, ctx, paths),
                        ended=lambda: not ctx.mongo.run_is_current(upload_id, run_id)):

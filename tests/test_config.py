@@ -17,7 +17,7 @@ def test_defaults_from_repo_config():
     assert config.mongodb.uri == "embedded" and config.mongodb.database == "AIData"
     assert config.contents_dir == Path("contents")
     assert config.processing.frames_per_task == 120 and config.processing.keep_frames is True
-    assert config.processing.workers >= 1
+    assert config.processing.workers >= 1 and config.processing.min_free_mb == 1024
     assert config.s3.bucket == "" and config.broker_url == ""
 
 
@@ -25,11 +25,12 @@ def test_environment_overrides_every_section():
     config = load_config(env={**BASE, "SERVER_PORT": "9000", "MONGODB_DATABASE": "Other",
                               "PATHS_CONTENTS_DIR": "/data/c", "PROCESSING_FRAMES_PER_TASK": "60",
                               "PROCESSING_KEEP_FRAMES": "no", "S3_BUCKET": "b",
-                              "PROCESSING_WORKERS": "3"})
+                              "PROCESSING_WORKERS": "3", "PROCESSING_MIN_FREE_MB": "0"})
     assert config.server.port == 9000 and config.mongodb.database == "Other"
     assert config.contents_dir == Path("/data/c")
     assert config.processing.frames_per_task == 60 and config.processing.keep_frames is False
     assert config.processing.workers == 3 and config.s3.bucket == "b"
+    assert config.processing.min_free_mb == 0  # no floor
 
 
 def test_config_file_variable(tmp_path):
@@ -54,6 +55,8 @@ def test_config_file_variable(tmp_path):
     ("PROCESSING_PRESET", "turbo", "processing.preset"),
     ("PROCESSING_CRF", "52", "processing.crf"),
     ("PROCESSING_JPEG_QUALITY", "0", "processing.jpeg_quality"),
+    ("PROCESSING_MIN_FREE_MB", "-1", "processing.min_free_mb"),
+    ("PROCESSING_MIN_FREE_MB", "1G", "processing.min_free_mb"),
     ("QUEUE_BROKER_URL", "amqp://x", "queue.broker_url"),
 ])
 def test_bad_values_name_the_key(name, value, key):
