@@ -69,6 +69,12 @@ class DatabaseUnavailable(ServiceError):
     code = "database_unavailable"
 
 
+class DatabaseTimeout(DatabaseUnavailable):
+    """The database did not answer within a request's deadline
+    (mongodb.request_timeout_ms): frozen, partitioned, failing over. The
+    request gave up rather than queue behind it."""
+
+
 class JobCancelled(ServiceError):
     """The job's run was replaced (force_write=1) while it was running."""
 
