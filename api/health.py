@@ -9,6 +9,7 @@ a hung NFS mount can block forever.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 import sys
@@ -67,13 +68,19 @@ def _start(name: str, check: Callable[[], dict], answers: dict[str, dict]) -> An
         return True
 
     if name in NATIVE_CHECKS and _under_gevent():
-        import gevent  # only where it runs already
-
-        return gevent.get_hub().threadpool.spawn(run)  # thread-safe to wait on
+        return _native_pool().spawn(run)  # an AsyncResult, thread-safe to wait on
     finished = threading.Event()
     threading.Thread(target=lambda: run() and finished.set(), name=f"health-{name}",
                      daemon=True).start()
     return finished
+
+
+@functools.cache
+def _native_pool() -> Any:
+    """OS threads of this (gevent) worker for NATIVE_CHECKS: a pool of their own,
+    so that checks stuck for good never starve the hub's (its DNS lookups)."""
+    from gevent.threadpool import ThreadPool  # only where gevent runs already
+    return ThreadPool(4)
 
 
 def _under_gevent() -> bool:
