@@ -20,6 +20,7 @@ import pytest
 import requests
 from conftest import AUTH_KEY, ROOT, wait_for
 from media import cfr_video, clip_barcodes
+from queue_fixtures import secantus_server  # noqa: F401 (a fixture: a restartable server)
 from readme import person_env, readme_command
 
 from api import health as health_module
@@ -33,48 +34,74 @@ FRAMES, RATE = 1800, 10  # a 60 s video sampled at 10 fps: 600 frames, 5 tasks
 
 def test_frozen_database(env, tmp_path):
     db_dir = tmp_path / "db"
-    env = {**env, "MONGODB_URI": embedded_uri(db_dir), "PROCESSING_LEASE_SECONDS": "30",
-           "PROCESSING_FRAMES_PER_TASK": "120"}
+    uri = embedded_uri(db_dir)
     db_pid = json.loads((db_dir / "server.json").read_text())["pid"]
+    try:
+        health = _outage(env, tmp_path, uri, lambda: _freeze(db_pid),
+                         lambda: os.kill(db_pid, signal.SIGCONT))
+    finally:
+        os.kill(db_pid, signal.SIGCONT)
+        stop_embedded(db_dir)
+    assert health["database"] == {"ok": False, "error": "no answer within 1.5 s"}
+
+
+def test_database_killed_and_restarted(env, tmp_path, secantus_server):
+    killed: list[float] = []
+
+    def kill() -> None:
+        secantus_server.proc.kill()
+        secantus_server.proc.wait()
+        killed.append(time.monotonic())
+
+    def restart() -> None:
+        # Down longer than mongodb.timeout_ms (5 s): the job's operations wait for it.
+        time.sleep(max(0.0, killed[0] + 6.0 - time.monotonic()))
+        secantus_server.start()
+    health = _outage(env, tmp_path, secantus_server.uri, kill, restart)
+    assert health["database"]["ok"] is False
+
+
+def _outage(env: dict[str, str], tmp_path: Path, uri: str, stop, resume) -> dict:
+    """Under gunicorn, stop the database while an upload is being cut: health and
+    a new POST answer 503 in seconds, nothing of it is recorded; once resumed,
+    the running upload ends exact, run once. Returns the health checks."""
+    env = {**env, "MONGODB_URI": uri, "PROCESSING_LEASE_SECONDS": "30",
+           "PROCESSING_FRAMES_PER_TASK": "120"}
     cfr_video(Path(env["PATHS_CONTENTS_DIR"]) / "uploads" / "long.mp4", FRAMES)
     server, base = _gunicorn(env, tmp_path / "gunicorn.log")
-    mongo = MongoManager(env["MONGODB_URI"], env["MONGODB_DATABASE"])
+    mongo = MongoManager(uri, env["MONGODB_DATABASE"])
     try:
         wait_for(lambda: _get(base + "/api/health").status_code == 200, 60, "health")
         assert _post(base, "running").status_code == 202
-        # Frozen while the upload is being cut: its writes wait for the thaw.
         wait_for(lambda: (_get(f"{base}/api/processContent/running").json()["progress"] or 0)
                  > 0, 60, "the cut to start")
-        frozen_at = datetime.now(timezone.utc)
-        _freeze(db_pid)
+        stopped_at = datetime.now(timezone.utc)
+        stop()
         try:
             health, health_s = _timed(lambda: _get(base + "/api/health"))
             accept, accept_s = _timed(lambda: _post(base, "refused"))
         finally:
-            os.kill(db_pid, signal.SIGCONT)
+            resume()
         assert health.status_code == 503 and health_s < 2.0, (health_s, health.text)
-        assert health.json()["checks"]["database"] == {"ok": False,
-                                                       "error": "no answer within 1.5 s"}
         assert accept.status_code == 503 and accept_s < 4.5, (accept_s, accept.text)
         assert accept.json()["code"] == "database_unavailable"
         wait_for(lambda: _get(f"{base}/api/processContent/running").json()["status"] != 0,
                  60, "the cut to end")
-        # Nothing accepted while frozen; the running upload ends exact, run once.
+        # Nothing accepted while down; the running upload ends exact, run once.
         assert mongo.get_job("processContent:refused") is None
         assert mongo.get_upload("refused") is None
         upload = mongo.get_upload("running")
-        assert upload["status"] == 1 and upload["finishedAt"] > frozen_at  # it ran through it
+        assert upload["status"] == 1 and upload["finishedAt"] > stopped_at  # ran through it
         assert mongo.get_job("processContent:running")["attempts"] == 1
         frames = [n for task in mongo.tasks_of("running")
                   for n in clip_barcodes(Path(task["videoPath"]))]
         assert frames == list(range(0, FRAMES, 30 // RATE))
         assert _get(base + "/api/health").status_code == 200
+        return health.json()["checks"]
     finally:
-        os.kill(db_pid, signal.SIGCONT)
         mongo.close()
         os.kill(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
-        stop_embedded(db_dir)
 
 
 def _gunicorn(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
