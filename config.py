@@ -27,8 +27,10 @@ DEFAULT_CONFIG_FILE = ROOT / "config.cfg"
 # Every known key with its default, as the strings an INI file holds.
 DEFAULTS: dict[str, dict[str, str]] = {
     "server": {"auth_key": "", "host": "0.0.0.0", "port": "8081", "dev_mode": "false",
-               "max_body_bytes": "1048576"},
-    "mongodb": {"uri": "embedded", "database": "AIData", "timeout_ms": "5000"},
+               "max_body_bytes": "1048576", "health_timeout_seconds": "1.5"},
+    "mongodb": {"uri": "embedded", "database": "AIData", "timeout_ms": "5000",
+                "connect_timeout_ms": "", "socket_timeout_ms": "0",
+                "request_timeout_ms": "3000", "job_wait_seconds": "120"},
     "paths": {"contents_dir": "./contents"},
     "processing": {"frames_per_task": "120", "workers": "", "keep_frames": "true",
                    "preset": "veryfast", "crf": "23", "jpeg_quality": "90",
@@ -38,9 +40,11 @@ DEFAULTS: dict[str, dict[str, str]] = {
                    "max_zip_mb": "16384", "max_zip_ratio": "200", "min_free_mb": "1024"},
     "annotation": {"device": "auto", "threads": "1", "batch_size": "8"},
     "s3": {"endpoint_url": "", "bucket": "", "region": "", "upload_threads": "16",
-           "max_attempts": "8", "part_mb": "8"},
+           "max_attempts": "8", "part_mb": "8", "connect_timeout_seconds": "5",
+           "read_timeout_seconds": "60"},
     "queue": {"broker_url": "", "cpu_queue": "cut", "gpu_queue": "annotate",
-              "visibility_timeout": "43200", "resubmit_seconds": "60", "sweep_seconds": "5"},
+              "visibility_timeout": "43200", "resubmit_seconds": "60", "sweep_seconds": "5",
+              "broker_timeout_seconds": "5"},
     "events": {"url": "", "secret": "", "max_attempts": "8", "timeout_seconds": "5",
                "backoff_seconds": "1", "max_backoff_seconds": "300"},
 }
@@ -58,13 +62,24 @@ class ServerConfig:
     # Larger request bodies are refused with 413 before they are read into a web
     # worker's memory; a processContent request is well under 1 KiB.
     max_body_bytes: int = 1 << 20
+    # Each check of GET /api/health answers within this (a load balancer's
+    # probe gives up after 1-5 s); one that did not is reported as down.
+    health_timeout_seconds: float = 1.5
 
 
 @dataclass(frozen=True)
 class MongoConfig:
     uri: str
     database: str
-    timeout_ms: int
+    timeout_ms: int  # server selection: how long an operation waits for a server
+    connect_timeout_ms: int = 5000  # also how long a heartbeat waits: a frozen server
+    socket_timeout_ms: int = 0  # one reply; 0 = none (the heartbeat notices a dead server)
+    # All the database work of one API request: past it, 503 (a frozen database
+    # must not hold requests, and the callers queued behind them).
+    request_timeout_ms: int = 3000
+    # A job process's operation waits this long for a server that is away
+    # (its interrupted write is then retried): a job outlives a shorter outage.
+    job_wait_seconds: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -113,6 +128,8 @@ class S3Config:
     upload_threads: int = 16  # objects in flight at once
     max_attempts: int = 8  # per request, with backoff (throttling, connection errors)
     part_mb: int = 8  # multipart part size; files larger than one part go multipart
+    connect_timeout_seconds: float = 5.0
+    read_timeout_seconds: float = 60.0  # per response; a request is retried after it
 
 
 @dataclass(frozen=True)
@@ -124,6 +141,7 @@ class QueueConfig:
     visibility_timeout: float  # seconds; longer than the longest job
     resubmit_seconds: float  # first re-send of a job still waiting (doubles each time)
     sweep_seconds: float  # how often a worker's sweeper looks for such jobs
+    broker_timeout_seconds: float = 5.0  # connecting to Redis, and each reply
 
 
 @dataclass(frozen=True)
@@ -228,12 +246,13 @@ def _validate(raw: dict[str, dict[str, str]], path: Path) -> Config:
     server = ServerConfig(auth_key=get.text("server", "auth_key"), host=get.text("server", "host"),
                           port=get.integer("server", "port", 1, 65535),
                           dev_mode=get.boolean("server", "dev_mode"),
-                          max_body_bytes=get.integer("server", "max_body_bytes", 1024, 1 << 30))
+                          max_body_bytes=get.integer("server", "max_body_bytes", 1024, 1 << 30),
+                          health_timeout_seconds=get.number("server", "health_timeout_seconds",
+                                                            0.1, 60))
     uri = get.text("mongodb", "uri")
     if uri != "embedded" and not uri.startswith(("mongodb://", "mongodb+srv://")):
         raise ConfigError("mongodb.uri must be 'embedded' or a mongodb:// URI")
-    mongodb = MongoConfig(uri=uri, database=get.text("mongodb", "database", required=True),
-                          timeout_ms=get.integer("mongodb", "timeout_ms", 100, 600000))
+    mongodb = _mongodb(get, uri)
     # Kept as configured: paths stored in documents read "contents/tasks/..."
     # for the default, relative to the service's working directory.
     contents_dir = Path(get.text("paths", "contents_dir", required=True))
@@ -244,12 +263,27 @@ def _validate(raw: dict[str, dict[str, str]], path: Path) -> Config:
     s3 = S3Config(*(get.text("s3", key) for key in ("endpoint_url", "bucket", "region")),
                   upload_threads=get.integer("s3", "upload_threads", 1, 256),
                   max_attempts=get.integer("s3", "max_attempts", 1, 50),
-                  part_mb=get.integer("s3", "part_mb", 5, 5120))
+                  part_mb=get.integer("s3", "part_mb", 5, 5120),
+                  connect_timeout_seconds=get.number("s3", "connect_timeout_seconds", 0.1, 600),
+                  read_timeout_seconds=get.number("s3", "read_timeout_seconds", 0.1, 3600))
     config = Config(server=server, mongodb=mongodb, contents_dir=contents_dir,
                     processing=processing, s3=s3, broker_url=broker,
                     annotation=_annotation(get, raw["annotation"]), queue=_queue(get),
                     source=str(path), events=_events(get))
     return config
+
+
+def _mongodb(get: "_Getter", uri: str) -> MongoConfig:
+    timeout_ms = get.integer("mongodb", "timeout_ms", 100, 600000)
+    # Empty: timeout_ms, which was both before these keys existed.
+    connect_ms = get.text("mongodb", "connect_timeout_ms") and \
+        get.integer("mongodb", "connect_timeout_ms", 100, 600000)
+    return MongoConfig(uri=uri, database=get.text("mongodb", "database", required=True),
+                       timeout_ms=timeout_ms, connect_timeout_ms=connect_ms or timeout_ms,
+                       socket_timeout_ms=get.integer("mongodb", "socket_timeout_ms", 0, 86400000),
+                       request_timeout_ms=get.integer("mongodb", "request_timeout_ms",
+                                                      100, 600000),
+                       job_wait_seconds=get.number("mongodb", "job_wait_seconds", 1, 86400))
 
 
 def _processing(get: "_Getter") -> ProcessingConfig:
@@ -282,7 +316,9 @@ def _queue(get: "_Getter") -> QueueConfig:
                        gpu_queue=get.text("queue", "gpu_queue", required=True),
                        visibility_timeout=get.number("queue", "visibility_timeout", 60, 7 * 86400),
                        resubmit_seconds=get.number("queue", "resubmit_seconds", 1, 86400),
-                       sweep_seconds=get.number("queue", "sweep_seconds", 0.2, 3600))
+                       sweep_seconds=get.number("queue", "sweep_seconds", 0.2, 3600),
+                       broker_timeout_seconds=get.number("queue", "broker_timeout_seconds",
+                                                         0.1, 600))
 
 
 def _create_private(path: Path, text: str) -> None:

@@ -86,6 +86,12 @@ class DiskFull(InsufficientStorage):
     code = "disk_full"
 
 
+class DatabaseTimeout(DatabaseUnavailable):
+    """The database did not answer within a request's deadline
+    (mongodb.request_timeout_ms): frozen, partitioned, failing over. The
+    request gave up rather than queue behind it."""
+
+
 class JobCancelled(ServiceError):
     """The job's run was replaced (force_write=1) while it was running."""
 

@@ -42,8 +42,8 @@ preload_app = False
 # long: every request is milliseconds of work plus database waits that yield).
 timeout = _env_int("GUNICORN_TIMEOUT", 30)
 # On SIGTERM (a deploy, a scale-down) in-flight requests get this long to end:
-# several times the database timeout (mongodb.timeout_ms, 5 s), so a request
-# waiting on a failing-over replica set still answers. docker-compose.yml's
+# several times a request's database deadline (mongodb.request_timeout_ms, 3 s),
+# so a request waiting on a failing-over replica set still answers. docker-compose.yml's
 # stop_grace_period is longer than this plus the executor's stop.
 graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 20)
 # Longer than the idle timeout of whatever keeps connections to us (a load

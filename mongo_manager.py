@@ -11,16 +11,18 @@ EventSequence (the last event number of each upload or dataset version).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import threading
+import time
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, TypeVar
 
 import pymongo
 from bson import ObjectId
 from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure, PyMongoError
 
 from config import Config
 from embedded_db import embedded_uri
@@ -39,6 +41,7 @@ COMMIT_TIMEOUT = timedelta(seconds=60)
 # module imports pymongo), and the type of the backend's document ids.
 DatabaseError = PyMongoError
 DocumentId = ObjectId
+Method = TypeVar("Method", bound=Callable[..., Any])
 
 
 def job_busy(job: dict | None) -> bool:
@@ -71,11 +74,49 @@ def to_id(value: Any) -> Any:
     return value
 
 
+def deadline(seconds: float) -> Any:
+    """A context manager: every database operation inside it (in this thread or
+    greenlet) ends within ``seconds`` altogether, waits for a server included;
+    past it a DatabaseError whose ``timeout`` is true (``is_timeout``).
+    pymongo's client-side operation timeout (CSOT)."""
+    return pymongo.timeout(seconds)
+
+
+def is_timeout(exc: BaseException) -> bool:
+    """The database did not answer in time (a deadline, a socket or selection timeout)."""
+    return bool(getattr(exc, "timeout", False))
+
+
+def _idempotent(method: Method) -> Method:
+    """A method safe to run again whole. A job's manager (``retry_seconds``)
+    runs it again when the connection was lost (an outage that interrupted
+    it): pymongo retries a single-document write once, after waiting for a
+    server, but never a multi-document one (delete_many, update_many)."""
+    @functools.wraps(method)
+    def again(self: "MongoManager", *args: Any, **kwargs: Any) -> Any:
+        end = time.monotonic() + self.retry_seconds
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except ConnectionFailure:
+                if time.monotonic() >= end:
+                    raise
+                time.sleep(0.5)  # the next try's server selection waits for the server
+    return again  # type: ignore[return-value]
+
+
 class MongoManager:
     def __init__(self, uri: str, database: str, timeout_ms: int = 5000,
-                 record_events: bool = False) -> None:
-        self.client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=timeout_ms,
-                                          connectTimeoutMS=timeout_ms, tz_aware=True)
+                 record_events: bool = False, *, connect_timeout_ms: int | None = None,
+                 socket_timeout_ms: int = 0, retry_seconds: float = 0.0) -> None:
+        self.retry_seconds = retry_seconds  # see _idempotent
+        # No socket timeout by default: a job's write waits out a short freeze;
+        # the heartbeat (connectTimeoutMS) notices a dead server and interrupts
+        # it, and retryable writes retry it once a server is selected again.
+        self.client = pymongo.MongoClient(
+            uri, serverSelectionTimeoutMS=timeout_ms,
+            connectTimeoutMS=connect_timeout_ms or timeout_ms,
+            socketTimeoutMS=socket_timeout_ms or None, tz_aware=True)
         self.db = self.client[database]
         self.uploads = self.db["AnnotationContentUpload"]
         self.projects = self.db["AnnotationProject"]
@@ -421,6 +462,7 @@ class MongoManager:
         return list(self.staging.find({"uploadId": to_id(upload_id), "runId": run_id},
                                       sort=[("number", 1)], session=session))
 
+    @_idempotent
     def stage_task(self, upload_id: Any, run_id: str, number: int, task: dict,
                    frames: list[dict]) -> None:
         """Record a finished task of a run: its frames first, then the task.
@@ -441,6 +483,7 @@ class MongoManager:
             {"_id": upload_job_id(str(upload_id)), "runId": run_id,
              "state": {"$in": ACTIVE_JOB_STATES}}, limit=1))
 
+    @_idempotent
     def unstage_if_ended(self, upload_id: Any, run_id: str, task_id: Any) -> bool:
         """After ``stage_task``: when the run has ended meanwhile (replaced or
         failed), remove what was just staged, unless published, and say so. A
@@ -453,6 +496,7 @@ class MongoManager:
         self.staging.delete_one({"_id": task_id, "runId": run_id})
         return True
 
+    @_idempotent
     def discard_run(self, upload_id: Any, run_id: str) -> None:
         """Forget everything a run staged (it failed or was replaced), except the
         frames of the tasks it published (jobs/publish.py): those are final."""
@@ -539,6 +583,7 @@ class MongoManager:
         self.add_events(str(upload), events, session)
         return True
 
+    @_idempotent
     def cleanup_after_commit(self, job_id: str, upload_id: Any, run_id: str) -> None:
         """Remove what the committed run replaced: old frames, staging documents."""
         job = self.jobs.find_one({"_id": job_id}) or {}
@@ -550,6 +595,7 @@ class MongoManager:
 
     # -- auto-annotations (request_type 2) ------------------------------------
 
+    @_idempotent
     def write_auto_boxes(self, updates: list[tuple[dict, list[dict]]], source: str) -> None:
         """Replace ``source``'s boxes on each frame; user boxes stay, and frames a
         person marked ``isUserAnnotated`` are not touched at all."""
@@ -564,6 +610,7 @@ class MongoManager:
         if ops:
             self.frames.bulk_write(ops, ordered=False)
 
+    @_idempotent
     def set_boxes(self, updates: list[tuple[ObjectId, list[dict]]]) -> None:
         """Set the boxes of each frame (track ids added to its auto boxes, gaps
         filled); a frame a person marked ``isUserAnnotated`` is not touched."""
@@ -660,6 +707,7 @@ class MongoManager:
                                     {"_id": 1})
         return [str(doc["_id"]) for doc in list(pending) + list(failed)]
 
+    @_idempotent
     def set_dataset_version(self, task_ids: list, version_id: Any) -> None:
         """Exactly ``task_ids`` list the version in ``datasetVersions``: a task a
         rebuild left out (rejected meanwhile) no longer does."""
@@ -767,21 +815,32 @@ class MongoManager:
             return_document=ReturnDocument.AFTER)
 
 
-_managers: dict[tuple[int, str, str], MongoManager] = {}
+_managers: dict[tuple[int, str, str, bool], MongoManager] = {}
 _lock = threading.Lock()
 
 
-def get_mongo(config: Config) -> MongoManager:
-    """This process's manager, created lazily (pymongo is not fork-safe)."""
-    key = (os.getpid(), config.mongodb.uri, config.mongodb.database)
+def get_mongo(config: Config, jobs: bool = False) -> MongoManager:
+    """This process's manager, created lazily (pymongo is not fork-safe).
+
+    ``jobs``: the manager a job process runs its jobs with: its operations wait
+    up to ``mongodb.job_wait_seconds`` for a server that is away (a frozen or
+    restarting database) instead of ``mongodb.timeout_ms``, so a running job
+    carries on after a short outage instead of failing or being run again.
+    """
+    settings = config.mongodb
+    key = (os.getpid(), settings.uri, settings.database, jobs)
     manager = _managers.get(key)
     if manager is not None:
         return manager
     with _lock:
         manager = _managers.get(key)
         if manager is None:
-            manager = MongoManager(resolve_uri(config), config.mongodb.database,
-                                   config.mongodb.timeout_ms, config.events.enabled)
+            selection_ms = int(settings.job_wait_seconds * 1000) if jobs else settings.timeout_ms
+            manager = MongoManager(resolve_uri(config), settings.database, selection_ms,
+                                   config.events.enabled,
+                                   connect_timeout_ms=settings.connect_timeout_ms,
+                                   socket_timeout_ms=settings.socket_timeout_ms,
+                                   retry_seconds=selection_ms / 1000 if jobs else 0.0)
             try:
                 manager.ensure_indexes()
             except PyMongoError as exc:
@@ -795,9 +854,11 @@ def close_mongo(config: Config) -> None:
     """Close and forget this process's manager for ``config`` (tests: one
     database each, and a server that caps its connections)."""
     with _lock:
-        manager = _managers.pop((os.getpid(), config.mongodb.uri, config.mongodb.database), None)
-    if manager is not None:
-        manager.close()
+        managers = [_managers.pop((os.getpid(), config.mongodb.uri, config.mongodb.database,
+                                   jobs), None) for jobs in (False, True)]
+    for manager in managers:
+        if manager is not None:
+            manager.close()
 
 
 def resolve_uri(config: Config) -> str:

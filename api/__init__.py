@@ -2,12 +2,15 @@
 one blueprint per resource, errors mapped in ``api.errors``."""
 from __future__ import annotations
 
+from typing import Callable, Iterable
+
 from flask import Flask
 
 from api import datasets, docs, errors, events, health, metrics, process_content
 from api.service import Service
 from config import Config, load_config, with_auth_key
 from logging_setup import set_upload_id
+from mongo_manager import deadline
 
 
 def create_app(config: Config | None = None) -> Flask:
@@ -28,7 +31,21 @@ def create_app(config: Config | None = None) -> Flask:
     app.url_map.strict_slashes = False
     app.url_map.merge_slashes = False
     _register(app)
+    _bound_database_work(app, config.mongodb.request_timeout_ms / 1000)
     return app
+
+
+def _bound_database_work(app: Flask, seconds: float) -> None:
+    """All the database work of one request ends within ``seconds``: a database
+    that stops answering (frozen, partitioned) gets a 503 in seconds, instead
+    of holding the request, and every request queued behind it, until pymongo's
+    heartbeat gives up on the server (about 15 s)."""
+    inner = app.wsgi_app
+
+    def bounded(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        with deadline(seconds):
+            return inner(environ, start_response)
+    app.wsgi_app = bounded  # type: ignore[method-assign]
 
 
 def _register(app: Flask) -> None:

@@ -6,8 +6,9 @@ import logging
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from exceptions import BodyTooLarge, ServiceError
-from mongo_manager import DatabaseError
+from api.service import service
+from exceptions import BodyTooLarge, DatabaseTimeout, DatabaseUnavailable, ServiceError
+from mongo_manager import DatabaseError, is_timeout
 
 log = logging.getLogger(__name__)
 
@@ -21,9 +22,13 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(DatabaseError)
     def database_error(exc: DatabaseError):
-        log.warning("database unreachable: %s", exc)
-        return jsonify({"code": "database_unavailable",
-                        "message": "the database is unreachable; nothing was accepted"}), 503
+        log.warning("database unreachable: %s", exc)  # pymongo's words name the server
+        error = DatabaseUnavailable("the database is unreachable; nothing was accepted")
+        if is_timeout(exc):
+            seconds = service().config.mongodb.request_timeout_ms / 1000
+            error = DatabaseTimeout(f"the database did not answer within {seconds:g} s; "
+                                    "nothing was accepted")
+        return jsonify(error.to_dict()), error.http_status
 
     @app.errorhandler(RequestEntityTooLarge)
     def body_too_large(_exc: RequestEntityTooLarge):

@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 
 ANNOTATION_REQUEST_TYPES = (1, 2)
 CUTTING_KINDS = (JobKind.CONTENT, JobKind.SEGMENT)  # a whole upload, or one segment of it
-HEALTH_TIMEOUT_SECONDS = 2.0
 
 
 def queue_for(job: dict, queues: QueueConfig) -> str:
@@ -73,9 +72,10 @@ class CeleryExecutor:
     def health(self) -> dict:
         """The broker's reachability and the messages waiting in each queue."""
         queues = self.config.queue
-        client = redis.Redis.from_url(self.config.broker_url,
-                                      socket_timeout=HEALTH_TIMEOUT_SECONDS,
-                                      socket_connect_timeout=HEALTH_TIMEOUT_SECONDS)
+        # The health check waits no longer than its own deadline.
+        seconds = min(queues.broker_timeout_seconds, self.config.server.health_timeout_seconds)
+        client = redis.Redis.from_url(self.config.broker_url, socket_timeout=seconds,
+                                      socket_connect_timeout=seconds)
         try:
             # A queue is a Redis list named after it (kombu's Redis transport).
             waiting = {name: client.llen(name) for name in (queues.cpu_queue, queues.gpu_queue)}

@@ -32,8 +32,12 @@ def make_celery(config: Config) -> Celery:
         worker_concurrency=config.processing.workers,
         task_ignore_result=True,  # the job document is the result
         task_default_queue=queues.cpu_queue,
+        # Bounded waits on Redis (queue.broker_timeout_seconds): a broker that
+        # stops answering fails a send in seconds (the sweeper sends it later).
         broker_transport_options={"visibility_timeout": queues.visibility_timeout,
-                                  "socket_connect_timeout": 5},
+                                  "socket_connect_timeout": queues.broker_timeout_seconds,
+                                  "socket_timeout": queues.broker_timeout_seconds},
+        broker_connection_timeout=queues.broker_timeout_seconds,
         broker_connection_retry_on_startup=True,
         # A job keeps running while the broker is away: its state is in MongoDB,
         # and its redelivered message (if any) finds it done.

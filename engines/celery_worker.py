@@ -44,7 +44,7 @@ def run_job_here(task: Task, config: Config, job_id: str) -> str:
     """Claim ``job_id`` and run it; returns what happened (for the worker log)."""
     try:
         # A job that creates jobs (a long video's segments) sends them to Celery.
-        ctx = JobContext(get_mongo(config), config, owner_id(),
+        ctx = JobContext(get_mongo(config, jobs=True), config, owner_id(),
                          submit=get_executor(config).submit)
         job, why = claim_by_id(ctx.mongo, config, job_id, ctx.owner)
         if job is None:

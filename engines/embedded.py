@@ -58,7 +58,7 @@ def worker_loop(config: Config, stop: threading.Event, drain: bool = False,
     this machine; an idle process waits on it rather than sleeping a whole
     ``processing.poll_seconds``, which stays the fallback.
     """
-    mongo = get_mongo(config)
+    mongo = get_mongo(config, jobs=True)  # waits out a short database outage
     # Segments this process fans out wake the other job processes too.
     ctx = JobContext(mongo, config, owner_id(), submit=lambda job_id: wake_executor(config))
     parent = os.getppid()

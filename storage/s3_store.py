@@ -142,7 +142,9 @@ class S3Store:
             "s3", endpoint_url=config.endpoint_url or None, region_name=config.region or None,
             config=BotoConfig(
                 retries={"max_attempts": config.max_attempts, "mode": "standard"},
-                max_pool_connections=self.threads + 2, connect_timeout=5, read_timeout=60,
+                max_pool_connections=self.threads + 2,
+                connect_timeout=config.connect_timeout_seconds,
+                read_timeout=config.read_timeout_seconds,
                 # We send Content-MD5 ourselves; no second checksum pass over each body.
                 request_checksum_calculation="when_required",
                 response_checksum_validation="when_required",
