@@ -186,8 +186,8 @@ class VideoSource:
         at or before it (frames come out in presentation order; a part none
         of whose frames came out is noted at its successor's first)."""
         repairs, noted = packets.repairs, self.timeline_repairs
-        time_base = Fraction(self._stream.time_base)
         while pts is not None and len(noted) < len(repairs) and pts >= repairs[len(noted)].pts:
+            time_base = Fraction(self._stream.time_base)
             noted.append(TimelineRepair(self._count, pts * time_base - timeline.origin,
                                         repairs[len(noted)].shift * time_base))
 

@@ -10,13 +10,15 @@ what sampling the joined recordings on one continuous timeline keeps.
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import threading
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import pytest
-from conftest import AUTH_KEY
+from conftest import AUTH_KEY, ROOT, service_env
 from media import clip_barcodes, expected_samples, write_video
 
 from app import create_app
@@ -226,3 +228,14 @@ def test_mp4_files_joined_with_cat_are_refused_not_cut_short(contents, post, run
     upload = run(post, run_jobs, mongo, video, 5, "u2")
     assert upload["status"] == 1, upload["errorMessage"]
     check_samples(mongo, "u2", continuous(30), 5)
+
+
+def test_the_command_line_says_where_the_timeline_was_repaired(env, contents, mongo):
+    parts = [list(range(30)), list(range(30))]
+    video, _ = joined(contents / "uploads" / "cam.ts", parts)
+    result = subprocess.run([sys.executable, "app.py", "process", str(video), "--frame-rate",
+                             "5", "--upload-id", "cli1"], env=service_env(env), cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "timeline repaired at 1 place(s): frame 30 at 1.000 s (+1.000 s)" in result.stdout
+    check_samples(mongo, "cli1", continuous(60), 5)
