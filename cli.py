@@ -47,6 +47,12 @@ def process_local(config: Config, args: argparse.Namespace) -> int:
         print(f"error: {(upload['errorMessage'] or {}).get('message')}", file=sys.stderr)
         return 1
     print(f"upload {req.upload_id}: {upload['taskCount']} task clips")
+    repairs = upload.get("timelineRepairs") or []
+    if repairs:  # recordings joined end to end (README "Joined recordings")
+        shown = ", ".join(f"frame {r['sourceFrame']} at {r['at']:.3f} s ({r['shift']:+.3f} s)"
+                          for r in repairs[:5])
+        print(f"  timeline repaired at {len(repairs)} place(s): {shown}"
+              + (", ..." if len(repairs) > 5 else ""))
     for task in mongo.tasks_of(req.upload_id):
         print(f"  {task['videoPath']}  ({task['frameCount']} frames)")
     return 0

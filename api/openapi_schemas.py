@@ -14,7 +14,8 @@ from intake.schemas import process_request_schema
 STATUS = "0 = in progress or queued, 1 = completed, 2 = error"
 
 # type names: JSON Schema types; "date-time" is an ISO 8601 string; a capitalised
-# name is one of the nested tables (NESTED); "?" = may be null.
+# name is one of the nested tables (NESTED), "Name[]" an array of them; "?" =
+# may be null.
 UPLOAD_STATUS = {
     "upload_id": ("string", "The upload's id."),
     "project_id": ("string", "Its project's id."),
@@ -33,7 +34,20 @@ UPLOAD_STATUS = {
     "timings": ("Timings?", "How long the completed run took."),
     "tracks": ("object?", "Tracks per label of the auto boxes of a video run with "
                           "auto-annotation, e.g. {\"car\": 4}; null when not tracked."),
+    "timelineRepairs": ("TimelineRepair[]?", "Where the completed video's timestamps "
+                        "restarted or jumped (recordings joined end to end, a resumed "
+                        "stream) and its frames were moved onto one continuous timeline; "
+                        "[] when they did not; null for images or before the first cut "
+                        "completes."),
     "message": ("string", "The status in words."),
+}
+TIMELINE_REPAIR = {
+    "sourceFrame": ("integer", "The first frame of the part that was moved (source frame "
+                               "numbers count decoded frames from 0, in file order)."),
+    "at": ("number", "Its timestamp on the repaired timeline, in seconds from the first "
+                     "frame (the timestamp its frame document has)."),
+    "shift": ("number", "Seconds the part was moved: its frames' timestamps are their own "
+                        "time in the file, from the file's first frame, plus this."),
 }
 TIMINGS = {
     "processingSeconds": ("number", "Working time of the run that completed."),
@@ -102,7 +116,7 @@ EVENT = {
 }
 
 
-NESTED = {"ErrorMessage": ERROR, "Timings": TIMINGS}
+NESTED = {"ErrorMessage": ERROR, "Timings": TIMINGS, "TimelineRepair": TIMELINE_REPAIR}
 
 
 def ref(name: str) -> dict[str, str]:
@@ -141,8 +155,10 @@ def _object(table: dict[str, tuple[str, str]]) -> dict[str, Any]:
 def _property(kind: str, description: str) -> dict[str, Any]:
     nullable = kind.endswith("?")
     kind = kind.rstrip("?")
-    if kind[0].isupper():  # a nested object, inlined: a $ref cannot be made nullable
-        schema: dict[str, Any] = _object(NESTED[kind])
+    if kind.endswith("[]"):  # an array of nested objects
+        schema: dict[str, Any] = {"type": "array", "items": _object(NESTED[kind[:-2]])}
+    elif kind[0].isupper():  # a nested object, inlined: a $ref cannot be made nullable
+        schema = _object(NESTED[kind])
     elif kind == "date-time":
         schema = {"type": "string", "format": "date-time"}
     else:

@@ -138,5 +138,5 @@ def describe(upload: dict) -> dict:
         "readyTaskCount": upload.get("readyTaskCount", 0), "errorMessage": upload.get("errorMessage"),
         "createdAt": iso(upload.get("createdAt")), "startedAt": iso(upload.get("startedAt")),
         "finishedAt": iso(upload.get("finishedAt")), "timings": upload.get("timings"),
-        "tracks": upload.get("tracks"),
+        "tracks": upload.get("tracks"), "timelineRepairs": upload.get("timelineRepairs"),
     }

@@ -79,7 +79,8 @@ def _cut(job: dict, ctx: JobContext, paths: RunPaths) -> bool:
     done, sampled = stage_pipeline(job, ctx, paths, source, heartbeat, publisher=publisher)
     heartbeat.beat(1.0, force=True)
     watchdog.progressed("committing")
-    commit_tasks(job, ctx, paths, len(done), clock.timings("cutting", sampled), publisher)
+    commit_tasks(job, ctx, paths, len(done), clock.timings("cutting", sampled), publisher,
+                 source)
     return True
 
 

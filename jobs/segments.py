@@ -56,6 +56,8 @@ def fan_out(job: dict, ctx: JobContext) -> bool:
     plan = plan_segments(params["content_path"], params["frame_rate"],
                          params["frames_per_task"], count, limits)
     if len(plan) < 2:  # too few tasks, or the scan cannot promise the single pass's frames
+        if plan[0].reason:
+            log.info("upload %s: cut in one pass: %s", params["upload_id"], plan[0].reason)
         return False
     children = [(f"{job['_id']}#{segment.number}",
                  {**params, "parent": job["_id"], "segments": len(plan),

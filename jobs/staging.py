@@ -22,6 +22,7 @@ from mongo_manager import now
 from processors.clip_writer import EncoderSettings
 from processors.input_guard import MIB, InputLimits, redact
 from processors.pipeline import OutputLayout, PipelineSettings, Progress, TaskOutput, run_pipeline
+from processors.readers import VIDEO
 from processors.source import Source
 from storage.contents import RunPaths, move_into_place, remove_staging
 
@@ -79,13 +80,16 @@ class FencedLayout(OutputLayout):
 
 
 def commit_tasks(job: dict, ctx: JobContext, paths: RunPaths, task_count: int,
-                 timings: dict, publisher: Publisher | None = None) -> None:
+                 timings: dict, publisher: Publisher | None = None,
+                 source: Source | None = None) -> None:
     """Commit the run (status 1). A progressive run publishes its last tasks
     with it; any other tracks its auto boxes, moves its staged folders into
-    place, then swaps its tasks in."""
+    place, then swaps its tasks in. ``source``: what the run cut, when it
+    was cut in one pass (a plan of segments has no timeline to repair)."""
     params, run_id, mongo = job["params"], job["runId"], ctx.mongo
     fields = {"status": 1, "progress": 100, "stage": "done", "finishedAt": now(),
-              "errorMessage": None, "timings": timings}
+              "errorMessage": None, "timings": timings,
+              "timelineRepairs": timeline_repairs(source, params)}
     if not mongo.renew_lease(job["_id"], run_id, ctx.owner, ctx.config.processing.lease_seconds):
         raise JobCancelled("the run was replaced before its files were moved into place")
     if publisher is not None:
@@ -103,6 +107,15 @@ def commit_tasks(job: dict, ctx: JobContext, paths: RunPaths, task_count: int,
     if not mongo.commit_run(job["_id"], params["upload_id"], run_id, fields,
                             ready + [events.completed(params["upload_id"], task_count)]):
         raise JobCancelled("the run was replaced before it could be committed")
+
+
+def timeline_repairs(source: Source | None, params: dict) -> list[dict] | None:
+    """The upload's ``timelineRepairs``: where a video's timestamps restarted or
+    jumped and its frames were moved onto one timeline (processors.timeline);
+    None for images."""
+    if params["content_type"] != VIDEO:
+        return None
+    return [repair.to_document() for repair in getattr(source, "timeline_repairs", ())]
 
 
 def fail_upload(job: dict, ctx: JobContext, paths: RunPaths, error: dict) -> None:

@@ -5,7 +5,12 @@ presentation (pts) order: one frame per packet that carries a picture (not
 the flush packet, nor an edit list's pre-roll, which is decoded but never
 output). Sorting those packets' pts therefore gives every frame's index and
 timestamp without decoding a single one, as long as the packets' timestamps
-can be trusted; ``PacketScan.problem`` says when they cannot.
+can be trusted; ``PacketScan.problem`` says when they cannot. The packets are
+read through the same ``PacketTimeline`` as VideoSource reads them
+(processors.timeline): a stream whose timestamps restart or jump is
+reported as a problem, so that it is cut in one pass, which records where
+its timeline was repaired (a segment seeks by timestamp, and timestamps
+that restart name more than one place in the file).
 """
 from __future__ import annotations
 
@@ -18,13 +23,9 @@ from pathlib import Path
 
 import av
 
-from processors.input_guard import InputLimits
+from processors.input_guard import InputLimits, shown
+from processors.timeline import REORDER_WINDOW, PacketTimeline, leaps_are_breaks
 from processors.video_source import open_video, video_stream_of
-
-# No decoder holds back more frames than this to put them in presentation
-# order (H.264 and HEVC allow at most 16), so a packet whose pts is below one
-# demuxed this many packets earlier would come out of the decoder late.
-REORDER_WINDOW = 16
 
 
 @dataclass
@@ -49,18 +50,34 @@ class PacketScan:
 
 
 def scan_packets(path: str | os.PathLike, limits: InputLimits = InputLimits()) -> PacketScan:
-    """Read every packet of the video stream (without decoding it)."""
-    with open_video(Path(path), limits) as container:
+    """Read every packet of the video stream (without decoding it). Raises
+    ContentError (``broken_timeline``) as a single pass would."""
+    path = Path(path)
+    with open_video(path, limits) as container:
         stream = video_stream_of(container)
         time_base = stream.time_base if stream is not None else None
         scan = PacketScan(Fraction(time_base) if time_base else Fraction(0))
         if not scan.time_base:
             scan.problem = "the video stream has no time base"
             return scan
+        timeline = PacketTimeline(stream, leaps_are_breaks(container),
+                                  shown(path, limits.root_for(path)))
+        packets = timeline.packets(container.demux(stream))
         try:
-            _read(container.demux(stream), scan)
+            _read(packets, scan)
+            if scan.problem and not timeline.repairs:
+                # Whether a join explains it: MPEG-TS files joined with cat
+                # break the continuity counters at each join, so the demuxer
+                # flags the last packet of a part as damaged
+                # (AV_PKT_FLAG_CORRUPT: it cannot tell a part that ends from
+                # lost packets), though its data is whole.
+                for _ in packets:
+                    if timeline.repairs:
+                        break
         except av.FFmpegError as exc:  # the decoder would meet the same damage
-            scan.problem = f"the file cannot be read to its end ({exc})"
+            scan.problem = scan.problem or f"the file cannot be read to its end ({exc})"
+        if timeline.repairs:
+            scan.problem = "the timestamps restart or jump: one timeline is made in one pass"
     if not scan.problem:
         _order(scan)
     return scan

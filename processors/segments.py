@@ -43,7 +43,9 @@ A plan of one segment (``Segment.whole``) is the single pass itself:
 segment, whatever was asked, when the scan cannot promise the single pass's
 numbering (``Segment.reason`` says why): packets without timestamps or with
 duplicate ones, timestamps further out of order than any decoder reorders,
-a damaged packet, a decoder that drops frames at the start, or a file that
+timestamps that restart or jump (recordings joined end to end: the single
+pass puts them on one timeline and records where, processors.timeline), a
+damaged packet, a decoder that drops frames at the start, or a file that
 the single pass would report as truncated (so that it still does).
 
 Should the decoded frames still disagree with the plan at run time, the
@@ -211,8 +213,10 @@ def _checked_scan(path: Path, limits: InputLimits) -> tuple[PacketScan, float, s
     """The packet scan, the video's duration, and why the scan cannot stand for
     a single pass ("" if it can)."""
     # VideoSource first: the same errors as a single pass for a bad file, and
-    # the frame that really comes out of the decoder first.
-    source = VideoSource(path, limits)
+    # the frame that really comes out of the decoder first. Without its own
+    # timeline pass: the scan below reads the packets through the same
+    # PacketTimeline (and a repaired timeline is cut in one pass).
+    source = VideoSource(path, limits, scan_timeline=False)
     try:
         first = next(source.frames()).frame
         info = source.info
@@ -289,8 +293,10 @@ class SegmentSource:
         if not segment.frames:
             raise ValueError("a segment without frames is cut by a single pass (open_segment)")
         # Same checks and the same SourceInfo (size, rotation from the first
-        # decoded frame, duration) as the single pass.
-        probe = VideoSource(self.path, limits)
+        # decoded frame, duration) as the single pass: a plan of segments is
+        # made only of a timeline that needs no repair, which the single
+        # pass's timeline pass leaves as it is.
+        probe = VideoSource(self.path, limits, scan_timeline=False)
         self.name = probe.name  # for messages: relative to the contents folder
         try:
             self.info = probe.info

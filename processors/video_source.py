@@ -6,6 +6,7 @@ import math
 import os
 import struct
 from collections import deque
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -22,6 +23,13 @@ from processors.input_guard import (
     shown,
 )
 from processors.source import SourceFrame, SourceInfo, display_size
+from processors.timeline import (
+    PacketTimeline,
+    TimelineRepair,
+    leaps_are_breaks,
+    nominal_frame_time,
+    repaired_span,
+)
 
 # A file is "truncated" when it ends this far before its declared length.
 TRUNCATION_TOLERANCE = 0.05
@@ -33,13 +41,26 @@ SKIP_LOOKAHEAD = 16
 
 
 class VideoSource:
+    """The frames of a video file, on one timeline (processors.timeline).
+
+    ``timeline_repairs``: where the timestamps restarted or jumped and the
+    frames were moved onto one timeline, complete once ``frames()`` is done.
+    ``scan_timeline=False`` leaves out the demux-only pass that a format
+    whose timestamps may restart (MPEG-TS, ...) gets at opening, for a caller
+    that already knows they do not (a segment of a plan: processors.segments):
+    its ``info.duration`` is then FFmpeg's, as the pass leaves it when there
+    is nothing to repair.
+    """
+
     samples_every_frame = False
 
-    def __init__(self, path: str | os.PathLike, limits: InputLimits = InputLimits()) -> None:
+    def __init__(self, path: str | os.PathLike, limits: InputLimits = InputLimits(),
+                 scan_timeline: bool = True) -> None:
         self.path = Path(path)
         self.limits = limits
         # How messages name the file: relative to the contents folder.
         self.name = shown(self.path, limits.root_for(self.path))
+        self.timeline_repairs: list[TimelineRepair] = []
         self._container = open_video(self.path, limits)
         try:
             self._stream = _video_stream(self._container, self.name, limits)
@@ -53,9 +74,23 @@ class VideoSource:
                 raise ContentError(f"{self.name}: the video has no decodable frames",
                                    code="no_frames")
             self.info = self._probe(self._first.frame)
+            if scan_timeline and leaps_are_breaks(self._container):
+                self._scan_timeline()
         except BaseException:
             self._container.close()
             raise
+
+    def _scan_timeline(self) -> None:
+        """FFmpeg estimates an MPEG-TS file's duration from its first and last
+        timestamps, which a restart makes meaningless (the truncation check,
+        progress and the tasks' videoDuration need the real one): a
+        demux-only pass measures it on the repaired timeline, and refuses a
+        file that cannot be put on one before anything is cut. 1-2 % of the
+        decoding time at 720p (BENCHMARKS.md, "Joined recordings")."""
+        with open_video(self.path, self.limits) as container:
+            span = repaired_span(container, video_stream_of(container), self.name)
+        if span is not None:
+            self.info = replace(self.info, duration=float(span))
 
     def _probe(self, first: av.VideoFrame) -> SourceInfo:
         stream = self._stream
@@ -110,13 +145,15 @@ class VideoSource:
     def _decode(self) -> Iterator[SourceFrame]:
         stream = self._stream
         timeline = _Timeline(stream)
+        packets = PacketTimeline(stream, leaps_are_breaks(self._container), self.name)
         # Frames read (skipped ones too) and the time of the last: for _check_complete.
         self._count, self._seen = 0, Fraction(0)
         skip_mode = "DEFAULT"
         try:
             # demux + decode per packet (what container.decode does) so that
-            # the skipper can set skip_frame for each packet before it is sent.
-            for demuxed in self._container.demux(stream):
+            # the skipper can set skip_frame for each packet before it is sent,
+            # each packet moved onto one timeline first (processors.timeline).
+            for demuxed in packets.packets(self._container.demux(stream)):
                 for packet, skip in self._ready(demuxed, timeline.started):
                     mode = "NONREF" if skip else "DEFAULT"
                     if mode != skip_mode:
@@ -128,16 +165,31 @@ class VideoSource:
                         check_pixels(frame.width, frame.height, self.limits, self.name)
                         at = timeline.at(frame)
                         if self._skipper is not None:
-                            self._count += self._skipper.on_frame(frame.pts, frame.time_base)
+                            for pts in self._skipper.on_frame(frame.pts, frame.time_base):
+                                self._note_repairs(packets, pts, timeline)
+                                self._count += 1
+                        self._note_repairs(packets, frame.pts, timeline)
                         index = self._count
                         self._count += 1
                         self._seen = at
                         yield SourceFrame(index=index, timestamp=at, frame=frame)
-            self._count_skipped_at_end(timeline)
+            self._count_skipped_at_end(timeline, packets)
         except av.FFmpegError as exc:
             raise ContentError(f"{self.name}: corrupt video data at {timeline.seconds():.1f} s "
                                f"({av_reason(exc, self.path, self.limits)})",
                                code="corrupt") from exc
+
+    def _note_repairs(self, packets: PacketTimeline, pts: int | None,
+                      timeline: "_Timeline") -> None:
+        """The frame at ``pts``, number ``self._count`` (decoded, or skipped: see
+        skip_unsampled), is the first frame of each repaired part that lands
+        at or before it (frames come out in presentation order; a part none
+        of whose frames came out is noted at its successor's first)."""
+        repairs, noted = packets.repairs, self.timeline_repairs
+        while pts is not None and len(noted) < len(repairs) and pts >= repairs[len(noted)].pts:
+            time_base = Fraction(self._stream.time_base)
+            noted.append(TimelineRepair(self._count, pts * time_base - timeline.origin,
+                                        repairs[len(noted)].shift * time_base))
 
     def _ready(self, demuxed: av.Packet, started: bool) -> Iterable[tuple[av.Packet, bool]]:
         """The packets to decode now, each with whether to skip its frame."""
@@ -147,14 +199,16 @@ class VideoSource:
             self._early_pts.append(demuxed.pts)  # for skip_unsampled
         return ((demuxed, False),)
 
-    def _count_skipped_at_end(self, timeline: "_Timeline") -> None:
+    def _count_skipped_at_end(self, timeline: "_Timeline", packets: PacketTimeline) -> None:
         """Skipped frames after the last decoded one still count as read."""
         if self._skipper is None or not timeline.started:
             return
-        count, last_pts = self._skipper.at_end()
-        self._count += count
-        if last_pts is not None:  # the last frame was a skipped one
-            self._seen = last_pts * Fraction(self._stream.time_base) - timeline.origin
+        skipped = self._skipper.at_end()
+        for pts in skipped:
+            self._note_repairs(packets, pts, timeline)
+            self._count += 1
+        if skipped:  # the last frame was a skipped one
+            self._seen = skipped[-1] * Fraction(self._stream.time_base) - timeline.origin
 
     def _check_complete(self) -> None:
         check_complete(self.name, self.info, self._count, self._seen)
@@ -164,12 +218,12 @@ class VideoSource:
 
 
 class _Timeline:
-    """Frame times from the first frame on; the nominal rate where a raw stream
-    has no timestamps."""
+    """Frame times from the first frame on (their packets' timestamps are
+    already on one timeline: processors.timeline); the nominal rate where a
+    raw stream has no timestamps."""
 
     def __init__(self, stream: av.VideoStream) -> None:
-        self.frame_time = 1 / Fraction(stream.average_rate) if stream.average_rate \
-            else Fraction(1, 30)
+        self.frame_time = nominal_frame_time(stream)
         self.origin: Fraction | None = None
         self.previous: Fraction | None = None
 
@@ -309,11 +363,11 @@ class _UnsampledSkipper:
         heapq.heappush(self.flagged, packet.pts)
         return True
 
-    def on_frame(self, pts: int | None, time_base: Fraction | None) -> int:
-        """A frame came out of the decoder: how many skipped frames came before it."""
+    def on_frame(self, pts: int | None, time_base: Fraction | None) -> list[int]:
+        """A frame came out of the decoder: the pts of the skipped frames before it."""
         if pts is None:
             self.enabled = False
-            return 0
+            return []
         if pts not in self.pending or (self.last_frame_pts is not None
                                        and pts <= self.last_frame_pts) \
                 or time_base is None or Fraction(time_base) != self.time_base:
@@ -321,10 +375,9 @@ class _UnsampledSkipper:
         self.last_frame_pts = pts
         # Frames come out in presentation order: flagged frames before this
         # one that did not come out were skipped by the decoder.
-        skipped = 0
+        skipped = []
         while self.flagged and self.flagged[0] < pts:
-            heapq.heappop(self.flagged)
-            skipped += 1
+            skipped.append(heapq.heappop(self.flagged))
         if self.flagged and self.flagged[0] == pts:
             heapq.heappop(self.flagged)  # flagged but decoded: a reference frame
         # Unflagged frames before this one that never came out were dropped
@@ -332,11 +385,10 @@ class _UnsampledSkipper:
         self.pending = {p for p in self.pending if p > pts}
         return skipped
 
-    def at_end(self) -> tuple[int, int | None]:
-        """Flagged frames after the last decoded one: (how many, the last pts)."""
-        count, last = len(self.flagged), max(self.flagged, default=None)
-        self.flagged = []
-        return count, last
+    def at_end(self) -> list[int]:
+        """The pts of the flagged frames after the last decoded one, in order."""
+        skipped, self.flagged = sorted(self.flagged), []
+        return skipped
 
 
 def open_video(path: Path, limits: InputLimits) -> av.container.InputContainer:
@@ -349,7 +401,7 @@ def open_video(path: Path, limits: InputLimits) -> av.container.InputContainer:
         raise ContentError(f"{name}: the file is empty", code="empty_file")
     try:
         # metadata_errors: a hostile file's tags need not be UTF-8.
-        return av.open(str(real), "r", metadata_errors="replace")
+        container = av.open(str(real), "r", metadata_errors="replace")
     except av.FFmpegError as exc:
         # FFmpeg logs "moov atom not found" but raises a generic error, so the
         # file's top-level boxes are checked here to name the real problem.
@@ -358,6 +410,17 @@ def open_video(path: Path, limits: InputLimits) -> av.container.InputContainer:
                                "before the file was finished)", code="no_moov") from exc
         raise ContentError(f"{name}: not a video file that can be read "
                            f"({av_reason(exc, path, limits)})", code="not_a_video") from exc
+    if container.format.name.startswith("mov,"):
+        # MP4 files joined with cat: FFmpeg reads the first one's index and
+        # never sees the others' frames; refused rather than cut short.
+        files = _top_level_boxes(real).count(b"ftyp")
+        if files > 1:
+            container.close()
+            raise ContentError(f"{name}: the file is {files} MP4 files joined end to end "
+                               "(an MP4 is read through its own index: only the first "
+                               "one's frames could be read); join them with ffmpeg -f "
+                               "concat, or upload them one by one", code="joined_mp4")
+    return container
 
 
 def av_reason(exc: av.FFmpegError, path: Path, limits: InputLimits) -> str:
@@ -367,17 +430,25 @@ def av_reason(exc: av.FFmpegError, path: Path, limits: InputLimits) -> str:
 
 def _mp4_without_moov(path: Path) -> bool:
     """True for an MP4/MOV whose top-level boxes hold no moov (an unfinished upload)."""
+    kinds = _top_level_boxes(path)
+    return bool(kinds) and kinds[0] == b"ftyp" and b"moov" not in kinds
+
+
+def _top_level_boxes(path: Path) -> list[bytes]:
+    """The types of an MP4/MOV file's top-level boxes, in file order."""
     kinds = []
     with open(path, "rb") as handle:
         while len(header := handle.read(8)) == 8:
             size, kind = struct.unpack(">I4s", header)
-            if size == 1:
-                size = struct.unpack(">Q", handle.read(8))[0] - 8
+            if size == 1:  # a 64-bit size follows
+                if len(large := handle.read(8)) < 8:
+                    break
+                size = struct.unpack(">Q", large)[0] - 8
             kinds.append(kind)
             if size < 8:
                 break
             handle.seek(size - 8, os.SEEK_CUR)
-    return bool(kinds) and kinds[0] == b"ftyp" and b"moov" not in kinds
+    return kinds
 
 
 def _video_stream(container: av.container.InputContainer, name: str,

@@ -48,8 +48,10 @@ def write_video(path: Path, pts: Sequence[int], time_base: Fraction = Fraction(1
                 size: tuple[int, int] = (320, 240), rotation: int = 0,
                 codec: str = "libx264", rate: int = 30, pix_fmt: str = "yuv420p",
                 options: dict | None = None, fmt: str | None = None,
-                container_options: dict | None = None) -> Path:
-    """A video whose i-th frame (at ``pts[i] * time_base``) shows barcode i.
+                container_options: dict | None = None, first_index: int = 0) -> Path:
+    """A video whose i-th frame (at ``pts[i] * time_base``) shows barcode
+    ``first_index + i`` (a part of recordings joined end to end continues the
+    numbers of the parts before it).
 
     ``options``: encoder options (e.g. x264-params for the GOP); ``fmt`` and
     ``container_options``: the container's format and muxer options.
@@ -65,7 +67,8 @@ def write_video(path: Path, pts: Sequence[int], time_base: Fraction = Fraction(1
         if rotation:
             stream.set_display_rotation(rotation)
         for index, p in enumerate(pts):
-            frame = av.VideoFrame.from_ndarray(barcode_image(index, width, height), "rgb24")
+            frame = av.VideoFrame.from_ndarray(barcode_image(first_index + index, width, height),
+                                               "rgb24")
             frame.pts, frame.time_base = p, time_base
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
