@@ -14,9 +14,25 @@ import time
 from pathlib import Path
 
 import requests
-from conftest import ROOT
+from conftest import AUTH_KEY, ROOT
+from readme import person_env, readme_command
 
 from embedded_db import free_port
+
+
+def readme_gunicorn(env: dict[str, str], log: Path, workers: int) -> tuple[subprocess.Popen, str]:
+    """The README's production command, as written (its key placeholder filled),
+    run by bash as a person would; its output to ``log``. Returns the process
+    and the server's base URL."""
+    port = free_port()
+    command = readme_command("SERVER_AUTH_KEY=... gunicorn").replace("...", AUTH_KEY, 1)
+    run_env = {k: v for k, v in env.items() if k != "SERVER_AUTH_KEY"}
+    with open(log, "wb") as out:
+        server = subprocess.Popen(
+            ["bash", "-c", command], env=person_env(
+                {**run_env, "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": str(workers)}),
+            cwd=ROOT, start_new_session=True, stdout=out, stderr=out)
+    return server, f"http://127.0.0.1:{port}"
 
 
 class LiveServer:

@@ -11,9 +11,8 @@ from pathlib import Path
 import requests
 from conftest import AUTH_KEY, ROOT, service_env
 from media import cfr_video, clip_barcodes
-from readme import person_env, readme_command
+from live_server import readme_gunicorn
 
-from embedded_db import free_port
 from engines.control import executor_running
 
 
@@ -31,17 +30,9 @@ def wait_until(predicate, timeout: float = 60.0) -> None:
 
 def test_gunicorn_serves_and_processes(env, contents, mongo, config, tmp_path):
     """The README's production command, as written (its key placeholder filled)."""
-    port = free_port()
     log = tmp_path / "gunicorn.log"
     cfr_video(contents / "uploads" / "cam 1.mp4", 60)
-    command = readme_command("SERVER_AUTH_KEY=... gunicorn").replace("...", AUTH_KEY, 1)
-    run_env = {k: v for k, v in env.items() if k != "SERVER_AUTH_KEY"}
-    with open(log, "wb") as out:
-        server = subprocess.Popen(
-            ["bash", "-c", command], env=person_env(
-                {**run_env, "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": "2"}),
-            cwd=ROOT, start_new_session=True, stdout=out, stderr=out)
-    base = f"http://127.0.0.1:{port}"
+    server, base = readme_gunicorn(env, log, workers=2)
     try:
         wait_until(lambda: requests.get(f"{base}/api/health", timeout=2).status_code == 200)
         # urlencoded, numbers as strings: what the Node.js backend sends.

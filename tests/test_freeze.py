@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import threading
 import time
 from datetime import datetime, timezone
@@ -18,14 +17,14 @@ from pathlib import Path
 import pytest
 
 import requests
-from conftest import AUTH_KEY, ROOT, wait_for
+from conftest import AUTH_KEY, wait_for
 from media import cfr_video, clip_barcodes
 from queue_fixtures import secantus_server  # noqa: F401 (a fixture: a restartable server)
-from readme import person_env, readme_command
+from live_server import readme_gunicorn
 
 from api import health as health_module
 from config import load_config
-from embedded_db import embedded_uri, free_port, stop_embedded
+from embedded_db import embedded_uri, stop_embedded
 from exceptions import ConfigError
 from mongo_manager import MongoManager
 
@@ -68,7 +67,7 @@ def _outage(env: dict[str, str], tmp_path: Path, uri: str, stop, resume) -> dict
     env = {**env, "MONGODB_URI": uri, "PROCESSING_LEASE_SECONDS": "30",
            "PROCESSING_FRAMES_PER_TASK": "120"}
     cfr_video(Path(env["PATHS_CONTENTS_DIR"]) / "uploads" / "long.mp4", FRAMES)
-    server, base = _gunicorn(env, tmp_path / "gunicorn.log")
+    server, base = readme_gunicorn(env, tmp_path / "gunicorn.log", workers=1)
     mongo = MongoManager(uri, env["MONGODB_DATABASE"])
     try:
         wait_for(lambda: _get(base + "/api/health").status_code == 200, 60, "health")
@@ -102,19 +101,6 @@ def _outage(env: dict[str, str], tmp_path: Path, uri: str, stop, resume) -> dict
         mongo.close()
         os.kill(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
-
-
-def _gunicorn(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
-    """The README's production command, as written (its key placeholder filled)."""
-    port = free_port()
-    command = readme_command("SERVER_AUTH_KEY=... gunicorn").replace("...", AUTH_KEY, 1)
-    run_env = {k: v for k, v in env.items() if k != "SERVER_AUTH_KEY"}
-    with open(log, "wb") as out:
-        server = subprocess.Popen(
-            ["bash", "-c", command], env=person_env(
-                {**run_env, "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": "1"}),
-            cwd=ROOT, start_new_session=True, stdout=out, stderr=out)
-    return server, f"http://127.0.0.1:{port}"
 
 
 def _freeze(pid: int) -> None:
