@@ -65,7 +65,7 @@ def _run_with_progress(config: Config, upload_id: str) -> None:
             bar.update(max(0, int(fraction * 100) - bar.n))
 
         job = mongo.jobs.claim_job(owner_id(), config.processing.lease_seconds,
-                               upload_job_id(upload_id))
+                                   upload_job_id(upload_id))
         if job is not None:
             run_claimed(job, JobContext(mongo, config, owner_id(), on_progress=show))
             return

@@ -31,7 +31,6 @@ LEASED_JOB_STATES = [JobState.RUNNING, JobState.COMMITTED]
 # A request that died between recording its job and answering never got a
 # 202; after this long its "accepting" job no longer blocks a new request.
 ACCEPT_TIMEOUT = timedelta(seconds=60)
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def job_busy(job: dict | None) -> bool:
@@ -39,8 +38,10 @@ def job_busy(job: dict | None) -> bool:
     (force_write). A request that died while accepting blocks only ACCEPT_TIMEOUT."""
     if job is None or job.get("state") not in ACTIVE_JOB_STATES:
         return False
-    return not (job["state"] == JobState.ACCEPTING
-                and job.get("createdAt", _EPOCH) < datetime.now(timezone.utc) - ACCEPT_TIMEOUT)
+    if job["state"] != JobState.ACCEPTING:
+        return True
+    created = job.get("createdAt")
+    return created is not None and created >= datetime.now(timezone.utc) - ACCEPT_TIMEOUT
 
 
 def accepted_upload() -> dict[str, Any]:

@@ -121,7 +121,7 @@ class MongoManager:
             # ends the session, so its locks do not outlive it (SecantusDB kept
             # them for minutes; mongod until the transaction times out).
             self.collections.commits.insert_one({"_id": key, "lsid": session.session_id,
-                                     "owner": owner_id(), "at": now()})
+                                                 "owner": owner_id(), "at": now()})
             try:
                 return session.with_transaction(action)
             except OperationFailure as exc:

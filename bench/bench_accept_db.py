@@ -63,8 +63,8 @@ def fill(mongo: MongoManager, have: int, want: int) -> None:
                        "frames_per_task": 120},
             "runId": str(ObjectId()), "attempts": 1, "owner": None, "createdAt": now()}
             for u in uploads])
-        mongo.collections.projects.update_one({"_id": PROJECT},
-                                  {"$push": {"contentUploads": {"$each": uploads}}}, upsert=True)
+        mongo.collections.projects.update_one(
+            {"_id": PROJECT}, {"$push": {"contentUploads": {"$each": uploads}}}, upsert=True)
         have += count
 
 
@@ -96,9 +96,9 @@ def main() -> int:
                 job_id, run_id = f"processContent:{upload}", str(ObjectId())
                 mongo.uploads.get_upload(upload)
                 mongo.jobs.start_job(job_id, "processContent", {**params, "upload_id": upload},
-                                run_id, replace_active=False)
+                                     run_id, replace_active=False)
                 mongo.jobs.queue_job(job_id, run_id, upload={"upload_id": upload,
-                                                        "project_id": PROJECT, "fields": fields})
+                                                             "project_id": PROJECT, "fields": fields})
                 state["last"] = job_id
 
             def start_job_plain() -> None:
@@ -112,11 +112,11 @@ def main() -> int:
             def start_job_current() -> None:
                 upload = next(ids)
                 mongo.jobs.start_job(f"processContent:{upload}", "processContent", params, "r",
-                                replace_active=False)
+                                     replace_active=False)
 
             def add_to_project() -> None:
                 mongo.collections.projects.update_one({"_id": PROJECT},
-                                          {"$addToSet": {"contentUploads": ObjectId()}})
+                                                      {"$addToSet": {"contentUploads": ObjectId()}})
 
             row = {
                 "the accept calls (get_upload, start_job, queue_job)": timed(accept_calls, args.reps),

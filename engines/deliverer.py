@@ -128,13 +128,14 @@ class Deliverer:
     def _claim_due(self) -> list[dict]:
         now = datetime.now(timezone.utc)
         claimed = []
-        for head in self.mongo.outbox.event_heads():
+        outbox = self.mongo.outbox
+        for head in outbox.event_heads():
             with self.lock:
                 if len(self.busy) >= SENDERS:
                     break
                 if head["stream"] in self.busy or head["nextAttemptAt"] > now:
                     continue
-            event = self.mongo.outbox.claim_event(head["_id"], self.owner, self._lease())
+            event = outbox.claim_event(head["_id"], self.owner, self._lease())
             if event is not None:
                 with self.lock:
                     self.busy.add(event["stream"])
@@ -148,7 +149,8 @@ class Deliverer:
         try:
             while event is not None and self._attempt(event):
                 head = self.mongo.outbox.stream_head(stream)
-                event = head and self.mongo.outbox.claim_event(head["_id"], self.owner, self._lease())
+                event = head and self.mongo.outbox.claim_event(head["_id"], self.owner,
+                                                               self._lease())
         except DatabaseError as exc:  # the claim runs out; the event is sent again
             log.warning("stream %s: database error: %s", stream, exc)
         finally:
@@ -177,8 +179,8 @@ class Deliverer:
         log.log(logging.WARNING if dead else logging.INFO, "event %s (%s) attempt %d: %s%s",
                 event["_id"], event["type"], event["attempts"], error,
                 "; giving up (dead)" if dead else "")
-        self.mongo.outbox.event_not_sent(event["_id"], self.owner, error,
-                                  None if dead else backoff(self.settings, event["attempts"]))
+        retry_in = None if dead else backoff(self.settings, event["attempts"])
+        self.mongo.outbox.event_not_sent(event["_id"], self.owner, error, retry_in)
         return False
 
 

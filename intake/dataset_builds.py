@@ -21,7 +21,7 @@ def start_build(mongo: MongoManager, version_id: str) -> tuple[str, str] | None:
         raise NotFound(f"no dataset version {version_id}", code="version_not_found")
     job_id, run_id = dataset_job_id(version_id), new_id()
     if not mongo.jobs.start_job(job_id, JobKind.DATASET, {"version_id": str(version_id)}, run_id,
-                           replace_active=False, seen=mongo.jobs.get_job(job_id)):
+                                replace_active=False, seen=mongo.jobs.get_job(job_id)):
         return None
     return job_id, run_id
 

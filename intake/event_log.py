@@ -16,7 +16,8 @@ def list_events(mongo: MongoManager, state: str | None, limit: str | None) -> di
     if state not in set(EventState):
         raise BadRequest({"state": f"must be one of {', '.join(EventState)}"})
     count = _limit(limit)
-    return {"state": state, "events": [describe(e) for e in mongo.outbox.list_events(state, count)]}
+    listed = mongo.outbox.list_events(state, count)
+    return {"state": state, "events": [describe(e) for e in listed]}
 
 
 def redeliver(mongo: MongoManager, event_id: str) -> dict:

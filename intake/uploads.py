@@ -50,7 +50,7 @@ def accept(req: ProcessRequest, mongo: MongoManager, config: Config,
                            "send force_write=1 to restart it", code="in_progress")
         check_room(config)  # a run is to start: not onto a full store (507)
         if mongo.jobs.start_job(job_id, JobKind.CONTENT, params, run_id,
-                           replace_active=bool(req.force_write), seen=seen):
+                                replace_active=bool(req.force_write), seen=seen):
             break
     else:  # the job kept changing under us: another request is handling it
         raise Conflict("this upload is being accepted by another request now; try again",
@@ -70,10 +70,10 @@ def queue_run(mongo: MongoManager, job_id: str, run_id: str, params: dict, field
     ``fields`` set) and its upload.accepted event."""
     upload_id = params["upload_id"]
     mongo.jobs.queue_job(job_id, run_id, upload_stream(upload_id),
-                    [events.accepted(upload_id, params["request_type"],
-                                     int(params["force_write"]))],
-                    upload={"upload_id": upload_id, "project_id": params["project_id"],
-                            "fields": fields, "listed": listed})
+                         [events.accepted(upload_id, params["request_type"],
+                                          int(params["force_write"]))],
+                         upload={"upload_id": upload_id, "project_id": params["project_id"],
+                                 "fields": fields, "listed": listed})
 
 
 def _already_done(req: ProcessRequest, fields: dict, existing: dict | None,

@@ -35,7 +35,7 @@ def annotate_existing(job: dict, ctx: JobContext) -> None:
     version = params["auto_anno_version"]
     clock = RunClock(job)
     mongo.uploads.update_upload(params["upload_id"], status=0, stage="annotating", startedAt=now(),
-                        errorMessage=None)
+                                errorMessage=None)
     watchdog.progressed("annotating (loading the model)")
     detector = get_registry(ctx.config.annotation).detector(version)
     tasks = mongo.frames.tasks_of(params["upload_id"])
@@ -46,8 +46,9 @@ def annotate_existing(job: dict, ctx: JobContext) -> None:
         frames = mongo.frames.frames_of(task["_id"])
         for batch, images in _batches(task, frames, ctx.config.annotation.batch_size):
             found = detector.detect(images)
-            mongo.frames.write_auto_boxes([(doc, box_documents(boxes, version))
-                                    for doc, boxes in zip(batch, found)], f"auto:v{version}")
+            mongo.frames.write_auto_boxes(
+                [(doc, box_documents(boxes, version)) for doc, boxes in zip(batch, found)],
+                f"auto:v{version}")
             done += len(batch)
             heartbeat.beat(done / total)
         mongo.frames.set_annotation_version(task["_id"], version)
@@ -56,8 +57,9 @@ def annotate_existing(job: dict, ctx: JobContext) -> None:
         **clock.timings("annotating", done), "framesAnnotated": done})
     fields = {"status": 1, "progress": 100, "stage": "done", "finishedAt": now(),
               "errorMessage": None, "timings": timings, "tracks": tracks}
-    mongo.runs.complete_run(job["_id"], job["runId"], params["upload_id"], fields,
-                       [events.annotation_completed(params["upload_id"], version, len(tasks))])
+    mongo.runs.complete_run(
+        job["_id"], job["runId"], params["upload_id"], fields,
+        [events.annotation_completed(params["upload_id"], version, len(tasks))])
 
 
 def _batches(task: dict, frames: list[dict],

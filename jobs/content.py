@@ -64,7 +64,7 @@ def _cut(job: dict, ctx: JobContext, paths: RunPaths) -> bool:
     params, mongo = job["params"], ctx.mongo
     clock = RunClock(job)
     mongo.uploads.update_upload(params["upload_id"], status=0, stage="cutting", startedAt=now(),
-                        errorMessage=None)
+                                errorMessage=None)
     watchdog.progressed("cutting (opening the video)" if params["content_type"] == VIDEO
                         else "cutting (reading the images)")
     progressive = decide_progressive(job, ctx)

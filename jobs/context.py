@@ -59,5 +59,5 @@ class Heartbeat:
         """Renew the lease now; JobCancelled if this process no longer holds the run."""
         ctx, job = self.ctx, self.job
         if not ctx.mongo.jobs.renew_lease(job["_id"], job["runId"], ctx.owner,
-                                     ctx.config.processing.lease_seconds):
+                                          ctx.config.processing.lease_seconds):
             raise JobCancelled("the run was replaced")

@@ -78,8 +78,8 @@ def _fail(job: dict, ctx: JobContext, error: dict) -> None:
     fields = {"status": 2, "stage": "error", "error": error, "finishedAt": now(),
               "taskStatus.state": "error"}
     ctx.mongo.jobs.end_run(job["_id"], job["runId"], JobState.FAILED, error,
-                      ("version", version_id, fields), dataset_stream(version_id),
-                      [events.dataset_failed(version_id, error)])
+                           ("version", version_id, fields), dataset_stream(version_id),
+                           [events.dataset_failed(version_id, error)])
 
 
 def _build(job: dict, ctx: JobContext, version_id: str) -> None:
@@ -98,11 +98,12 @@ def _build(job: dict, ctx: JobContext, version_id: str) -> None:
         store.check()  # a missing bucket or bad credentials: fail before any work
         store.start_listing(spec.s3_prefix)
     mongo.datasets.update_version(version_id, status=0, progress=0, stage="exporting", error=None,
-                         s3Prefix=spec.s3_prefix, startedAt=now(), finishedAt=None,
-                         taskStatus={"state": "pending", "tasks": [
+                                  s3Prefix=spec.s3_prefix, startedAt=now(), finishedAt=None,
+                                  taskStatus={"state": "pending", "tasks": [
                              {"task": t["_id"], "state": "pending", "error": None,
                               "imageCount": 0} for t in tasks]})
-    heartbeat = Heartbeat(job, ctx, lambda p: mongo.datasets.update_version(version_id, progress=p))
+    heartbeat = Heartbeat(job, ctx,
+                          lambda p: mongo.datasets.update_version(version_id, progress=p))
     watchdog.progressed("exporting")
     started = time.monotonic()
     root = dataset_dir(ctx.config.contents_dir, version_id)
@@ -127,7 +128,7 @@ def _build(job: dict, ctx: JobContext, version_id: str) -> None:
         _finish(spec, exported, manifest, cache, store, ctx, version_id)
     finally:
         cache.save()
-    mongo.datasets.update_version(version_id, timings={  # upload: checksums, listing and sending
+    mongo.datasets.update_version(version_id, timings={  # upload: checksums, listing, sending
         "exportSeconds": round(exported_at - started, 3),
         "uploadSeconds": round(time.monotonic() - exported_at, 3)})
 
@@ -152,7 +153,7 @@ class _TaskRecorder:
 
     def task_done(self, index: int) -> None:
         self.mongo.datasets.set_version_task(self.version_id, index, state="complete",
-                                    imageCount=self.tasks[index].image_count)
+                                             imageCount=self.tasks[index].image_count)
 
 
 def _item(spec: VersionSpec, cache: ChecksumCache, name: str) -> UploadItem:

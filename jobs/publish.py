@@ -7,7 +7,7 @@ single pass or by any segment, the staged tasks that follow the published
 ones without a gap are published: their clip and JPEGs moved into place,
 their boxes' track ids written, then, in one transaction, their
 AnnotationTask documents inserted, ``readyTaskCount`` raised and one
-``upload.task_ready`` event per task recorded (``MongoManager.publish_tasks``).
+``upload.task_ready`` event per task recorded (``mongo.runs.publish_tasks``).
 The last publication also commits the run (status 1, ``upload.completed``).
 
 Published tasks are final. Track ids are computed online
@@ -159,7 +159,7 @@ class Publisher:
         task_events = [events.task_ready(self.upload_id, doc["number"], doc["task"])
                        for doc in chosen]
         done = self.ctx.mongo.runs.publish_tasks(self.job_id, self.run_id, self.upload_id, ready,
-                                            chosen, fields, task_events + extra, final)
+                                                 chosen, fields, task_events + extra, final)
         if done and chosen:
             log.info("upload %s: tasks %d-%d published", self.upload_id, ready + 1, count)
         return done

@@ -99,7 +99,8 @@ def _cut_segment(job: dict, ctx: JobContext, paths: RunPaths) -> bool:
     """Stage the segment's tasks; False when its frames did not match the plan
     (the upload then goes back to a single pass)."""
     params, run_id, mongo = job["params"], job["runId"], ctx.mongo
-    if not mongo.segments.parent_waiting(params["parent"], run_id):  # a stale segment of an old run
+    # A stale segment of an old run:
+    if not mongo.segments.parent_waiting(params["parent"], run_id):
         raise JobCancelled("the upload's run is no longer cut in segments")
     segment = Segment.from_dict(params["segment"])
     heartbeat = Heartbeat(job, ctx, lambda _: _record_progress(job, ctx))
@@ -169,7 +170,7 @@ def _record_progress(job: dict, ctx: JobContext) -> None:
         raise JobCancelled("the upload's run is no longer cut in segments")
     staged = mongo.runs.count_staged(params["upload_id"], job["runId"])
     mongo.uploads.update_upload(params["upload_id"],
-                        progress=min(99, 100 * staged // max(1, params["total_tasks"])))
+                                progress=min(99, 100 * staged // max(1, params["total_tasks"])))
 
 
 def _claim_parent_if_last(job: dict, ctx: JobContext) -> dict | None:
@@ -179,7 +180,7 @@ def _claim_parent_if_last(job: dict, ctx: JobContext) -> dict | None:
     watchdog.progressed("committing the segments")
     # Two segments ending at once: one of them claims the commit.
     return mongo.segments.claim_for_commit(params["parent"], job["runId"], ctx.owner,
-                                  ctx.config.processing.lease_seconds)
+                                           ctx.config.processing.lease_seconds)
 
 
 def commit_segments(job: dict, ctx: JobContext, paths: RunPaths) -> bool:

@@ -90,7 +90,8 @@ def commit_tasks(job: dict, ctx: JobContext, paths: RunPaths, task_count: int,
     fields = {"status": 1, "progress": 100, "stage": "done", "finishedAt": now(),
               "errorMessage": None, "timings": timings,
               "timelineRepairs": timeline_repairs(source, params)}
-    if not mongo.jobs.renew_lease(job["_id"], run_id, ctx.owner, ctx.config.processing.lease_seconds):
+    lease = ctx.config.processing.lease_seconds
+    if not mongo.jobs.renew_lease(job["_id"], run_id, ctx.owner, lease):
         raise JobCancelled("the run was replaced before its files were moved into place")
     if publisher is not None:
         if not publisher.finish(fields, task_count):
@@ -105,7 +106,7 @@ def commit_tasks(job: dict, ctx: JobContext, paths: RunPaths, task_count: int,
     ready = [events.task_ready(params["upload_id"], doc["number"], doc["task"])
              for doc in mongo.runs.staged_tasks(params["upload_id"], run_id)]
     if not mongo.runs.commit_run(job["_id"], params["upload_id"], run_id, fields,
-                            ready + [events.completed(params["upload_id"], task_count)]):
+                                 ready + [events.completed(params["upload_id"], task_count)]):
         raise JobCancelled("the run was replaced before it could be committed")
 
 
@@ -129,8 +130,9 @@ def fail_upload(job: dict, ctx: JobContext, paths: RunPaths, error: dict) -> Non
     discard(ctx, paths)
     fields = {"status": 2, "stage": "error", "errorMessage": error, "finishedAt": now()}
     ctx.mongo.jobs.end_run(job["_id"], job["runId"], JobState.FAILED, error,
-                      ("upload", params["upload_id"], fields), upload_stream(params["upload_id"]),
-                      [events.failed(params["upload_id"], error)])
+                           ("upload", params["upload_id"], fields),
+                           upload_stream(params["upload_id"]),
+                           [events.failed(params["upload_id"], error)])
 
 
 def discard(ctx: JobContext, paths: RunPaths) -> None:

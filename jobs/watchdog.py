@@ -122,7 +122,7 @@ class Watchdog:
         job, ctx = self.job, self.ctx
         try:
             return ctx.mongo.jobs.renew_lease(job["_id"], job["runId"], ctx.owner,
-                                         ctx.config.processing.lease_seconds)
+                                              ctx.config.processing.lease_seconds)
         except DatabaseError as exc:
             log.warning("job %s: lease not renewed: %s", job["_id"], exc)
             return True

@@ -24,7 +24,8 @@ class DatasetStore(Store):
         for key, ids in (("projectId", project_ids), ("_id", task_ids)):
             ids = [to_id(i) for i in ids]
             if ids:
-                found.update((t["_id"], t) for t in self.c.tasks.find({key: {"$in": ids}, **audit}))
+                tasks = self.c.tasks.find({key: {"$in": ids}, **audit})
+                found.update((t["_id"], t) for t in tasks)
         return sorted(found.values(), key=lambda t: (str(t["uploadId"]), t.get("frameStart", 0),
                                                      t["taskName"]))
 
@@ -36,7 +37,7 @@ class DatasetStore(Store):
         """The version's final fields and its event (dataset.completed), together."""
         def finish(session: Any) -> None:
             self.c.versions.update_one({"_id": to_id(version_id)}, {"$set": fields},
-                                     session=session)
+                                       session=session)
             self.outbox.add_events(stream, events, session)
         self.atomically(finish)
 
@@ -50,7 +51,7 @@ class DatasetStore(Store):
         """Builds a crash left pending, and builds the store failed (retryable)."""
         pending = self.c.versions.find({"taskStatus.state": "pending"}, {"_id": 1})
         failed = self.c.versions.find({"taskStatus.state": "error", "error.retryable": True},
-                                    {"_id": 1})
+                                      {"_id": 1})
         return [str(doc["_id"]) for doc in list(pending) + list(failed)]
 
     @idempotent
@@ -59,6 +60,6 @@ class DatasetStore(Store):
         rebuild left out (rejected meanwhile) no longer does."""
         version = to_id(version_id)
         self.c.tasks.update_many({"_id": {"$in": task_ids}},
-                               {"$addToSet": {"datasetVersions": version}})
+                                 {"$addToSet": {"datasetVersions": version}})
         self.c.tasks.update_many({"datasetVersions": version, "_id": {"$nin": task_ids}},
-                               {"$pull": {"datasetVersions": version}})
+                                 {"$pull": {"datasetVersions": version}})

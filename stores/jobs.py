@@ -45,21 +45,21 @@ class JobStore(Store):
                   "createdAt": now()}
         # A new run starts whole: no segments or single-pass mark of an old run.
         update = {"$set": fields, "$unset": {"segments": "", "singlePass": "",
-                                                      "progressive": ""}}
+                                             "progressive": ""}}
         if replace_active:
             self.c.jobs.update_one({"_id": job_id}, update, upsert=True)
             return True
         if seen is None:  # none was there: insert, unless another request just did
             try:
                 self.c.jobs.update_one({"_id": job_id, "runId": {"$exists": False}}, update,
-                                     upsert=True)
+                                       upsert=True)
                 return True
             except DuplicateKeyError:
                 return False
         if job_busy(seen):
             return False
         result = self.c.jobs.update_one({"_id": job_id, "runId": seen.get("runId"),
-                                       "state": seen.get("state")}, update)
+                                         "state": seen.get("state")}, update)
         return result.matched_count == 1
 
     def queue_job(self, job_id: str, run_id: str, stream: str = "",
@@ -138,8 +138,8 @@ class JobStore(Store):
     def end_job(self, job_id: str, run_id: str, state: JobState,
                 error: dict | None = None, session: Any = None) -> bool:
         result = self.c.jobs.update_one({"_id": job_id, "runId": run_id},
-                                      {"$set": {"state": state, "error": error, "owner": None,
-                                                "finishedAt": now()}}, session=session)
+                                        {"$set": {"state": state, "error": error, "owner": None,
+                                                  "finishedAt": now()}}, session=session)
         return result.matched_count == 1
 
     def end_run(self, job_id: str, run_id: str, state: JobState, error: dict | None,
@@ -161,7 +161,7 @@ class JobStore(Store):
     def failed_jobs(self, kinds: Iterable[str], code: str) -> list[dict]:
         """Jobs of ``kinds`` whose last run failed with error ``code``."""
         return list(self.c.jobs.find({"state": JobState.FAILED, "kind": {"$in": list(kinds)},
-                                    "error.code": code}))
+                                      "error.code": code}))
 
     def job_counts(self) -> dict[str, int]:
         counts = {state: 0 for state in ACTIVE_JOB_STATES + [JobState.DONE, JobState.FAILED]}
@@ -195,14 +195,14 @@ class JobStore(Store):
         fields = {"kind": 1, "params.request_type": 1, "sends": 1}
         due = list(self.c.jobs.find({"state": JobState.QUEUED, **not_recent}, fields, limit=limit))
         due += self.c.jobs.find({"state": {"$in": LEASED_JOB_STATES},
-                               "leaseUntil": {"$lt": t}, **not_recent}, fields, limit=limit)
+                                 "leaseUntil": {"$lt": t}, **not_recent}, fields, limit=limit)
         taken = []
         for job in due:
             sends = job.get("sends") or 0
             # Compare-and-set on the send count: of many sweepers, one wins.
             won = self.c.jobs.update_one({"_id": job["_id"], "sends": job.get("sends")},
-                                       {"$set": {"resendAt": t + timedelta(seconds=delay(sends)),
-                                                 "sends": sends + 1}})
+                                         {"$set": {"resendAt": t + timedelta(seconds=delay(sends)),
+                                                   "sends": sends + 1}})
             if won.modified_count:
                 taken.append(job)
         return taken

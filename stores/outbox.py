@@ -35,7 +35,7 @@ class OutboxStore(Store):
             "_id": f"msg_{new_id()}", "stream": stream, "sequence": first + i, "type": str(kind),
             "data": data, "state": EventState.PENDING, "attempts": 0, "createdAt": at,
             "nextAttemptAt": at, "leaseUntil": EPOCH, "owner": None, "lastError": None}
-            for i, (kind, data) in enumerate(events)], session=session)
+                                   for i, (kind, data) in enumerate(events)], session=session)
 
     def event_heads(self, limit: int = 500) -> list[dict]:
         """The first pending event of each stream (of the oldest ``limit`` pending):
@@ -51,7 +51,7 @@ class OutboxStore(Store):
 
     def stream_head(self, stream: str) -> dict | None:
         return self.c.outbox.find_one({"stream": stream, "state": EventState.PENDING},
-                                    sort=[("sequence", 1)])
+                                      sort=[("sequence", 1)])
 
     def claim_event(self, event_id: str, owner: str, lease_seconds: float) -> dict | None:
         """Take a due event for one attempt (one sender per event)."""
@@ -64,8 +64,8 @@ class OutboxStore(Store):
 
     def event_sent(self, event_id: str, owner: str) -> None:
         self.c.outbox.update_one({"_id": event_id, "owner": owner},
-                               {"$set": {"state": EventState.DELIVERED, "deliveredAt": now(),
-                                         "leaseUntil": EPOCH, "lastError": None}})
+                                 {"$set": {"state": EventState.DELIVERED, "deliveredAt": now(),
+                                           "leaseUntil": EPOCH, "lastError": None}})
 
     def event_not_sent(self, event_id: str, owner: str, error: str,
                        retry_in: float | None) -> None:

@@ -14,7 +14,7 @@ class RunStore(Store):
 
     def staged_tasks(self, upload_id: Any, run_id: str, session: Any = None) -> list[dict]:
         return list(self.c.staging.find({"uploadId": to_id(upload_id), "runId": run_id},
-                                      sort=[("number", 1)], session=session))
+                                        sort=[("number", 1)], session=session))
 
     def count_staged(self, upload_id: Any, run_id: str) -> int:
         return self.c.staging.count_documents({"uploadId": to_id(upload_id), "runId": run_id})
@@ -31,8 +31,8 @@ class RunStore(Store):
         if frames:
             self.c.frames.insert_many(frames, ordered=False)
         self.c.staging.replace_one({"_id": task["_id"]},
-                                 {"uploadId": to_id(upload_id), "runId": run_id,
-                                  "number": number, "task": task}, upsert=True)
+                                   {"uploadId": to_id(upload_id), "runId": run_id,
+                                    "number": number, "task": task}, upsert=True)
 
     def run_is_current(self, upload_id: Any, run_id: str) -> bool:
         """The upload's job is still on ``run_id`` and active (not replaced, not ended)."""
@@ -81,15 +81,15 @@ class RunStore(Store):
             return False
         upload = to_id(upload_id)
         old = [doc["_id"] for doc in self.c.tasks.find({"uploadId": upload}, {"_id": 1},
-                                                     session=session)]
+                                                       session=session)]
         staged = self.staged_tasks(upload, run_id, session)
         self.c.tasks.delete_many({"uploadId": upload}, session=session)
         if staged:
             self.c.tasks.insert_many([doc["task"] for doc in staged], session=session)
         self.c.uploads.update_one({"_id": upload}, {"$set": upload_fields}, session=session)
         self.c.jobs.update_one({"_id": job_id},
-                             {"$set": {"state": JobState.COMMITTED, "oldTasks": old}},
-                             session=session)
+                               {"$set": {"state": JobState.COMMITTED, "oldTasks": old}},
+                               session=session)
         self.outbox.add_events(str(upload_id), list(events), session)
         return True
 
@@ -111,10 +111,10 @@ class RunStore(Store):
                  staged: list[dict], upload_fields: dict, events: list[Event],
                  final: bool) -> bool:
         job = self.c.jobs.find_one({"_id": job_id, "runId": run_id,
-                                  "state": {"$in": [JobState.RUNNING, JobState.WAITING]}},
-                                 {"_id": 1}, session=session)
+                                    "state": {"$in": [JobState.RUNNING, JobState.WAITING]}},
+                                   {"_id": 1}, session=session)
         shown = self.c.uploads.find_one({"_id": upload}, {"readyTaskCount": 1},
-                                      session=session)
+                                        session=session)
         if job is None or shown is None or (shown.get("readyTaskCount") or 0) != after:
             return False
         if staged:
@@ -142,11 +142,11 @@ class RunStore(Store):
         """End a run that changed no tasks (request_type 2), fenced on its runId."""
         def complete(session: Any) -> bool:
             result = self.c.jobs.update_one({"_id": job_id, "runId": run_id},
-                                          {"$set": {"state": JobState.COMMITTED}},
-                                          session=session)
+                                            {"$set": {"state": JobState.COMMITTED}},
+                                            session=session)
             if result.matched_count:
                 self.c.uploads.update_one({"_id": to_id(upload_id)}, {"$set": upload_fields},
-                                        session=session)
+                                          session=session)
                 self.outbox.add_events(str(upload_id), list(events), session)
             return bool(result.matched_count)
         return self.atomically(complete)

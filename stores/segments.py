@@ -30,7 +30,7 @@ class SegmentStore(Store):
                           "state": JobState.QUEUED, "attempts": 0, "owner": None,
                           "leaseUntil": EPOCH, "error": None, "createdAt": now()}
                 self.c.jobs.update_one({"_id": child_id}, {"$set": fields}, upsert=True,
-                                     session=session)
+                                       session=session)
             result = self.c.jobs.update_one(
                 {"_id": job_id, "runId": run_id, "owner": owner},
                 {"$set": {"state": JobState.WAITING, "segments": len(children), "owner": None}},
@@ -40,17 +40,17 @@ class SegmentStore(Store):
 
     def parent_waiting(self, job_id: str, run_id: str) -> bool:
         return self.c.jobs.count_documents({"_id": job_id, "runId": run_id,
-                                          "state": JobState.WAITING}) == 1
+                                            "state": JobState.WAITING}) == 1
 
     def segment_owners(self, job_id: str, run_id: str) -> list[str]:
         """The holders of the run's segments being cut now."""
         return [doc["owner"] for doc in self.c.jobs.find(
             {"parent": job_id, "runId": run_id, "state": JobState.RUNNING}, {"owner": 1})
-            if doc.get("owner")]
+                if doc.get("owner")]
 
     def count_done_segments(self, job_id: str, run_id: str) -> int:
         return self.c.jobs.count_documents({"parent": job_id, "state": JobState.DONE,
-                                          "runId": run_id})
+                                            "runId": run_id})
 
     def claim_for_commit(self, job_id: str, run_id: str, owner: str,
                          lease_seconds: float) -> dict | None:
@@ -62,7 +62,7 @@ class SegmentStore(Store):
 
     def wait_for_segments(self, job_id: str, run_id: str, owner: str) -> None:
         self.c.jobs.update_one({"_id": job_id, "runId": run_id, "owner": owner},
-                             {"$set": {"state": JobState.WAITING, "owner": None}})
+                               {"$set": {"state": JobState.WAITING, "owner": None}})
 
     def requeue_committable(self) -> int:
         """Queue the waiting runs whose segments are all done: the last segment

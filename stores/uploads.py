@@ -15,13 +15,13 @@ class UploadStore(Store):
         return self.c.uploads.find_one({"_id": to_id(upload_id)})
 
     def record_upload(self, session: Any, upload_id: Any, project_id: Any,
-                       fields: dict) -> Any:
+                      fields: dict) -> Any:
         """The upload document of a newly accepted request (``accepted_upload``);
         returns the project it was under before (None: a new upload)."""
         state = {"projectId": to_id(project_id), **accepted_upload(), **fields}
         before = self.c.uploads.find_one_and_update(
             {"_id": to_id(upload_id)}, {"$set": state, "$setOnInsert": {"createdAt": now(),
-                                                                       "readyTaskCount": 0}},
+                                                                        "readyTaskCount": 0}},
             projection={"projectId": 1}, upsert=True, session=session)
         return (before or {}).get("projectId")
 
@@ -33,7 +33,7 @@ class UploadStore(Store):
         if moved_from is not None and moved_from != project:
             self.c.projects.update_one({"_id": moved_from}, {"$pull": {"contentUploads": upload}})
         self.c.projects.update_one({"_id": project}, {"$addToSet": {"contentUploads": upload}},
-                                 upsert=True)
+                                   upsert=True)
 
     def update_upload(self, upload_id: Any, **fields: Any) -> None:
         self.c.uploads.update_one({"_id": to_id(upload_id)}, {"$set": fields})
@@ -46,5 +46,5 @@ class UploadStore(Store):
     def recent_timings(self, since: datetime, limit: int) -> list[dict]:
         """``timings`` of the uploads completed since ``since``, newest first."""
         cursor = self.c.uploads.find({"finishedAt": {"$gte": since}, "status": 1},
-                                   {"timings": 1, "_id": 0}).sort("finishedAt", -1)
+                                     {"timings": 1, "_id": 0}).sort("finishedAt", -1)
         return [doc["timings"] for doc in cursor.limit(limit) if doc.get("timings")]

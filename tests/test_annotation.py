@@ -174,7 +174,7 @@ def test_annotations_only_replace_that_version_and_spare_user_boxes(aa_client, v
                 "confidence": 1.0, "source": "user"}
     mongo.collections.frames.update_one({"_id": frames[0]["_id"]}, {"$push": {"boxes": user_box}})
     mongo.collections.frames.update_one({"_id": frames[1]["_id"]},
-                            {"$set": {"isUserAnnotated": True, "boxes": [user_box]}})
+                                        {"$set": {"isUserAnnotated": True, "boxes": [user_box]}})
     old_ids = {b["id"] for f in mongo.frames.frames_of(frames[0]["taskId"]) for b in f["boxes"]}
     for version in (2, 7):  # the same version again, then another one
         response = post_aa(aa_client, request_type=2, auto_anno_version=version,

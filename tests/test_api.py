@@ -287,7 +287,7 @@ def test_request_that_died_while_accepting(client, mongo, video, age_seconds, st
 
     from mongo_manager import now
     mongo.collections.jobs.insert_one({"_id": "processContent:u1", "state": "accepting", "runId": "x",
-                           "createdAt": now() - timedelta(seconds=age_seconds)})
+                                       "createdAt": now() - timedelta(seconds=age_seconds)})
     assert client.post("/api/processContent", json=valid()).status_code == status
 
 

@@ -221,10 +221,10 @@ def test_a_run_taken_over_keeps_its_staged_tasks(config, mongo, contents):
 
     make_videos(contents, 1, 60)
     mongo.jobs.start_job("processContent:v0", "processContent",
-                    {"upload_id": "v0", "project_id": "p1", "request_type": 0, "content_type": 1,
-                     "content_path": str(contents / "uploads" / "v0.mp4"), "frame_rate": 30,
-                     "frames_per_task": 10, "force_write": 0, "auto_anno_version": 0},
-                    "run1", replace_active=False)
+                         {"upload_id": "v0", "project_id": "p1", "request_type": 0, "content_type": 1,
+                          "content_path": str(contents / "uploads" / "v0.mp4"), "frame_rate": 30,
+                          "frames_per_task": 10, "force_write": 0, "auto_anno_version": 0},
+                         "run1", replace_active=False)
     mongo.jobs.queue_job("processContent:v0", "run1")
     job = mongo.jobs.claim_job("host:1", 5, job_id="processContent:v0")
     task = {"_id": task_object_id("run1", 1)}
@@ -265,7 +265,7 @@ def test_worker_killed_mid_segment_and_the_upload_still_ends_exact(env, post, mo
     post_all(post, videos)
     wait_for(lambda: mongo.collections.staging.count_documents({}) >= 4, what="tasks to be staged")
     running = wait_for(lambda: mongo.collections.jobs.find_one({"parent": "processContent:segkill0",
-                                                    "state": "running"}),
+                                                                "state": "running"}),
                        what="a segment to be running")
     holder_pid = owner_pid_here(running["owner"])
     holder = next(w for w in workers if os.getpgid(holder_pid) == w.proc.pid)

@@ -36,7 +36,7 @@ def reject(mongo, task_ids) -> None:
 def relabel(mongo, task_ids) -> None:
     """Every frame of these tasks gets another box: their label files change."""
     mongo.collections.frames.update_many({"taskId": {"$in": list(task_ids)}},
-                             {"$set": {"boxes": [box("car", 2, 2, 30, 20)]}})
+                                         {"$set": {"boxes": [box("car", 2, 2, 30, 20)]}})
 
 
 def manifest_of(client, bucket: str, prefix: str) -> tuple[str, dict] | None:

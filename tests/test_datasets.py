@@ -160,7 +160,7 @@ def test_a_changed_label_is_sent_again(make_config, mongo, contents, s3_env):
     version = make_version(mongo)
     build_here(config, mongo, version)
     mongo.collections.frames.update_one({"taskId": task, "frameId": 2},
-                            {"$set": {"boxes": [box("person", 2, 2, 8, 8)]}})
+                                        {"$set": {"boxes": [box("person", 2, 2, 8, 8)]}})
     state = build_here(config, mongo, version)
     # The label file, the COCO file of its split, and the manifest.
     assert state["uploadStats"]["sent"] == 3, state["uploadStats"]

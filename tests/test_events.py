@@ -305,7 +305,7 @@ def test_a_failing_stream_never_holds_up_another(post, run_jobs, contents, mongo
         assert post(upload_id=upload, content_path=f"uploads/{upload}.mp4").status_code == 202
     run_jobs()
     mongo.collections.outbox.update_many({"stream": "u1", "sequence": 1},  # u1's first event: in backoff
-                             {"$set": {"nextAttemptAt": now().replace(year=2100)}})
+                                         {"$set": {"nextAttemptAt": now().replace(year=2100)}})
     deliverer(healthy.url)
     wait_for(lambda: all(e["state"] == "delivered" for e in outbox(mongo, "u2")), 60, "u2")
     assert all(e["state"] == "pending" for e in outbox(mongo, "u1"))

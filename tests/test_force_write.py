@@ -136,7 +136,7 @@ def test_concurrent_duplicate_requests_run_one_job(app, contents, mongo, run_job
 
 @pytest.mark.parametrize("store, read", [("jobs", "get_job"), ("uploads", "get_upload")])
 def test_a_duplicate_racing_the_end_of_a_run_never_redoes_it(contents, post, run_jobs, mongo,
-                                                              monkeypatch, store, read):
+                                                             monkeypatch, store, read):
     """A Node.js retry or a double click that reads the upload while its job
     runs, and decides after the job ended: answered 409 or 200, never a restart.
 
@@ -171,14 +171,14 @@ def test_a_start_decided_on_a_stale_read_is_refused(mongo):
     params = {"upload_id": "u1"}
     assert mongo.jobs.start_job("j", "processContent", params, "r1", replace_active=False, seen=None)
     assert not mongo.jobs.start_job("j", "processContent", params, "r2", replace_active=False,
-                               seen=None)
+                                    seen=None)
     seen = mongo.jobs.get_job("j")  # accepting: busy
     assert not mongo.jobs.start_job("j", "processContent", params, "r2", replace_active=False,
-                               seen=seen)
+                                    seen=seen)
     mongo.jobs.end_job("j", "r1", "failed")
     stale = {**seen, "state": "running"}
     assert not mongo.jobs.start_job("j", "processContent", params, "r2", replace_active=False,
-                               seen={**stale, "state": "done"})
+                                    seen={**stale, "state": "done"})
     ended = mongo.jobs.get_job("j")
     assert mongo.jobs.start_job("j", "processContent", params, "r2", replace_active=False, seen=ended)
     assert mongo.jobs.get_job("j")["runId"] == "r2"
@@ -274,12 +274,12 @@ def test_a_task_staged_after_its_run_ended_leaves_nothing(mongo):
     job_id = upload_job_id("u9")
     for run_id, replace in (("old", False), ("new", True)):  # the second is the force_write
         assert mongo.jobs.start_job(job_id, JobKind.CONTENT, {"upload_id": "u9"}, run_id,
-                               replace_active=replace)
+                                    replace_active=replace)
     staged = {}
     for run_id in ("old", "new"):
         staged[run_id] = {"_id": task_object_id(run_id, 3)}
         mongo.runs.stage_task("u9", run_id, 3, staged[run_id],
-                         [{"taskId": staged[run_id]["_id"], "frameId": 1}])
+                              [{"taskId": staged[run_id]["_id"], "frameId": 1}])
     assert mongo.runs.unstage_if_ended("u9", "old", staged["old"]["_id"])
     assert not mongo.runs.unstage_if_ended("u9", "new", staged["new"]["_id"])
     assert [doc["taskId"] for doc in mongo.collections.frames.find()] == [staged["new"]["_id"]]

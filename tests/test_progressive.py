@@ -90,7 +90,7 @@ def the_one(root: int, marker: bytes, other_than: int = 0) -> int:
 
 def kill_a_segment_holder(mongo) -> int:
     running = wait_for(lambda: mongo.collections.jobs.find_one({"parent": "processContent:u1",
-                                                    "state": "running"}),
+                                                                "state": "running"}),
                        what="a segment to be running")
     pid = owner_pid_here(running["owner"])
     os.kill(pid, signal.SIGKILL)

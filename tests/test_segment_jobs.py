@@ -44,7 +44,7 @@ def test_segments_give_the_single_pass_tasks(make_config, mongo, contents, name,
     single = cut(make_config, mongo, video, "single", 0)
     parallel = cut(make_config, mongo, video, "segmented", segment_seconds)
     segments = mongo.collections.jobs.count_documents({"parent": "processContent:segmented",
-                                           "state": "done"})
+                                                       "state": "done"})
     assert segments >= 2 and not mongo.collections.jobs.count_documents({"parent": "processContent:single"})
     assert len(parallel) == len(single) >= 2
     for a, b in zip(single, parallel):
