@@ -216,8 +216,8 @@ def test_staging_folders_made_as_a_stall_cleans_up_are_never_left(tmp_path, monk
     monkeypatch.setattr(watchdog_module.logging, "shutdown", lambda: None)  # and its logging
     job = {"_id": "processContent:u1", "runId": "r1"}
     ctx = SimpleNamespace(owner="me", config=SimpleNamespace(processing=SimpleNamespace(
-        stall_seconds=0.2, lease_seconds=60)), mongo=SimpleNamespace(
-        get_job=lambda _id: {**job, "owner": "me", "state": "running"}))
+        stall_seconds=0.2, lease_seconds=60)), mongo=SimpleNamespace(jobs=SimpleNamespace(
+        get_job=lambda _id: {**job, "owner": "me", "state": "running"})))
 
     def fail(job: dict, ctx, error: dict) -> None:  # the discard, slow on a busy disk
         failing.set()
