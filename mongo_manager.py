@@ -82,8 +82,8 @@ class MongoManager:
         self.outbox = OutboxStore(c, self.atomically, record_events)
         self.uploads = UploadStore(c, self.atomically)
         self.jobs = JobStore(c, self.atomically, self.outbox, self.uploads)
-        # retry_seconds: the stores' idempotent writes are run again after an outage
-        self.segments = SegmentStore(c, self.atomically, retry_seconds=retry_seconds)
+        self.segments = SegmentStore(c, self.atomically)
+        # retry_seconds: these stores' idempotent writes are run again after an outage
         self.runs = RunStore(c, self.atomically, self.outbox, retry_seconds)
         self.frames = FrameStore(c, self.atomically, retry_seconds=retry_seconds)
         self.datasets = DatasetStore(c, self.atomically, self.outbox, retry_seconds)
