@@ -53,7 +53,7 @@ def process_local(config: Config, args: argparse.Namespace) -> int:
                           for r in repairs[:5])
         print(f"  timeline repaired at {len(repairs)} place(s): {shown}"
               + (", ..." if len(repairs) > 5 else ""))
-    for task in mongo.tasks_of(req.upload_id):
+    for task in mongo.frames.tasks_of(req.upload_id):
         print(f"  {task['videoPath']}  ({task['frameCount']} frames)")
     return 0
 
@@ -64,13 +64,13 @@ def _run_with_progress(config: Config, upload_id: str) -> None:
         def show(fraction: float) -> None:
             bar.update(max(0, int(fraction * 100) - bar.n))
 
-        job = mongo.claim_job(owner_id(), config.processing.lease_seconds,
-                               upload_job_id(upload_id))
+        job = mongo.jobs.claim_job(owner_id(), config.processing.lease_seconds,
+                                   upload_job_id(upload_id))
         if job is not None:
             run_claimed(job, JobContext(mongo, config, owner_id(), on_progress=show))
             return
         # A running executor took the job first: follow its progress instead.
-        while (upload := mongo.get_upload(upload_id)) and upload.get("status") == 0:
+        while (upload := mongo.uploads.get_upload(upload_id)) and upload.get("status") == 0:
             show((upload.get("progress") or 0) / 100)
             time.sleep(0.5)
 

@@ -7,7 +7,9 @@ equal to it, so documents read back as plain strings still match.
 from __future__ import annotations
 
 import string
+from datetime import datetime, timedelta, timezone
 from enum import StrEnum
+from typing import Any
 
 
 class JobState(StrEnum):
@@ -26,6 +28,26 @@ ACTIVE_JOB_STATES = [JobState.ACCEPTING, JobState.QUEUED, JobState.RUNNING,
                      JobState.WAITING, JobState.COMMITTED]
 # Held by a lease: its holder's death (or the lease running out) frees it.
 LEASED_JOB_STATES = [JobState.RUNNING, JobState.COMMITTED]
+# A request that died between recording its job and answering never got a
+# 202; after this long its "accepting" job no longer blocks a new request.
+ACCEPT_TIMEOUT = timedelta(seconds=60)
+
+
+def job_busy(job: dict | None) -> bool:
+    """A run of this job is active: a new one may start only by replacing it
+    (force_write). A request that died while accepting blocks only ACCEPT_TIMEOUT."""
+    if job is None or job.get("state") not in ACTIVE_JOB_STATES:
+        return False
+    if job["state"] != JobState.ACCEPTING:
+        return True
+    created = job.get("createdAt")
+    return created is not None and created >= datetime.now(timezone.utc) - ACCEPT_TIMEOUT
+
+
+def accepted_upload() -> dict[str, Any]:
+    """The state of an upload whose request was just accepted: queued, not started."""
+    return {"status": 0, "progress": 0, "stage": "queued", "startedAt": None,
+            "finishedAt": None, "errorMessage": None}
 
 
 class JobKind(StrEnum):

@@ -93,7 +93,7 @@ def _database(svc: Service, seconds: float) -> dict:
         with deadline(seconds):  # its operations end with the check
             mongo = svc.mongo()
             mongo.ping()
-            return {"ok": True, "jobs": mongo.job_counts()}
+            return {"ok": True, "jobs": mongo.jobs.job_counts()}
     except Exception as exc:  # any failure is "down"; the reason is logged, not shown
         log.warning("health: database down: %s", exc)
         if is_timeout(exc):

@@ -72,8 +72,8 @@ class JobMetricsCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         try:
             mongo = self.mongo()
-            counts = mongo.job_counts()
-            runs = mongo.recent_timings(now() - WINDOW, MAX_RUNS)
+            counts = mongo.jobs.job_counts()
+            runs = mongo.uploads.recent_timings(now() - WINDOW, MAX_RUNS)
         except (DatabaseError, ServiceError) as exc:  # the scrape still answers
             log.warning("metrics: database unreachable: %s", exc)
             yield _gauge("database_up", "1 when MongoDB answered this scrape.", 0)

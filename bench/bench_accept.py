@@ -119,30 +119,32 @@ def cpu_by_kind(before: dict[int, float], after: dict[int, float], master: int) 
 
 def probe_accept(contents: Path, count: int) -> dict[str, list[float]]:
     """Time ``count`` in-process calls of uploads.accept (the API's handler minus
-    HTTP) and each MongoManager call inside it, one at a time, no concurrency."""
+    HTTP) and each store call inside it, one at a time, no concurrency."""
     os.environ.update({"SERVER_AUTH_KEY": AUTH_KEY, "PATHS_CONTENTS_DIR": str(contents)})
     sys.path.insert(0, str(ROOT))
     from config import load_config
     from engines.engine import get_executor
     from intake import uploads
     from intake.schemas import parse_process_request
-    from mongo_manager import MongoManager, get_mongo
+    from mongo_manager import get_mongo
 
     config = load_config()
     mongo = get_mongo(config)
     executor = get_executor(config)
     timings: dict[str, list[float]] = {"uploads.accept (total)": []}
-    for name in ("get_upload", "start_job", "queue_job"):
-        timings[f"  MongoManager.{name}"] = []
-        original = getattr(MongoManager, name)
+    for store_name, name in (("uploads", "get_upload"), ("jobs", "start_job"),
+                             ("jobs", "queue_job")):
+        label = f"  mongo.{store_name}.{name}"
+        store = getattr(mongo, store_name)
+        timings[label] = []
 
-        def timed(self, *a, _original=original, _name=name, **kw):
+        def timed(*a, _original=getattr(store, name), _label=label, **kw):
             t0 = time.perf_counter()
             try:
-                return _original(self, *a, **kw)
+                return _original(*a, **kw)
             finally:
-                timings[f"  MongoManager.{_name}"].append(time.perf_counter() - t0)
-        setattr(mongo, name, timed.__get__(mongo))
+                timings[_label].append(time.perf_counter() - t0)
+        setattr(store, name, timed)
     for _ in range(count):
         req = parse_process_request(body(str(ObjectId())), config.contents_dir)
         t0 = time.perf_counter()

@@ -34,7 +34,8 @@ from common import ROOT, machine, median, table  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 from embedded_db import embedded_uri, stop_embedded  # noqa: E402
-from mongo_manager import ACTIVE_JOB_STATES, MongoManager, now  # noqa: E402
+from job_states import ACTIVE_JOB_STATES  # noqa: E402
+from mongo_manager import MongoManager, now  # noqa: E402
 
 PROJECT = ObjectId("6560c0ffee0000000000bea0")
 
@@ -54,7 +55,7 @@ def fill(mongo: MongoManager, have: int, want: int) -> None:
     while have < want:
         count = min(batch, want - have)
         uploads = [ObjectId() for _ in range(count)]
-        mongo.jobs.insert_many([{
+        mongo.collections.jobs.insert_many([{
             "_id": f"processContent:{u}", "kind": "processContent", "state": "done",
             "params": {"upload_id": str(u), "project_id": str(PROJECT), "frame_rate": 5,
                        "content_path": "/x/uploads/x.mp4", "force_write": 0,
@@ -62,8 +63,8 @@ def fill(mongo: MongoManager, have: int, want: int) -> None:
                        "frames_per_task": 120},
             "runId": str(ObjectId()), "attempts": 1, "owner": None, "createdAt": now()}
             for u in uploads])
-        mongo.projects.update_one({"_id": PROJECT},
-                                  {"$push": {"contentUploads": {"$each": uploads}}}, upsert=True)
+        mongo.collections.projects.update_one(
+            {"_id": PROJECT}, {"$push": {"contentUploads": {"$each": uploads}}}, upsert=True)
         have += count
 
 
@@ -93,16 +94,16 @@ def main() -> int:
             def accept_calls() -> None:
                 upload = next(ids)
                 job_id, run_id = f"processContent:{upload}", str(ObjectId())
-                mongo.get_upload(upload)
-                mongo.start_job(job_id, "processContent", {**params, "upload_id": upload},
-                                run_id, replace_active=False)
-                mongo.queue_job(job_id, run_id, upload={"upload_id": upload,
-                                                        "project_id": PROJECT, "fields": fields})
+                mongo.uploads.get_upload(upload)
+                mongo.jobs.start_job(job_id, "processContent", {**params, "upload_id": upload},
+                                     run_id, replace_active=False)
+                mongo.jobs.queue_job(job_id, run_id, upload={"upload_id": upload,
+                                                             "project_id": PROJECT, "fields": fields})
                 state["last"] = job_id
 
             def start_job_plain() -> None:
                 upload = next(ids)
-                mongo.jobs.update_one(
+                mongo.collections.jobs.update_one(
                     {"_id": f"processContent:{upload}", "state": {"$nin": ACTIVE_JOB_STATES}},
                     {"$set": {"kind": "processContent", "params": params, "runId": "r",
                               "state": "accepting", "attempts": 0, "owner": None,
@@ -110,19 +111,19 @@ def main() -> int:
 
             def start_job_current() -> None:
                 upload = next(ids)
-                mongo.start_job(f"processContent:{upload}", "processContent", params, "r",
-                                replace_active=False)
+                mongo.jobs.start_job(f"processContent:{upload}", "processContent", params, "r",
+                                     replace_active=False)
 
             def add_to_project() -> None:
-                mongo.projects.update_one({"_id": PROJECT},
-                                          {"$addToSet": {"contentUploads": ObjectId()}})
+                mongo.collections.projects.update_one({"_id": PROJECT},
+                                                      {"$addToSet": {"contentUploads": ObjectId()}})
 
             row = {
                 "the accept calls (get_upload, start_job, queue_job)": timed(accept_calls, args.reps),
                 "start_job (upsert, $or filter)": timed(start_job_current, args.reps),
                 "same upsert, {_id, state: {$nin}} filter": timed(start_job_plain, args.reps),
                 "project $addToSet (in queue_job)": timed(add_to_project, args.reps),
-                "get_upload (find_one by _id)": timed(lambda: mongo.get_upload(next(ids)),
+                "get_upload (find_one by _id)": timed(lambda: mongo.uploads.get_upload(next(ids)),
                                                       args.reps),
             }
             for name, value in row.items():

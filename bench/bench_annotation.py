@@ -193,8 +193,8 @@ def jpeg_rgb(mongo, upload_id: str) -> list[np.ndarray]:
     """The kept JPEGs of an upload, in the order annotate_existing reads them."""
     import cv2
     frames = []
-    for task in mongo.tasks_of(upload_id):
-        for doc in mongo.frames_of(task["_id"]):
+    for task in mongo.frames.tasks_of(upload_id):
+        for doc in mongo.frames.frames_of(task["_id"]):
             frames.append(cv2.cvtColor(cv2.imread(doc["imagePath"], cv2.IMREAD_COLOR),
                                        cv2.COLOR_BGR2RGB))
     return frames
@@ -319,7 +319,7 @@ class Jobs:
         start = time.perf_counter()
         ran = worker_loop(self.config, threading.Event(), drain=True)
         wall = time.perf_counter() - start
-        doc = self.mongo.get_upload(upload)
+        doc = self.mongo.uploads.get_upload(upload)
         if ran != 1 or doc.get("status") != 1:
             raise RuntimeError(f"{upload}: job did not complete: {doc.get('errorMessage')}")
         result = {"wall": wall, "processing": doc["timings"]["processingSeconds"]}

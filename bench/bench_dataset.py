@@ -59,7 +59,7 @@ def make_frames(mongo, contents: Path, total: int) -> None:
     images = jpegs(300)
     tasks = (total + FRAMES_PER_TASK - 1) // FRAMES_PER_TASK
     for n in range(1, tasks + 1):
-        task = mongo.tasks.insert_one({
+        task = mongo.collections.tasks.insert_one({
             "projectId": "bench", "uploadId": "bench-upload", "taskName": f"task-{n}-bench",
             "videoName": "bench", "frameStart": (n - 1) * FRAMES_PER_TASK,
             "videoResolutionWidth": 1280, "videoResolutionHeight": 720, "auditStatus": 1,
@@ -76,7 +76,7 @@ def make_frames(mongo, contents: Path, total: int) -> None:
                      for b in range(1 + index % 3)]
             docs.append({"taskId": task, "frameId": k, "sourceFrame": index,
                          "imagePath": str(path), "boxes": boxes})
-        mongo.frames.insert_many(docs)
+        mongo.collections.frames.insert_many(docs)
 
 
 def build(config, mongo, version: str) -> tuple[float, dict]:
@@ -122,7 +122,7 @@ def main() -> None:
 
 
 def run(config, mongo, store: SeaweedServer, bucket: str, args) -> None:
-    version = str(mongo.versions.insert_one({
+    version = str(mongo.collections.versions.insert_one({
         "name": "bench", "projectIds": ["bench"], "labels": ["person", "car", "bike"],
         "splitCount": [{"type": "train", "percentage": 80}, {"type": "val", "percentage": 20}],
         "s3Prefix": "first"}).inserted_id)
@@ -143,7 +143,7 @@ def run(config, mongo, store: SeaweedServer, bucket: str, args) -> None:
             if who == "aws":
                 theirs.append(aws_sync(root, store, bucket, f"aws-{rep}"))
                 continue
-            mongo.update_version(version, s3Prefix=f"ours-{rep}")
+            mongo.datasets.update_version(version, s3Prefix=f"ours-{rep}")
             (root / ".checksums.json").unlink(missing_ok=True)  # hash every file again
             ours.append(build(config, mongo, version)[1]["timings"]["uploadSeconds"])
         print(f"rep {rep + 1}: ours {ours[-1]:.2f} s, aws s3 sync {theirs[-1]:.2f} s",
@@ -156,10 +156,10 @@ def run(config, mongo, store: SeaweedServer, bucket: str, args) -> None:
 
 def rejection(config, mongo, store: SeaweedServer, bucket: str, version: str) -> None:
     """Reject one task, rebuild: what goes, and what it costs next to a no-op re-run."""
-    mongo.update_version(version, s3Prefix="first")
+    mongo.datasets.update_version(version, s3Prefix="first")
     same, _ = build(config, mongo, version)
-    task = mongo.tasks.find_one({"projectId": "bench", "taskName": "task-1-bench"})["_id"]
-    mongo.tasks.update_one({"_id": task}, {"$set": {"auditStatus": 2}})  # Rejected
+    task = mongo.collections.tasks.find_one({"projectId": "bench", "taskName": "task-1-bench"})["_id"]
+    mongo.collections.tasks.update_one({"_id": task}, {"$set": {"auditStatus": 2}})  # Rejected
     before = len(store.objects(bucket, "first/"))
     rebuilt, state = build(config, mongo, version)
     after = len(store.objects(bucket, "first/"))

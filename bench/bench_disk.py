@@ -148,7 +148,7 @@ def main() -> int:
             upload_id = "full" if round_ == 0 else f"full{round_}"
 
             def upload_failed():
-                doc = mongo.get_upload(upload_id) or {}
+                doc = mongo.uploads.get_upload(upload_id) or {}
                 return doc.get("status") == 2 and doc["errorMessage"]
 
             found.append(run_out(contents, lambda: accepted(requests.post(
@@ -163,7 +163,7 @@ def main() -> int:
         version = make_version(mongo)
 
         def build_failed():
-            doc = mongo.get_version(version) or {}
+            doc = mongo.datasets.get_version(version) or {}
             return doc.get("status") == 2 and doc["error"]
 
         found = []
@@ -192,8 +192,8 @@ def main() -> int:
             rows.append([f"{name}, below the floor", f"{codes} {what}",
                          f"median {median(times):.1f} ms, max {times[-1]:.1f} ms "
                          f"({args.requests} requests)"])
-        left = [u for u in (f"refused{i}" for i in range(args.requests)) if mongo.get_upload(u)]
-        assert not left and mongo.jobs.count_documents({"_id": {"$regex": "refused"}}) == 0
+        left = [u for u in (f"refused{i}" for i in range(args.requests)) if mongo.uploads.get_upload(u)]
+        assert not left and mongo.collections.jobs.count_documents({"_id": {"$regex": "refused"}}) == 0
 
         # 4. Space freed: the caller's force_write=1 gives the whole upload.
         filler.unlink()
@@ -201,10 +201,10 @@ def main() -> int:
         answer = requests.post(f"{base}/api/processContent", headers=headers,
                                json={**body, "force_write": 1})
         assert answer.status_code == 202, answer.text
-        doc, done = wait_for(lambda: (d := mongo.get_upload("full")) and d["status"] != 0 and d,
+        doc, done = wait_for(lambda: (d := mongo.uploads.get_upload("full")) and d["status"] != 0 and d,
                              300, 0.05)
-        tasks = mongo.tasks.count_documents({"uploadId": "full"})
-        frames = sum(t["frameCount"] for t in mongo.tasks.find({"uploadId": "full"}))
+        tasks = mongo.collections.tasks.count_documents({"uploadId": "full"})
+        frames = sum(t["frameCount"] for t in mongo.collections.tasks.find({"uploadId": "full"}))
         rows.append(["the same upload again, force_write=1, space freed",
                      f"status {doc['status']}, {tasks} tasks, {frames} frames",
                      f"{done - started:.1f} s to status 1"])

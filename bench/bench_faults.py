@@ -63,14 +63,14 @@ def wait(predicate, timeout: float = 300.0):
 
 
 def exact(mongo, upload_id: str, frames: int) -> bool:
-    upload = mongo.get_upload(upload_id)
-    tasks = mongo.tasks_of(upload_id)
+    upload = mongo.uploads.get_upload(upload_id)
+    tasks = mongo.frames.tasks_of(upload_id)
     expected = [list(range(i, min(i + PER_TASK, frames))) for i in range(0, frames, PER_TASK)]
     if upload["status"] != 1 or [t["original_frames"] for t in tasks] != expected:
         return False
-    if mongo.frames.count_documents({"taskId": {"$in": [t["_id"] for t in tasks]}}) != frames:
+    if mongo.collections.frames.count_documents({"taskId": {"$in": [t["_id"] for t in tasks]}}) != frames:
         return False
-    if mongo.staging.count_documents({"uploadId": upload_id}):
+    if mongo.collections.staging.count_documents({"uploadId": upload_id}):
         return False
     return all(clip_barcodes(Path(t["videoPath"])) == t["original_frames"] for t in tasks)
 
@@ -92,9 +92,9 @@ def calibrate(stack: Stack, mongo, upload_id: str) -> float:
     """Seconds from claim to done of an undisturbed job."""
     job_id = f"processContent:{upload_id}"
     submit(stack, upload_id)
-    wait(lambda: (mongo.get_job(job_id) or {}).get("owner"))
+    wait(lambda: (mongo.jobs.get_job(job_id) or {}).get("owner"))
     started = time.monotonic()
-    wait(lambda: mongo.get_job(job_id)["state"] == "done")
+    wait(lambda: mongo.jobs.get_job(job_id)["state"] == "done")
     return time.monotonic() - started
 
 
@@ -103,12 +103,12 @@ def run_trial(stack: Stack, mongo, upload_id: str, point: float, frames: int,
     """Kill the holder once ``point`` (0..1) of the job's tasks are staged."""
     job_id = f"processContent:{upload_id}"
     submit(stack, upload_id)
-    wait(lambda: (mongo.get_job(job_id) or {}).get("owner"))
+    wait(lambda: (mongo.jobs.get_job(job_id) or {}).get("owner"))
     target = int(point * frames // PER_TASK)
-    wait(lambda: mongo.staging.count_documents({"uploadId": upload_id}) >= target
-         or mongo.get_job(job_id)["state"] != "running")
-    job = mongo.get_job(job_id)
-    staged = mongo.staging.count_documents({"uploadId": upload_id})
+    wait(lambda: mongo.collections.staging.count_documents({"uploadId": upload_id}) >= target
+         or mongo.jobs.get_job(job_id)["state"] != "running")
+    job = mongo.jobs.get_job(job_id)
+    staged = mongo.collections.staging.count_documents({"uploadId": upload_id})
     state = job["state"]
     killed = "-"
     victim = holder(stack, job.get("owner"))
@@ -121,9 +121,9 @@ def run_trial(stack: Stack, mongo, upload_id: str, point: float, frames: int,
     t_kill = time.monotonic()
     if victim is not None:
         stack.add_worker(f"{victim.name}r")  # two workers again (recovery may not wait)
-    wait(lambda: mongo.get_job(job_id)["state"] in ("done", "failed"))
+    wait(lambda: mongo.jobs.get_job(job_id)["state"] in ("done", "failed"))
     recovered = time.monotonic() - t_kill
-    job = mongo.get_job(job_id)
+    job = mongo.jobs.get_job(job_id)
     return [upload_id, f"{point:.2f}", f"{staged}/{frames // PER_TASK}", state, killed,
             job["attempts"], f"{recovered:.1f}", "yes" if exact(mongo, upload_id, frames) else "NO"]
 

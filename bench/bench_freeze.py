@@ -89,11 +89,11 @@ def run(tmp: Path, samples: int, frames: int) -> None:
 
 def _report(mongo: MongoManager, samples: int, frames: int, health: list, posts: list,
             frozen_s: float, thaw_to_end_s: float) -> None:
-    upload, job = mongo.get_upload("running"), mongo.get_job("processContent:running")
-    read = [n for task in mongo.tasks_of("running")
+    upload, job = mongo.uploads.get_upload("running"), mongo.jobs.get_job("processContent:running")
+    read = [n for task in mongo.frames.tasks_of("running")
             for n in clip_barcodes(Path(task["videoPath"]))]
-    refused = [i for i in range(samples) if mongo.get_job(f"processContent:refused{i}")
-               or mongo.get_upload(f"refused{i}")]
+    refused = [i for i in range(samples) if mongo.jobs.get_job(f"processContent:refused{i}")
+               or mongo.uploads.get_upload(f"refused{i}")]
     for name, timed in (("GET /api/health", health), ("POST /api/processContent", posts)):
         codes = sorted({response.status_code for response, _ in timed})
         print(f"{name}: {codes} in median {statistics.median(s for _, s in timed):.2f} s "

@@ -40,7 +40,7 @@ def cut(stack: Stack, upload_id: str, segment_seconds: float) -> float:
     code, _ = uploads.accept(parse_process_request(form, config.contents_dir), mongo, config,
                              get_executor(config))
     assert code == 202, code
-    while (upload := mongo.get_upload(upload_id))["status"] == 0:
+    while (upload := mongo.uploads.get_upload(upload_id))["status"] == 0:
         time.sleep(0.05)
     elapsed = time.perf_counter() - started
     if upload["status"] != 1:
@@ -53,7 +53,7 @@ def tasks(stack: Stack, upload_id: str) -> list[tuple]:
     from mongo_manager import get_mongo
     mongo = get_mongo(load_config(env=stack.env))
     return [(t["taskName"], t["frameStart"], t["frameEnd"], tuple(t["original_frames"]))
-            for t in mongo.tasks_of(upload_id)]
+            for t in mongo.frames.tasks_of(upload_id)]
 
 
 def run_round(video, workers: int, duration: float, rep: int) -> dict[str, float]:

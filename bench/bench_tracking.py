@@ -141,7 +141,7 @@ def upload_figures(folder: Path, reps: int, seconds: int) -> list[list[object]]:
                 "auto_anno_version": version}, config.contents_dir, [1, 2])
             uploads.accept(request, mongo, config, get_executor(config))
             worker_loop(config, threading.Event(), drain=True)
-            upload = mongo.get_upload(upload_id)
+            upload = mongo.uploads.get_upload(upload_id)
             assert upload["status"] == 1, upload.get("errorMessage")
             stages = upload["timings"]["stages"]
             if rep:  # the run's working time as it recorded it: cutting, then tracking

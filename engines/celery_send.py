@@ -51,11 +51,11 @@ class CeleryExecutor:
 
     def submit(self, job_id: str) -> None:
         mongo = get_mongo(self.config)
-        job = mongo.note_sent(job_id, self.config.queue.resubmit_seconds)
+        job = mongo.jobs.note_sent(job_id, self.config.queue.resubmit_seconds)
         if job is None:
             return
         if not self.send(job):
-            mongo.resend_soon(job_id)
+            mongo.jobs.resend_soon(job_id)
 
     def send(self, job: dict) -> bool:
         """Send one job's id to its queue; False when the broker cannot be reached."""

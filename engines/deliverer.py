@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 
 from standardwebhooks.webhooks import Webhook
 
+from backoff import doubling
 from config import EventsConfig, load_config
 from mongo_manager import DatabaseError, MongoManager, get_mongo
 from processes import helper_process_start, owner_id
@@ -102,8 +103,7 @@ def _cut(connection: http.client.HTTPConnection, timed_out: threading.Event) -> 
 def backoff(settings: EventsConfig, attempts: int) -> float:
     """The wait after the ``attempts``-th failed attempt: doubling from
     backoff_seconds up to max_backoff_seconds, drawn from its upper half."""
-    ceiling = min(settings.max_backoff_seconds,
-                  settings.backoff_seconds * 2 ** min(attempts - 1, 30))
+    ceiling = doubling(settings.backoff_seconds, attempts - 1, settings.max_backoff_seconds)
     return ceiling * random.uniform(0.5, 1.0)
 
 
@@ -128,13 +128,14 @@ class Deliverer:
     def _claim_due(self) -> list[dict]:
         now = datetime.now(timezone.utc)
         claimed = []
-        for head in self.mongo.event_heads():
+        outbox = self.mongo.outbox
+        for head in outbox.event_heads():
             with self.lock:
                 if len(self.busy) >= SENDERS:
                     break
                 if head["stream"] in self.busy or head["nextAttemptAt"] > now:
                     continue
-            event = self.mongo.claim_event(head["_id"], self.owner, self._lease())
+            event = outbox.claim_event(head["_id"], self.owner, self._lease())
             if event is not None:
                 with self.lock:
                     self.busy.add(event["stream"])
@@ -147,8 +148,9 @@ class Deliverer:
         stream = event["stream"]
         try:
             while event is not None and self._attempt(event):
-                head = self.mongo.stream_head(stream)
-                event = head and self.mongo.claim_event(head["_id"], self.owner, self._lease())
+                head = self.mongo.outbox.stream_head(stream)
+                event = head and self.mongo.outbox.claim_event(head["_id"], self.owner,
+                                                               self._lease())
         except DatabaseError as exc:  # the claim runs out; the event is sent again
             log.warning("stream %s: database error: %s", stream, exc)
         finally:
@@ -171,14 +173,14 @@ class Deliverer:
             log.exception("event %s: sending failed", event["_id"])
             error = f"not delivered: {exc!r}"
         if error is None:
-            self.mongo.event_sent(event["_id"], self.owner)
+            self.mongo.outbox.event_sent(event["_id"], self.owner)
             return True
         dead = event["attempts"] >= self.settings.max_attempts
         log.log(logging.WARNING if dead else logging.INFO, "event %s (%s) attempt %d: %s%s",
                 event["_id"], event["type"], event["attempts"], error,
                 "; giving up (dead)" if dead else "")
-        self.mongo.event_not_sent(event["_id"], self.owner, error,
-                                  None if dead else backoff(self.settings, event["attempts"]))
+        retry_in = None if dead else backoff(self.settings, event["attempts"])
+        self.mongo.outbox.event_not_sent(event["_id"], self.owner, error, retry_in)
         return False
 
 

@@ -65,7 +65,7 @@ def worker_loop(config: Config, stop: threading.Event, drain: bool = False,
     ran = 0
     while not stop.is_set():
         try:
-            job = mongo.claim_job(ctx.owner, config.processing.lease_seconds)
+            job = mongo.jobs.claim_job(ctx.owner, config.processing.lease_seconds)
             if job is None:
                 if drain or os.getppid() != parent:
                     return ran
@@ -152,7 +152,7 @@ class Supervisor:
                    else f"status {process.exitcode}")
             log.warning("job process %s exited (%s); starting another", process.pid, why)
             owner = owner_id(process.pid)
-            self._safe(lambda: self.mongo.release_jobs([owner]))
+            self._safe(lambda: self.mongo.jobs.release_jobs([owner]))
             self.workers[i] = self._start()
 
     def _keep_deliverer(self) -> None:
@@ -176,7 +176,7 @@ class Supervisor:
         for process in self.workers:
             process.join(timeout=10)
         owners = [owner_id(p.pid) for p in self.workers]
-        self._safe(lambda: self.mongo.release_jobs(owners))
+        self._safe(lambda: self.mongo.jobs.release_jobs(owners))
 
     @staticmethod
     def _safe(action: Callable) -> None:

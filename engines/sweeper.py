@@ -19,7 +19,8 @@ import logging
 import sys
 import threading
 
-from config import Config, load_config
+from backoff import doubling
+from config import Config, QueueConfig, load_config
 from engines.celery_send import CeleryExecutor
 from engines.deliverer import Deliverer
 from exceptions import DatabaseUnavailable
@@ -28,6 +29,15 @@ from mongo_manager import DatabaseError, get_mongo
 from processes import helper_process_start, owner_id
 
 log = logging.getLogger(__name__)
+# Each re-send of a job is twice as far away as its last one, up to this many
+# doublings, so a long backlog gains few duplicate messages.
+RESEND_DOUBLINGS = 6
+
+
+def resend_delay(settings: QueueConfig, sends: int) -> float:
+    """Seconds from a job's send number ``sends + 1`` to the next, if it is still waiting."""
+    first = settings.resubmit_seconds
+    return doubling(first, sends, first * 2 ** RESEND_DOUBLINGS)
 
 
 def sweep_once(config: Config, executor: CeleryExecutor) -> int:
@@ -35,12 +45,12 @@ def sweep_once(config: Config, executor: CeleryExecutor) -> int:
     mongo = get_mongo(config)
     release_orphans(mongo)
     sent = 0
-    for job in mongo.take_resends(config.queue.resubmit_seconds):
+    for job in mongo.jobs.take_resends(lambda sends: resend_delay(config.queue, sends)):
         if executor.send(job):
             sent += 1
             log.info("job %s sent again (send %d)", job["_id"], (job.get("sends") or 0) + 1)
         else:
-            mongo.resend_soon(job["_id"])
+            mongo.jobs.resend_soon(job["_id"])
             break  # the broker is away: the next sweep tries again
     return sent
 

@@ -17,11 +17,11 @@ from storage.space import check_room
 
 def start_build(mongo: MongoManager, version_id: str) -> tuple[str, str] | None:
     """Record a new build run of the version; None when one is active already."""
-    if mongo.get_version(version_id) is None:
+    if mongo.datasets.get_version(version_id) is None:
         raise NotFound(f"no dataset version {version_id}", code="version_not_found")
     job_id, run_id = dataset_job_id(version_id), new_id()
-    if not mongo.start_job(job_id, JobKind.DATASET, {"version_id": str(version_id)}, run_id,
-                           replace_active=False, seen=mongo.get_job(job_id)):
+    if not mongo.jobs.start_job(job_id, JobKind.DATASET, {"version_id": str(version_id)}, run_id,
+                                replace_active=False, seen=mongo.jobs.get_job(job_id)):
         return None
     return job_id, run_id
 
@@ -43,10 +43,10 @@ def _take(mongo: MongoManager, config: Config, version_id: str) -> dict | None:
     lease = config.processing.lease_seconds
     started = start_build(mongo, version_id)
     if started:
-        return mongo.take_job(*started, owner_id(), lease)
+        return mongo.jobs.take_job(*started, owner_id(), lease)
     # A build killed on this host holds its lease until it runs out: release it now.
     release_orphans(mongo)
-    return mongo.claim_job(owner_id(), lease, dataset_job_id(version_id))
+    return mongo.jobs.claim_job(owner_id(), lease, dataset_job_id(version_id))
 
 
 def queue_build(mongo: MongoManager, config: Config, version_id: str, executor: Any) -> dict:
@@ -66,8 +66,8 @@ def queue_build(mongo: MongoManager, config: Config, version_id: str, executor: 
 
 def queue_run(mongo: MongoManager, job_id: str, run_id: str, version_id: str) -> None:
     """Make a started build run claimable, the version showing it queued."""
-    mongo.update_version(version_id, status=0, progress=0, stage="queued", error=None)
-    mongo.queue_job(job_id, run_id)
+    mongo.datasets.update_version(version_id, status=0, progress=0, stage="queued", error=None)
+    mongo.jobs.queue_job(job_id, run_id)
 
 
 def queue_unfinished(mongo: MongoManager) -> int:
@@ -76,16 +76,16 @@ def queue_unfinished(mongo: MongoManager) -> int:
     A version already queued or being built is left to its job.
     """
     queued = 0
-    for version_id in mongo.versions_to_finish():
+    for version_id in mongo.datasets.versions_to_finish():
         started = start_build(mongo, version_id)
         if started:
-            mongo.queue_job(*started)
+            mongo.jobs.queue_job(*started)
             queued += 1
     return queued
 
 
 def status(mongo: MongoManager, version_id: str) -> dict:
-    doc = mongo.get_version(version_id)
+    doc = mongo.datasets.get_version(version_id)
     if doc is None:
         raise NotFound(f"no dataset version {version_id}", code="version_not_found")
     state = doc.get("taskStatus") or {}

@@ -16,12 +16,13 @@ def list_events(mongo: MongoManager, state: str | None, limit: str | None) -> di
     if state not in set(EventState):
         raise BadRequest({"state": f"must be one of {', '.join(EventState)}"})
     count = _limit(limit)
-    return {"state": state, "events": [describe(e) for e in mongo.list_events(state, count)]}
+    listed = mongo.outbox.list_events(state, count)
+    return {"state": state, "events": [describe(e) for e in listed]}
 
 
 def redeliver(mongo: MongoManager, event_id: str) -> dict:
     """Send the event again (pending, attempts from 0) when its stream's turn comes."""
-    event = mongo.redeliver_event(event_id)
+    event = mongo.outbox.redeliver_event(event_id)
     if event is None:
         raise NotFound(f"no event {event_id!r}", code="event_not_found")
     return describe(event)

@@ -21,7 +21,7 @@ def retry_disk_full(mongo: MongoManager, config: Config) -> tuple[int, str | Non
     on it, so two warm starts at once retry it once, and a later one finds
     nothing to retry unless the new run fails for want of space again.
     """
-    failed = mongo.failed_jobs((JobKind.CONTENT, JobKind.DATASET), DiskFull.code)
+    failed = mongo.jobs.failed_jobs((JobKind.CONTENT, JobKind.DATASET), DiskFull.code)
     why = below_floor(config) if failed else None
     if why:
         return 0, f"{why}: {len(failed)} upload(s) or dataset build(s) that ran out of " \
@@ -29,10 +29,11 @@ def retry_disk_full(mongo: MongoManager, config: Config) -> tuple[int, str | Non
     retried = 0
     for job in failed:
         params, run_id = job["params"], new_id()
-        if job["kind"] == JobKind.CONTENT and mongo.get_upload(params["upload_id"]) is None:
+        if job["kind"] == JobKind.CONTENT and \
+                mongo.uploads.get_upload(params["upload_id"]) is None:
             continue  # the backend deleted the upload since: nothing to redo
-        if not mongo.start_job(job["_id"], job["kind"], params, run_id, replace_active=False,
-                               seen=job):
+        if not mongo.jobs.start_job(job["_id"], job["kind"], params, run_id, replace_active=False,
+                                    seen=job):
             continue  # retried by another warm start, or started again by a request
         if job["kind"] == JobKind.DATASET:
             dataset_builds.queue_run(mongo, job["_id"], run_id, params["version_id"])

@@ -8,8 +8,8 @@ from events import upload_stream
 from exceptions import Conflict, NotFound
 from intake.schemas import ProcessRequest
 from intake.status import STATUS_TEXT, iso
-from job_states import JobKind, upload_job_id
-from mongo_manager import MongoManager, job_busy, new_id, to_id
+from job_states import JobKind, job_busy, upload_job_id
+from mongo_manager import MongoManager, new_id, to_id
 from storage.space import check_room
 
 # Reads and compare-and-sets before a request gives up on an upload whose job
@@ -40,8 +40,8 @@ def accept(req: ProcessRequest, mongo: MongoManager, config: Config,
     for _ in range(ACCEPT_TRIES):
         # The job first: a run commits its upload's final state before its job
         # leaves the active states, so a job read as ended has its upload final.
-        seen = mongo.get_job(job_id)
-        existing = mongo.get_upload(req.upload_id)
+        seen = mongo.jobs.get_job(job_id)
+        existing = mongo.uploads.get_upload(req.upload_id)
         done = _already_done(req, fields, existing, mongo)
         if done is not None:
             return done
@@ -49,8 +49,8 @@ def accept(req: ProcessRequest, mongo: MongoManager, config: Config,
             raise Conflict("this upload is being processed now; wait for it to finish or "
                            "send force_write=1 to restart it", code="in_progress")
         check_room(config)  # a run is to start: not onto a full store (507)
-        if mongo.start_job(job_id, JobKind.CONTENT, params, run_id,
-                           replace_active=bool(req.force_write), seen=seen):
+        if mongo.jobs.start_job(job_id, JobKind.CONTENT, params, run_id,
+                                replace_active=bool(req.force_write), seen=seen):
             break
     else:  # the job kept changing under us: another request is handling it
         raise Conflict("this upload is being accepted by another request now; try again",
@@ -69,11 +69,11 @@ def queue_run(mongo: MongoManager, job_id: str, run_id: str, params: dict, field
     """Make a started run claimable, with its upload document (status 0, queued,
     ``fields`` set) and its upload.accepted event."""
     upload_id = params["upload_id"]
-    mongo.queue_job(job_id, run_id, upload_stream(upload_id),
-                    [events.accepted(upload_id, params["request_type"],
-                                     int(params["force_write"]))],
-                    upload={"upload_id": upload_id, "project_id": params["project_id"],
-                            "fields": fields, "listed": listed})
+    mongo.jobs.queue_job(job_id, run_id, upload_stream(upload_id),
+                         [events.accepted(upload_id, params["request_type"],
+                                          int(params["force_write"]))],
+                         upload={"upload_id": upload_id, "project_id": params["project_id"],
+                                 "fields": fields, "listed": listed})
 
 
 def _already_done(req: ProcessRequest, fields: dict, existing: dict | None,
@@ -98,7 +98,7 @@ def _check_annotatable(existing: dict | None, mongo: MongoManager, upload_id: st
     """Request type 2 annotates a whole cut: not one still being cut (its tasks
     appear as they are cut; even force_write must not stop the cut for it) nor
     one whose cut failed half-way (the annotation would end it as complete)."""
-    if existing is None or not mongo.count_tasks(upload_id):
+    if existing is None or not mongo.frames.count_tasks(upload_id):
         raise Conflict("this upload has no tasks to annotate; cut it first (request_type 0 "
                        "or 1)", code="no_tasks")
     # Complete, or its last request was an annotation, accepted on a complete cut.
@@ -123,7 +123,7 @@ def _upload_fields(req: ProcessRequest, config: Config) -> dict:
 
 
 def status(mongo: MongoManager, upload_id: str) -> dict:
-    upload = mongo.get_upload(upload_id)
+    upload = mongo.uploads.get_upload(upload_id)
     if upload is None:
         raise NotFound(f"no upload {upload_id}", code="upload_not_found")
     return {**describe(upload), "message": STATUS_TEXT.get(upload.get("status"), "unknown")}

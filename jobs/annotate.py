@@ -34,30 +34,32 @@ def annotate_existing(job: dict, ctx: JobContext) -> None:
     params, mongo = job["params"], ctx.mongo
     version = params["auto_anno_version"]
     clock = RunClock(job)
-    mongo.update_upload(params["upload_id"], status=0, stage="annotating", startedAt=now(),
-                        errorMessage=None)
+    mongo.uploads.update_upload(params["upload_id"], status=0, stage="annotating", startedAt=now(),
+                                errorMessage=None)
     watchdog.progressed("annotating (loading the model)")
     detector = get_registry(ctx.config.annotation).detector(version)
-    tasks = mongo.tasks_of(params["upload_id"])
+    tasks = mongo.frames.tasks_of(params["upload_id"])
     watchdog.progressed("annotating")
     total = sum(task.get("frameCount", 0) for task in tasks) or 1
     heartbeat, done = Heartbeat(job, ctx), 0
     for task in tasks:
-        frames = mongo.frames_of(task["_id"])
+        frames = mongo.frames.frames_of(task["_id"])
         for batch, images in _batches(task, frames, ctx.config.annotation.batch_size):
             found = detector.detect(images)
-            mongo.write_auto_boxes([(doc, box_documents(boxes, version))
-                                    for doc, boxes in zip(batch, found)], f"auto:v{version}")
+            mongo.frames.write_auto_boxes(
+                [(doc, box_documents(boxes, version)) for doc, boxes in zip(batch, found)],
+                f"auto:v{version}")
             done += len(batch)
             heartbeat.beat(done / total)
-        mongo.set_annotation_version(task["_id"], version)
+        mongo.frames.set_annotation_version(task["_id"], version)
     heartbeat.beat(1.0, force=True)
     tracks, timings = track_upload(job, ctx, tasks, {
         **clock.timings("annotating", done), "framesAnnotated": done})
     fields = {"status": 1, "progress": 100, "stage": "done", "finishedAt": now(),
               "errorMessage": None, "timings": timings, "tracks": tracks}
-    mongo.complete_run(job["_id"], job["runId"], params["upload_id"], fields,
-                       [events.annotation_completed(params["upload_id"], version, len(tasks))])
+    mongo.runs.complete_run(
+        job["_id"], job["runId"], params["upload_id"], fields,
+        [events.annotation_completed(params["upload_id"], version, len(tasks))])
 
 
 def _batches(task: dict, frames: list[dict],

@@ -18,16 +18,16 @@ def claim_by_id(mongo: MongoManager, config: Config, job_id: str,
     once, so the redelivered message resumes the job without waiting.
     """
     lease = config.processing.lease_seconds
-    job = mongo.claim_job(owner, lease, job_id=job_id)
+    job = mongo.jobs.claim_job(owner, lease, job_id=job_id)
     if job is not None:
         return job, "claimed"
-    current = mongo.get_job(job_id)
+    current = mongo.jobs.get_job(job_id)
     if current is None:
         return None, "no such job"
     holder = current.get("owner")
     if current["state"] in LEASED_JOB_STATES and owner_dead_here(holder):
-        mongo.release_jobs([holder])
-        job = mongo.claim_job(owner, lease, job_id=job_id)
+        mongo.jobs.release_jobs([holder])
+        job = mongo.jobs.claim_job(owner, lease, job_id=job_id)
         if job is not None:
             return job, "claimed"
     if current["state"] in LEASED_JOB_STATES:
@@ -42,9 +42,9 @@ def release_orphans(mongo: MongoManager) -> int:
     Also queues the commit of a segmented run whose last segment died between
     ending and claiming the commit (nothing else would ever take it).
     """
-    owners = set(mongo.job_owners()) | set(mongo.commit_owners())
+    owners = set(mongo.jobs.job_owners()) | set(mongo.commit_owners())
     dead = [owner for owner in owners if owner_dead_here(owner)]
     # Their commit transactions first: the documents they locked include the jobs.
     mongo.end_abandoned_commits(dead)
-    released = mongo.release_jobs(dead) if dead else 0
-    return released + mongo.requeue_committable()
+    released = mongo.jobs.release_jobs(dead) if dead else 0
+    return released + mongo.segments.requeue_committable()

@@ -40,7 +40,7 @@ def run_content_job(job: dict, ctx: JobContext) -> None:
     if run_guarded(lambda: _run(job, ctx, paths), config=ctx.config, doing="processing",
                    fail=lambda error: fail_upload(job, ctx, paths, error),
                    cancelled=lambda: _cancelled(job, ctx, paths),
-                   ended=lambda: not ctx.mongo.run_is_current(upload_id, run_id)):
+                   ended=lambda: not ctx.mongo.runs.run_is_current(upload_id, run_id)):
         _clean_up(job, ctx, paths)
 
 
@@ -63,8 +63,8 @@ def _cut(job: dict, ctx: JobContext, paths: RunPaths) -> bool:
     """Cut the upload in one pass and commit it; False when segment jobs took it."""
     params, mongo = job["params"], ctx.mongo
     clock = RunClock(job)
-    mongo.update_upload(params["upload_id"], status=0, stage="cutting", startedAt=now(),
-                        errorMessage=None)
+    mongo.uploads.update_upload(params["upload_id"], status=0, stage="cutting", startedAt=now(),
+                                errorMessage=None)
     watchdog.progressed("cutting (opening the video)" if params["content_type"] == VIDEO
                         else "cutting (reading the images)")
     progressive = decide_progressive(job, ctx)
@@ -86,7 +86,7 @@ def _cut(job: dict, ctx: JobContext, paths: RunPaths) -> bool:
 
 def _cancelled(job: dict, ctx: JobContext, paths: RunPaths) -> None:
     upload_id, run_id = job["params"]["upload_id"], job["runId"]
-    current = ctx.mongo.get_job(job["_id"])
+    current = ctx.mongo.jobs.get_job(job["_id"])
     if current is not None and current["runId"] == run_id \
             and current["state"] in ACTIVE_JOB_STATES:
         # Taken over, not replaced (this process stalled past its lease): the
@@ -100,7 +100,7 @@ def _cancelled(job: dict, ctx: JobContext, paths: RunPaths) -> None:
 def _clean_up(job: dict, ctx: JobContext, paths: RunPaths) -> None:
     """After the commit: drop what the run replaced (old files, frames, staging)."""
     remove_replaced(paths)
-    ctx.mongo.cleanup_after_commit(job["_id"], job["params"]["upload_id"], job["runId"])
-    ctx.mongo.end_job(job["_id"], job["runId"], JobState.DONE)
+    ctx.mongo.runs.cleanup_after_commit(job["_id"], job["params"]["upload_id"], job["runId"])
+    ctx.mongo.jobs.end_job(job["_id"], job["runId"], JobState.DONE)
     if ctx.on_progress:
         ctx.on_progress(1.0)

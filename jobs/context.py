@@ -40,7 +40,7 @@ class Heartbeat:
         current = watchdog.current()
         self.alive: Callable[[], None] = current.progressed if current else lambda: None
         # Where progress goes: the upload document unless the job says otherwise.
-        self.record = record or (lambda progress: ctx.mongo.update_upload(
+        self.record = record or (lambda progress: ctx.mongo.uploads.update_upload(
             job["params"]["upload_id"], progress=progress))
 
     def beat(self, fraction: float, force: bool = False) -> None:
@@ -58,6 +58,6 @@ class Heartbeat:
     def holding(self) -> None:
         """Renew the lease now; JobCancelled if this process no longer holds the run."""
         ctx, job = self.ctx, self.job
-        if not ctx.mongo.renew_lease(job["_id"], job["runId"], ctx.owner,
-                                     ctx.config.processing.lease_seconds):
+        if not ctx.mongo.jobs.renew_lease(job["_id"], job["runId"], ctx.owner,
+                                          ctx.config.processing.lease_seconds):
             raise JobCancelled("the run was replaced")

@@ -57,7 +57,7 @@ def run_dataset_job(job: dict, ctx: JobContext) -> None:
                    fail=lambda error: _fail(job, ctx, {"retryable": False, **error}),
                    cancelled=lambda: log.info("dataset version %s: another process took the "
                                               "build over", version_id)):
-        ctx.mongo.end_job(job["_id"], job["runId"], JobState.DONE)
+        ctx.mongo.jobs.end_job(job["_id"], job["runId"], JobState.DONE)
 
 
 def fail_dataset_job(job: dict, ctx: JobContext, error: dict) -> None:
@@ -69,26 +69,26 @@ def _fail(job: dict, ctx: JobContext, error: dict) -> None:
     log.warning("dataset version %s: %s", version_id, error["message"])
     # Out of space: its partial output goes, and the space it took, unless
     # another process holds the build now (the folder is the version's, not the run's).
-    if error.get("code") == DiskFull.code and ctx.mongo.renew_lease(
+    if error.get("code") == DiskFull.code and ctx.mongo.jobs.renew_lease(
             job["_id"], job["runId"], ctx.owner, ctx.config.processing.lease_seconds):
         remove_tree(dataset_dir(ctx.config.contents_dir, version_id))
-    if ctx.mongo.get_version(version_id) is None:
-        ctx.mongo.end_job(job["_id"], job["runId"], JobState.FAILED, error)
+    if ctx.mongo.datasets.get_version(version_id) is None:
+        ctx.mongo.jobs.end_job(job["_id"], job["runId"], JobState.FAILED, error)
         return
     fields = {"status": 2, "stage": "error", "error": error, "finishedAt": now(),
               "taskStatus.state": "error"}
-    ctx.mongo.end_run(job["_id"], job["runId"], JobState.FAILED, error,
-                      ("version", version_id, fields), dataset_stream(version_id),
-                      [events.dataset_failed(version_id, error)])
+    ctx.mongo.jobs.end_run(job["_id"], job["runId"], JobState.FAILED, error,
+                           ("version", version_id, fields), dataset_stream(version_id),
+                           [events.dataset_failed(version_id, error)])
 
 
 def _build(job: dict, ctx: JobContext, version_id: str) -> None:
     mongo = ctx.mongo
-    doc = mongo.get_version(version_id)
+    doc = mongo.datasets.get_version(version_id)
     if doc is None:
         raise DatasetError(f"no dataset version {version_id}", code="version_not_found")
     spec = parse_version(doc)
-    tasks = mongo.dataset_tasks(spec.project_ids, spec.task_ids, spec.audit_statuses)
+    tasks = mongo.datasets.dataset_tasks(spec.project_ids, spec.task_ids, spec.audit_statuses)
     if not tasks:
         raise DatasetError(f"no task of the version's projects/taskList has an audit status "
                            f"in {list(spec.audit_statuses)}", code="no_matching_tasks")
@@ -97,24 +97,25 @@ def _build(job: dict, ctx: JobContext, version_id: str) -> None:
     if store:
         store.check()  # a missing bucket or bad credentials: fail before any work
         store.start_listing(spec.s3_prefix)
-    mongo.update_version(version_id, status=0, progress=0, stage="exporting", error=None,
-                         s3Prefix=spec.s3_prefix, startedAt=now(), finishedAt=None,
-                         taskStatus={"state": "pending", "tasks": [
+    mongo.datasets.update_version(version_id, status=0, progress=0, stage="exporting", error=None,
+                                  s3Prefix=spec.s3_prefix, startedAt=now(), finishedAt=None,
+                                  taskStatus={"state": "pending", "tasks": [
                              {"task": t["_id"], "state": "pending", "error": None,
                               "imageCount": 0} for t in tasks]})
-    heartbeat = Heartbeat(job, ctx, lambda p: mongo.update_version(version_id, progress=p))
+    heartbeat = Heartbeat(job, ctx,
+                          lambda p: mongo.datasets.update_version(version_id, progress=p))
     watchdog.progressed("exporting")
     started = time.monotonic()
     root = dataset_dir(ctx.config.contents_dir, version_id)
     (root / MANIFEST).unlink(missing_ok=True)  # the folder is about to change
     exported_tasks = itertools.count(1)
     exported = export_version(
-        spec, root, (TaskFrames(t, mongo.frames_of(t["_id"])) for t in tasks),
+        spec, root, (TaskFrames(t, mongo.frames.frames_of(t["_id"])) for t in tasks),
         lambda: heartbeat.beat(EXPORT_SHARE * next(exported_tasks) / len(tasks)))
     for index, task in enumerate(exported.tasks):
         if task.error:
-            mongo.set_version_task(version_id, index, state="error", error=task.error)
-    mongo.update_version(version_id, stage="uploading" if store else "writing")
+            mongo.datasets.set_version_task(version_id, index, state="error", error=task.error)
+    mongo.datasets.update_version(version_id, stage="uploading" if store else "writing")
     watchdog.progressed("uploading" if store else "writing")
     exported_at = time.monotonic()
     cache = ChecksumCache(root, ctx.config.s3.part_mb << 20)
@@ -127,7 +128,7 @@ def _build(job: dict, ctx: JobContext, version_id: str) -> None:
         _finish(spec, exported, manifest, cache, store, ctx, version_id)
     finally:
         cache.save()
-    mongo.update_version(version_id, timings={  # upload: checksums, listing and sending
+    mongo.datasets.update_version(version_id, timings={  # upload: checksums, listing, sending
         "exportSeconds": round(exported_at - started, 3),
         "uploadSeconds": round(time.monotonic() - exported_at, 3)})
 
@@ -151,8 +152,8 @@ class _TaskRecorder:
         self.heartbeat.beat(EXPORT_SHARE + (1 - EXPORT_SHARE) * self.done / self.total)
 
     def task_done(self, index: int) -> None:
-        self.mongo.set_version_task(self.version_id, index, state="complete",
-                                    imageCount=self.tasks[index].image_count)
+        self.mongo.datasets.set_version_task(self.version_id, index, state="complete",
+                                             imageCount=self.tasks[index].image_count)
 
 
 def _item(spec: VersionSpec, cache: ChecksumCache, name: str) -> UploadItem:
@@ -216,12 +217,12 @@ def _finish(spec: VersionSpec, exported: Export, manifest: dict | None, cache: C
         store.delete(stale)
         store.stats.deleted += len(stale)
     mongo = ctx.mongo
-    mongo.set_dataset_version([to_id(t.task_id) for t in exported.tasks], version_id)
+    mongo.datasets.set_dataset_version([to_id(t.task_id) for t in exported.tasks], version_id)
     fields = {"status": 1, "progress": 100, "stage": "done", "error": None,
               "finishedAt": now(), "counts": manifest["counts"],
               "uploadStats": asdict(store.stats) if store else None,
               "taskStatus.state": "complete"}
-    mongo.finish_version(version_id, fields, dataset_stream(version_id), [
+    mongo.datasets.finish_version(version_id, fields, dataset_stream(version_id), [
         events.dataset_completed(version_id, manifest["counts"]["images"],
                                  spec.s3_prefix if store else None)])
     if ctx.on_progress:

@@ -7,7 +7,7 @@ single pass or by any segment, the staged tasks that follow the published
 ones without a gap are published: their clip and JPEGs moved into place,
 their boxes' track ids written, then, in one transaction, their
 AnnotationTask documents inserted, ``readyTaskCount`` raised and one
-``upload.task_ready`` event per task recorded (``MongoManager.publish_tasks``).
+``upload.task_ready`` event per task recorded (``mongo.runs.publish_tasks``).
 The last publication also commits the run (status 1, ``upload.completed``).
 
 Published tasks are final. Track ids are computed online
@@ -43,10 +43,10 @@ def decide_progressive(job: dict, ctx: JobContext) -> bool:
     the first time, so a resumed run decides the same)."""
     if "progressive" not in job:
         upload_id = job["params"]["upload_id"]
-        job["progressive"] = ctx.mongo.count_tasks(upload_id) == 0
+        job["progressive"] = ctx.mongo.frames.count_tasks(upload_id) == 0
         if job["progressive"]:
-            ctx.mongo.update_upload(upload_id, readyTaskCount=0)
-        ctx.mongo.set_job_fields(job["_id"], job["runId"], progressive=job["progressive"])
+            ctx.mongo.uploads.update_upload(upload_id, readyTaskCount=0)
+        ctx.mongo.jobs.set_job_fields(job["_id"], job["runId"], progressive=job["progressive"])
     return bool(job["progressive"])
 
 
@@ -131,11 +131,11 @@ class Publisher:
 
     def _staged(self) -> list[dict]:
         """The staged tasks numbered 1, 2, ... without a gap."""
-        staged = self.ctx.mongo.staged_tasks(self.upload_id, self.run_id)
+        staged = self.ctx.mongo.runs.staged_tasks(self.upload_id, self.run_id)
         return [doc for i, doc in enumerate(staged) if doc["number"] == i + 1]
 
     def _ready(self) -> int:
-        return self.ctx.mongo.ready_task_count(self.upload_id)
+        return self.ctx.mongo.uploads.ready_task_count(self.upload_id)
 
     def _publishable(self, staged: list[dict]) -> int:
         """How many of ``staged`` are final (their frames' track ids are)."""
@@ -158,8 +158,8 @@ class Publisher:
         self._write_tracks(chosen)
         task_events = [events.task_ready(self.upload_id, doc["number"], doc["task"])
                        for doc in chosen]
-        done = self.ctx.mongo.publish_tasks(self.job_id, self.run_id, self.upload_id, ready,
-                                            chosen, fields, task_events + extra, final)
+        done = self.ctx.mongo.runs.publish_tasks(self.job_id, self.run_id, self.upload_id, ready,
+                                                 chosen, fields, task_events + extra, final)
         if done and chosen:
             log.info("upload %s: tasks %d-%d published", self.upload_id, ready + 1, count)
         return done
@@ -170,7 +170,7 @@ class Publisher:
         new = staged[self.fed:]
         if new:
             watchdog.progressed("tracking")
-            frames = self.ctx.mongo.boxes_of([doc["_id"] for doc in new])
+            frames = self.ctx.mongo.frames.boxes_of([doc["_id"] for doc in new])
             self.fed = len(staged)
             for frame in frames:
                 own = own_boxes(frame, self.source)
@@ -194,7 +194,7 @@ class Publisher:
         task_ids = {doc["_id"] for doc in chosen}
         updates = [(frame_id, boxes) for frame_id, (task_id, boxes) in self.final.items()
                    if task_id in task_ids and boxes is not None]
-        self.ctx.mongo.set_boxes(updates)
+        self.ctx.mongo.frames.set_boxes(updates)
         self._forget(task_ids)
 
     def _forget(self, task_ids: set) -> None:

@@ -63,9 +63,9 @@ def fan_out(job: dict, ctx: JobContext) -> bool:
                  {**params, "parent": job["_id"], "segments": len(plan),
                   "total_tasks": plan[-1].last_task, "segment": segment.to_dict()})
                 for segment in plan]
-    if not ctx.mongo.fan_out(job["_id"], job["runId"], ctx.owner, KIND, children):
+    if not ctx.mongo.segments.fan_out(job["_id"], job["runId"], ctx.owner, KIND, children):
         raise JobCancelled("the run was replaced before its segments were queued")
-    ctx.mongo.update_upload(params["upload_id"], taskCount=plan[-1].last_task)
+    ctx.mongo.uploads.update_upload(params["upload_id"], taskCount=plan[-1].last_task)
     log.info("upload %s: %d segments queued", params["upload_id"], len(plan))
     for child_id, _ in children:
         ctx.submit(child_id)
@@ -81,25 +81,26 @@ def run_segment_job(job: dict, ctx: JobContext) -> dict | None:
                        doing="processing",
                        fail=lambda error: fail_segment_job(job, ctx, error),
                        cancelled=lambda: _stopped(job, ctx, paths),
-                       ended=lambda: not ctx.mongo.run_is_current(upload_id, run_id)):
+                       ended=lambda: not ctx.mongo.runs.run_is_current(upload_id, run_id)):
         return None
-    ctx.mongo.end_job(job["_id"], job["runId"], JobState.DONE)
+    ctx.mongo.jobs.end_job(job["_id"], job["runId"], JobState.DONE)
     return _claim_parent_if_last(job, ctx)
 
 
 def fail_segment_job(job: dict, ctx: JobContext, error: dict) -> None:
     """A segment that cannot be cut fails its upload (and so its sibling segments)."""
-    parent = ctx.mongo.get_job(job["params"]["parent"])
+    parent = ctx.mongo.jobs.get_job(job["params"]["parent"])
     if parent is not None and parent["runId"] == job["runId"]:
         fail_upload(parent, ctx, run_paths(ctx.config, parent), error)
-    ctx.mongo.end_job(job["_id"], job["runId"], JobState.FAILED, error)
+    ctx.mongo.jobs.end_job(job["_id"], job["runId"], JobState.FAILED, error)
 
 
 def _cut_segment(job: dict, ctx: JobContext, paths: RunPaths) -> bool:
     """Stage the segment's tasks; False when its frames did not match the plan
     (the upload then goes back to a single pass)."""
     params, run_id, mongo = job["params"], job["runId"], ctx.mongo
-    if not mongo.parent_waiting(params["parent"], run_id):  # a stale segment of an old run
+    # A stale segment of an old run:
+    if not mongo.segments.parent_waiting(params["parent"], run_id):
         raise JobCancelled("the upload's run is no longer cut in segments")
     segment = Segment.from_dict(params["segment"])
     heartbeat = Heartbeat(job, ctx, lambda _: _record_progress(job, ctx))
@@ -113,7 +114,7 @@ def _cut_segment(job: dict, ctx: JobContext, paths: RunPaths) -> bool:
         stage_pipeline(job, ctx, paths, source, heartbeat, segment.first_sample, publisher)
     except SegmentMismatch as exc:
         log.warning("upload %s: %s; cutting it in one pass", params["upload_id"], exc)
-        if mongo.requeue_single_pass(params["parent"], run_id):
+        if mongo.segments.requeue_single_pass(params["parent"], run_id):
             ctx.submit(params["parent"])
         return False
     return True
@@ -129,8 +130,8 @@ def _first_task_first(job: dict, ctx: JobContext, heartbeat: Heartbeat) -> None:
     started = time.monotonic()
     watchdog.progressed("waiting for the first task")
     while time.monotonic() - started < FIRST_TASK_WAIT \
-            and not mongo.ready_task_count(params["upload_id"]):
-        first = mongo.get_job(f"{params['parent']}#1") or {}
+            and not mongo.uploads.ready_task_count(params["upload_id"]):
+        first = mongo.jobs.get_job(f"{params['parent']}#1") or {}
         if first.get("state") == JobState.QUEUED:  # about to be claimed, by another process
             if time.monotonic() - started > CLAIM_WAIT:
                 return
@@ -142,18 +143,18 @@ def _first_task_first(job: dict, ctx: JobContext, heartbeat: Heartbeat) -> None:
 
 
 def _spare_cores(mongo: MongoManager, parent: str, run_id: str) -> bool:
-    here = [owner for owner in mongo.segment_owners(parent, run_id)
+    here = [owner for owner in mongo.segments.segment_owners(parent, run_id)
             if owner_pid_here(owner) is not None]
     return (os.cpu_count() or 1) >= CORES_PER_SEGMENT * len(here)
 
 
 def _stopped(job: dict, ctx: JobContext, paths: RunPaths) -> None:
     params, run_id, mongo = job["params"], job["runId"], ctx.mongo
-    if mongo.parent_waiting(params["parent"], run_id):
+    if mongo.segments.parent_waiting(params["parent"], run_id):
         return  # merely taken over: the new holder goes on
     log.info("upload %s: segment %s stopped: its run ended", params["upload_id"], job["_id"])
-    mongo.end_job(job["_id"], run_id, JobState.CANCELLED)
-    parent = mongo.get_job(params["parent"])
+    mongo.jobs.end_job(job["_id"], run_id, JobState.CANCELLED)
+    parent = mongo.jobs.get_job(params["parent"])
     # Replaced (force_write), or failed: the failure's discard may have run
     # before this segment made its staging folders. Sent back to a single
     # pass (same run, still active): its staged tasks are kept.
@@ -165,35 +166,35 @@ def _record_progress(job: dict, ctx: JobContext) -> None:
     """The upload's progress: staged tasks of all segments. Stops a segment whose
     run was replaced (force_write), failed or sent back to a single pass."""
     params, mongo = job["params"], ctx.mongo
-    if not mongo.parent_waiting(params["parent"], job["runId"]):
+    if not mongo.segments.parent_waiting(params["parent"], job["runId"]):
         raise JobCancelled("the upload's run is no longer cut in segments")
-    staged = mongo.count_staged(params["upload_id"], job["runId"])
-    mongo.update_upload(params["upload_id"],
-                        progress=min(99, 100 * staged // max(1, params["total_tasks"])))
+    staged = mongo.runs.count_staged(params["upload_id"], job["runId"])
+    mongo.uploads.update_upload(params["upload_id"],
+                                progress=min(99, 100 * staged // max(1, params["total_tasks"])))
 
 
 def _claim_parent_if_last(job: dict, ctx: JobContext) -> dict | None:
     params, mongo = job["params"], ctx.mongo
-    if mongo.count_done_segments(params["parent"], job["runId"]) < params["segments"]:
+    if mongo.segments.count_done_segments(params["parent"], job["runId"]) < params["segments"]:
         return None
     watchdog.progressed("committing the segments")
     # Two segments ending at once: one of them claims the commit.
-    return mongo.claim_for_commit(params["parent"], job["runId"], ctx.owner,
-                                  ctx.config.processing.lease_seconds)
+    return mongo.segments.claim_for_commit(params["parent"], job["runId"], ctx.owner,
+                                           ctx.config.processing.lease_seconds)
 
 
 def commit_segments(job: dict, ctx: JobContext, paths: RunPaths) -> bool:
     """The parent's part: commit once every segment is done (False: not yet)."""
     params, run_id, mongo = job["params"], job["runId"], ctx.mongo
-    if mongo.count_done_segments(job["_id"], run_id) < job["segments"]:
-        mongo.wait_for_segments(job["_id"], run_id, ctx.owner)  # a retry came too early
+    if mongo.segments.count_done_segments(job["_id"], run_id) < job["segments"]:
+        mongo.segments.wait_for_segments(job["_id"], run_id, ctx.owner)  # a retry came too early
         return False
-    staged = mongo.staged_tasks(params["upload_id"], run_id)
+    staged = mongo.runs.staged_tasks(params["upload_id"], run_id)
     expected = list(range(1, len(staged) + 1))
     if [doc["number"] for doc in staged] != expected:
         raise RuntimeError(f"segments staged tasks {[d['number'] for d in staged]}")
     # The run's clock started when its fan-out began cutting (the upload's startedAt).
-    clock = RunClock(job, (mongo.get_upload(params["upload_id"]) or {}).get("startedAt"))
+    clock = RunClock(job, (mongo.uploads.get_upload(params["upload_id"]) or {}).get("startedAt"))
     frames = sum(doc["task"]["frameCount"] for doc in staged)
     commit_tasks(job, ctx, paths, len(staged),
                  clock.timings("cutting", frames, segments=job["segments"]),
@@ -204,5 +205,5 @@ def commit_segments(job: dict, ctx: JobContext, paths: RunPaths) -> bool:
 def _publisher(job_id: str, params: dict, run_id: str, paths: RunPaths,
                ctx: JobContext) -> Publisher | None:
     """The run's publisher when it is progressive (``job_id``: the upload's job)."""
-    job = ctx.mongo.get_job(job_id) or {}
+    job = ctx.mongo.jobs.get_job(job_id) or {}
     return publisher_for(job_id, params, run_id, paths, ctx) if job.get("progressive") else None

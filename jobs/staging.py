@@ -44,7 +44,7 @@ def stage_pipeline(job: dict, ctx: JobContext, paths: RunPaths, source: Source,
     skipped. Returns the staged task numbers and how many frames this call
     sampled. Closes ``source``."""
     params, run_id, mongo = job["params"], job["runId"], ctx.mongo
-    done = {doc["number"] for doc in mongo.staged_tasks(params["upload_id"], run_id)}
+    done = {doc["number"] for doc in mongo.runs.staged_tasks(params["upload_id"], run_id)}
     sampled = 0
     try:
         layout = FencedLayout(paths.staging(paths.clips),
@@ -54,8 +54,8 @@ def stage_pipeline(job: dict, ctx: JobContext, paths: RunPaths, source: Source,
                                   frozenset(done), first_sample=first_sample):
             if isinstance(event, TaskOutput):
                 task, frames = build_task(event, source.info, params, paths, run_id)
-                mongo.stage_task(params["upload_id"], run_id, event.number, task, frames)
-                if mongo.unstage_if_ended(params["upload_id"], run_id, task["_id"]):
+                mongo.runs.stage_task(params["upload_id"], run_id, event.number, task, frames)
+                if mongo.runs.unstage_if_ended(params["upload_id"], run_id, task["_id"]):
                     raise JobCancelled("the run ended while this task was staged")
                 done.add(event.number)
                 sampled += len(event.frames)
@@ -90,7 +90,8 @@ def commit_tasks(job: dict, ctx: JobContext, paths: RunPaths, task_count: int,
     fields = {"status": 1, "progress": 100, "stage": "done", "finishedAt": now(),
               "errorMessage": None, "timings": timings,
               "timelineRepairs": timeline_repairs(source, params)}
-    if not mongo.renew_lease(job["_id"], run_id, ctx.owner, ctx.config.processing.lease_seconds):
+    lease = ctx.config.processing.lease_seconds
+    if not mongo.jobs.renew_lease(job["_id"], run_id, ctx.owner, lease):
         raise JobCancelled("the run was replaced before its files were moved into place")
     if publisher is not None:
         if not publisher.finish(fields, task_count):
@@ -103,9 +104,9 @@ def commit_tasks(job: dict, ctx: JobContext, paths: RunPaths, task_count: int,
     # The new tasks are all ready at once: one upload.task_ready each, as a
     # progressive run sends them, then upload.completed.
     ready = [events.task_ready(params["upload_id"], doc["number"], doc["task"])
-             for doc in mongo.staged_tasks(params["upload_id"], run_id)]
-    if not mongo.commit_run(job["_id"], params["upload_id"], run_id, fields,
-                            ready + [events.completed(params["upload_id"], task_count)]):
+             for doc in mongo.runs.staged_tasks(params["upload_id"], run_id)]
+    if not mongo.runs.commit_run(job["_id"], params["upload_id"], run_id, fields,
+                                 ready + [events.completed(params["upload_id"], task_count)]):
         raise JobCancelled("the run was replaced before it could be committed")
 
 
@@ -128,15 +129,16 @@ def fail_upload(job: dict, ctx: JobContext, paths: RunPaths, error: dict) -> Non
     log.warning("upload %s: %s", params["upload_id"], error["message"])
     discard(ctx, paths)
     fields = {"status": 2, "stage": "error", "errorMessage": error, "finishedAt": now()}
-    ctx.mongo.end_run(job["_id"], job["runId"], JobState.FAILED, error,
-                      ("upload", params["upload_id"], fields), upload_stream(params["upload_id"]),
-                      [events.failed(params["upload_id"], error)])
+    ctx.mongo.jobs.end_run(job["_id"], job["runId"], JobState.FAILED, error,
+                           ("upload", params["upload_id"], fields),
+                           upload_stream(params["upload_id"]),
+                           [events.failed(params["upload_id"], error)])
 
 
 def discard(ctx: JobContext, paths: RunPaths) -> None:
     """Remove a run's partial outputs: staging folders and staged documents."""
     remove_staging(paths)
-    ctx.mongo.discard_run(paths.upload_id, paths.run_id)
+    ctx.mongo.runs.discard_run(paths.upload_id, paths.run_id)
 
 
 def input_limits(config: Config) -> InputLimits:

@@ -32,7 +32,7 @@ def track_run(job: dict, ctx: JobContext, timings: dict) -> Tracked:
     settings = tracker_settings(params, ctx)
     if settings is None:
         return None, timings
-    staged = ctx.mongo.staged_tasks(params["upload_id"], job["runId"])
+    staged = ctx.mongo.runs.staged_tasks(params["upload_id"], job["runId"])
     return _track(ctx, [doc["_id"] for doc in staged], params["auto_anno_version"],
                   params["frame_rate"], settings, timings)
 
@@ -64,10 +64,10 @@ def _track(ctx: JobContext, task_ids: list, version: int, frame_rate: float,
            settings: TrackerSettings, timings: dict) -> Tracked:
     started = time.monotonic()
     watchdog.progressed("tracking")
-    frames = ctx.mongo.boxes_of(task_ids)
+    frames = ctx.mongo.frames.boxes_of(task_ids)
     updates, counts = tracked_boxes(frames, f"auto:v{version}", frame_rate, settings)
     watchdog.progressed("tracking (writing the track ids)")
-    ctx.mongo.set_boxes(updates)
+    ctx.mongo.frames.set_boxes(updates)
     return counts, with_stage(timings, "tracking", time.monotonic() - started)
 
 

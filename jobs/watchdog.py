@@ -121,8 +121,8 @@ class Watchdog:
         no longer this run's (replaced or taken over: its new holder renews it)."""
         job, ctx = self.job, self.ctx
         try:
-            return ctx.mongo.renew_lease(job["_id"], job["runId"], ctx.owner,
-                                         ctx.config.processing.lease_seconds)
+            return ctx.mongo.jobs.renew_lease(job["_id"], job["runId"], ctx.owner,
+                                              ctx.config.processing.lease_seconds)
         except DatabaseError as exc:
             log.warning("job %s: lease not renewed: %s", job["_id"], exc)
             return True
@@ -149,7 +149,7 @@ class Watchdog:
         """This run, held by this process and not yet committed (a committed
         run's tasks are in place: the stalled clean-up is redone by the next
         holder, the upload must not turn to an error)."""
-        current = self.ctx.mongo.get_job(self.job["_id"])
+        current = self.ctx.mongo.jobs.get_job(self.job["_id"])
         return (current is not None and current["runId"] == self.job["runId"]
                 and current.get("owner") == self.ctx.owner
                 and current["state"] == JobState.RUNNING)

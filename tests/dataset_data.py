@@ -36,8 +36,8 @@ def make_task(mongo: MongoManager, contents: Path, upload_id: str, number: int,
                      "timestamp": source / 30, "imagePath": str(path), "boxes": list(boxes),
                      "isEmpty": not boxes, "isUserAnnotated": bool(boxes)})
     if docs:
-        mongo.frames.insert_many(docs)
-    mongo.tasks.insert_one({
+        mongo.collections.frames.insert_many(docs)
+    mongo.collections.tasks.insert_one({
         "_id": task_id, "projectId": project_id, "uploadId": upload_id, "taskName": name,
         "videoName": video_name, "frameStart": first_source,
         "frameEnd": first_source + 6 * max(0, len(frames) - 1), "frameCount": len(frames),
@@ -62,4 +62,4 @@ def make_version(mongo: MongoManager, **fields) -> str:
                           {"type": "val", "percentage": 20},
                           {"type": "test", "percentage": 10}],
            "exportFormats": ["YOLO", "COCO"], "createdAt": now(), **fields}
-    return str(mongo.versions.insert_one(doc).inserted_id)
+    return str(mongo.collections.versions.insert_one(doc).inserted_id)

@@ -60,7 +60,7 @@ class Receiver:
 def wait_delivered(mongo, timeout: float = 120) -> list[dict]:
     """Every recorded event delivered; returns them."""
     def done() -> list[dict] | None:
-        events = list(mongo.outbox.find())
+        events = list(mongo.collections.outbox.find())
         return events if events and all(e["state"] == "delivered" for e in events) else None
     return wait_for(done, timeout, "every event to be delivered")
 

@@ -25,8 +25,8 @@ class Reader(threading.Thread):
             time.sleep(0.02)
 
     def look(self) -> None:
-        tasks = self.mongo.tasks_of(self.upload_id)
-        ready = (self.mongo.get_upload(self.upload_id) or {}).get("readyTaskCount") or 0
+        tasks = self.mongo.frames.tasks_of(self.upload_id)
+        ready = (self.mongo.uploads.get_upload(self.upload_id) or {}).get("readyTaskCount") or 0
         self.polls += 1
         numbers = [int(task["taskName"].split("-")[1]) for task in tasks]
         if numbers != list(range(1, len(numbers) + 1)):
@@ -46,7 +46,7 @@ class Reader(threading.Thread):
             if self.seen[task["_id"]][0] != task:
                 self.problems.append(f"{task['taskName']} changed after it appeared")
             return
-        frames = self.mongo.frames_of(task["_id"])
+        frames = self.mongo.frames.frames_of(task["_id"])
         self.seen[task["_id"]] = (task, frames)
         if not Path(task["videoPath"]).is_file():
             self.problems.append(f"{task['taskName']} visible before its clip")
@@ -59,7 +59,7 @@ class Reader(threading.Thread):
         self.join(timeout=10)
         self.look()  # the end state too
         for task_id, (task, frames) in self.seen.items():
-            if self.mongo.frames_of(task_id) != frames:
+            if self.mongo.frames.frames_of(task_id) != frames:
                 self.problems.append(f"the frames of {task['taskName']} changed")
         assert not self.problems, self.problems[:5]
         assert len(self.seen) == self.tasks and self.polls > 20

@@ -120,8 +120,8 @@ def run_all(versions_env) -> None:
 
 def ious_of_upload(mongo, size, rotation) -> list[float]:
     scores = []
-    for task in mongo.tasks_of("u1"):
-        for frame in mongo.frames_of(task["_id"]):
+    for task in mongo.frames.tasks_of("u1"):
+        for frame in mongo.frames.frames_of(task["_id"]):
             boxes = [b for b in frame["boxes"] if b["source"].startswith("auto:")]
             if not boxes:
                 scores.append(0.0)
@@ -138,14 +138,14 @@ def test_every_format_finds_the_square_while_cutting(version, aa_client, version
     square_video(contents / "uploads" / "sq.mp4", 30)
     assert post_aa(aa_client, auto_anno_version=version).status_code == 202
     run_all(versions_env)
-    upload = mongo.get_upload("u1")
+    upload = mongo.uploads.get_upload("u1")
     assert upload["status"] == 1, upload["errorMessage"]
-    tasks = mongo.tasks_of("u1")
+    tasks = mongo.frames.tasks_of("u1")
     assert {t["AutoAnnotationVersion"] for t in tasks} == {version}
     scores = ious_of_upload(mongo, (128, 96), 0)
     assert len(scores) == 30
     assert sum(s > 0.5 for s in scores) >= 27, scores  # nearly every frame
-    frame = mongo.frames_of(tasks[0]["_id"])[0]
+    frame = mongo.frames.frames_of(tasks[0]["_id"])[0]
     box = frame["boxes"][0]
     assert box["label"] == "square" and box["source"] == f"auto:v{version}"
     assert 0 < box["confidence"] <= 1 and frame["isEmpty"] is False
@@ -159,7 +159,7 @@ def test_boxes_are_in_clip_pixels(rotation, size, pix_fmt, aa_client, versions_e
                  pix_fmt=pix_fmt)
     assert post_aa(aa_client, auto_anno_version=6).status_code == 202
     run_all(versions_env)
-    assert mongo.get_upload("u1")["status"] == 1
+    assert mongo.uploads.get_upload("u1")["status"] == 1
     scores = ious_of_upload(mongo, size, rotation)
     assert sum(s > 0.5 for s in scores) >= 18, scores
 
@@ -169,20 +169,20 @@ def test_annotations_only_replace_that_version_and_spare_user_boxes(aa_client, v
     square_video(contents / "uploads" / "sq.mp4", 20)
     post_aa(aa_client, auto_anno_version=2)
     run_all(versions_env)
-    frames = mongo.frames_of(mongo.tasks_of("u1")[0]["_id"])
+    frames = mongo.frames.frames_of(mongo.frames.tasks_of("u1")[0]["_id"])
     user_box = {"id": "u-1", "label": "square", "x": 1, "y": 2, "w": 3, "h": 4,
                 "confidence": 1.0, "source": "user"}
-    mongo.frames.update_one({"_id": frames[0]["_id"]}, {"$push": {"boxes": user_box}})
-    mongo.frames.update_one({"_id": frames[1]["_id"]},
-                            {"$set": {"isUserAnnotated": True, "boxes": [user_box]}})
-    old_ids = {b["id"] for f in mongo.frames_of(frames[0]["taskId"]) for b in f["boxes"]}
+    mongo.collections.frames.update_one({"_id": frames[0]["_id"]}, {"$push": {"boxes": user_box}})
+    mongo.collections.frames.update_one({"_id": frames[1]["_id"]},
+                                        {"$set": {"isUserAnnotated": True, "boxes": [user_box]}})
+    old_ids = {b["id"] for f in mongo.frames.frames_of(frames[0]["taskId"]) for b in f["boxes"]}
     for version in (2, 7):  # the same version again, then another one
         response = post_aa(aa_client, request_type=2, auto_anno_version=version,
                            content_path=None, frame_rate=None)
         assert response.status_code == 202, response.json
         run_all(versions_env)
-        assert mongo.get_upload("u1")["status"] == 1
-    after = {f["frameId"]: f for f in mongo.frames_of(frames[0]["taskId"])}
+        assert mongo.uploads.get_upload("u1")["status"] == 1
+    after = {f["frameId"]: f for f in mongo.frames.frames_of(frames[0]["taskId"])}
     first = after[1]["boxes"]
     assert user_box in first
     assert sorted(b["source"] for b in first) == ["auto:v2", "auto:v7", "user"]
@@ -190,8 +190,8 @@ def test_annotations_only_replace_that_version_and_spare_user_boxes(aa_client, v
     assert after[2]["boxes"] == [user_box]  # a user-annotated frame is never touched
     assert all(len([b for b in f["boxes"] if b["source"] == "auto:v2"]) <= 1
                for f in after.values())
-    assert {t["AutoAnnotationVersion"] for t in mongo.tasks_of("u1")} == {7}
-    assert mongo.get_upload("u1")["taskCount"] == 2
+    assert {t["AutoAnnotationVersion"] for t in mongo.frames.tasks_of("u1")} == {7}
+    assert mongo.uploads.get_upload("u1")["taskCount"] == 2
 
 
 def test_annotations_only_from_the_clip_when_frames_were_not_kept(versions_env, mongo,
@@ -205,7 +205,7 @@ def test_annotations_only_from_the_clip_when_frames_were_not_kept(versions_env, 
     assert post_aa(client, request_type=2, auto_anno_version=3, content_path=None,
                    frame_rate=None).status_code == 202
     run_all(env)
-    assert mongo.get_upload("u1")["status"] == 1
+    assert mongo.uploads.get_upload("u1")["status"] == 1
     scores = ious_of_upload(mongo, (128, 96), 0)
     assert sum(s > 0.5 for s in scores) >= 18, scores
 
@@ -221,8 +221,8 @@ def test_built_in_face_detector_finds_the_astronaut(env, mongo, contents):
                        auto_anno_version=1, frame_rate=1)
     assert response.status_code == 202
     run_all(env)
-    assert mongo.get_upload("u1")["status"] == 1
-    boxes = mongo.frames_of(mongo.tasks_of("u1")[0]["_id"])[0]["boxes"]
+    assert mongo.uploads.get_upload("u1")["status"] == 1
+    boxes = mongo.frames.frames_of(mongo.frames.tasks_of("u1")[0]["_id"])[0]["boxes"]
     assert [b["label"] for b in boxes] == ["face"]
     found = np.array([boxes[0]["x"], boxes[0]["y"], boxes[0]["x"] + boxes[0]["w"],
                       boxes[0]["y"] + boxes[0]["h"]])
@@ -243,10 +243,10 @@ def test_wrong_output_shape_ends_with_a_reason(tmp_path, model_dirs, env, mongo,
     square_video(contents / "uploads" / "sq.mp4", 10)
     assert post_aa(client, auto_anno_version=9).status_code == 202
     run_all(bad_env)
-    upload = mongo.get_upload("u1")
+    upload = mongo.uploads.get_upload("u1")
     assert upload["status"] == 2 and upload["errorMessage"]["code"] == "model_error"
     assert "output shape" in upload["errorMessage"]["message"]
-    assert mongo.tasks.count_documents({}) == 0
+    assert mongo.collections.tasks.count_documents({}) == 0
 
 
 @pytest.mark.parametrize("change,needle", [
@@ -283,12 +283,12 @@ def test_missing_frames_end_with_a_reason_not_a_hang(aa_client, versions_env, mo
     square_video(contents / "uploads" / "sq.mp4", 20)
     post_aa(aa_client, auto_anno_version=2)
     run_all(versions_env)
-    task = mongo.tasks_of("u1")[0]
-    for frame in mongo.frames_of(task["_id"])[3:]:
+    task = mongo.frames.tasks_of("u1")[0]
+    for frame in mongo.frames.frames_of(task["_id"])[3:]:
         Path(frame["imagePath"]).unlink()  # frames lost: the clip is decoded instead...
     square_video(Path(task["videoPath"]), 3)  # ...which holds fewer frames than its documents
     assert post_aa(aa_client, request_type=2, auto_anno_version=2, content_path=None,
                    frame_rate=None).status_code == 202
     run_all(versions_env)
-    upload = mongo.get_upload("u1")
+    upload = mongo.uploads.get_upload("u1")
     assert upload["status"] == 2 and upload["errorMessage"]["code"] == "frames_missing"

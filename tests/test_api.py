@@ -43,7 +43,7 @@ def test_auth(client, mongo, video, headers, body_key, status):
 def test_auth_checked_before_validation(client, mongo):
     response = client.post("/api/processContent", json={"upload_id": "x"})
     assert response.status_code == 401
-    assert mongo.get_upload("x") is None
+    assert mongo.uploads.get_upload("x") is None
 
 
 def test_status_needs_key(client, mongo):
@@ -175,7 +175,7 @@ def test_contents_prefixed_path_accepted(client, mongo, contents, video, monkeyp
     monkeypatch.chdir(contents.parent if working_folder == "above contents" else elsewhere)
     response = client.post("/api/processContent", json=valid(content_path=content_path))
     assert response.status_code == 202, response.json
-    assert mongo.get_job(f"processContent:{valid()['upload_id']}")["params"][
+    assert mongo.jobs.get_job(f"processContent:{valid()['upload_id']}")["params"][
         "content_path"] == str(video)
 
 
@@ -200,14 +200,14 @@ def test_accept_records_job_and_upload_before_answering(client, mongo, video):
     body = response.json
     assert body["status_url"] == "/api/processContent/5f0c6b2e9d3e4a1b2c3d4e5f"
     from bson import ObjectId
-    upload = mongo.uploads.find_one({"_id": ObjectId("5f0c6b2e9d3e4a1b2c3d4e5f")})
+    upload = mongo.collections.uploads.find_one({"_id": ObjectId("5f0c6b2e9d3e4a1b2c3d4e5f")})
     assert upload["status"] == 0 and upload["progress"] == 0 and upload["stage"] == "queued"
     assert upload["projectId"] == ObjectId("5f0c6b2e9d3e4a1b2c3d4e60")
     assert upload["frame_rate"] == 5 and upload["frames_per_task"] == 10
     assert upload["sourceFilePath"] == str(video.resolve())
-    project = mongo.projects.find_one({"_id": ObjectId("5f0c6b2e9d3e4a1b2c3d4e60")})
+    project = mongo.collections.projects.find_one({"_id": ObjectId("5f0c6b2e9d3e4a1b2c3d4e60")})
     assert project["contentUploads"] == [ObjectId("5f0c6b2e9d3e4a1b2c3d4e5f")]
-    job = mongo.get_job("processContent:5f0c6b2e9d3e4a1b2c3d4e5f")
+    job = mongo.jobs.get_job("processContent:5f0c6b2e9d3e4a1b2c3d4e5f")
     assert job["state"] == "queued"
 
 
@@ -215,7 +215,7 @@ def test_project_lists_upload_once(client, mongo, video, run_jobs):
     client.post("/api/processContent", json=valid())
     run_jobs()
     client.post("/api/processContent", json=valid(force_write=1))
-    assert mongo.projects.find_one({"_id": "p1"})["contentUploads"] == ["u1"]
+    assert mongo.collections.projects.find_one({"_id": "p1"})["contentUploads"] == ["u1"]
 
 
 def test_busy_upload_is_409(client, mongo, video):
@@ -286,8 +286,8 @@ def test_request_that_died_while_accepting(client, mongo, video, age_seconds, st
     from datetime import timedelta
 
     from mongo_manager import now
-    mongo.jobs.insert_one({"_id": "processContent:u1", "state": "accepting", "runId": "x",
-                           "createdAt": now() - timedelta(seconds=age_seconds)})
+    mongo.collections.jobs.insert_one({"_id": "processContent:u1", "state": "accepting", "runId": "x",
+                                       "createdAt": now() - timedelta(seconds=age_seconds)})
     assert client.post("/api/processContent", json=valid()).status_code == status
 
 
@@ -298,10 +298,10 @@ def test_a_hex_id_in_another_letter_case_is_the_same_upload(client, mongo, video
     assert client.post("/api/processContent", json=valid(upload_id=lower)).status_code == 202
     again = client.post("/api/processContent", json=valid(upload_id=upper))
     assert again.status_code == 409 and again.json["code"] == "in_progress", again.json
-    assert mongo.jobs.count_documents({}) == 1
+    assert mongo.collections.jobs.count_documents({}) == 1
     status = client.get(f"/api/processContent/{upper}", headers={"X-Auth-Key": AUTH_KEY})
     assert status.json["upload_id"] == lower, status.json
     forced = client.post("/api/processContent", json=valid(upload_id=upper, force_write=1))
     assert forced.status_code == 202 and forced.json["upload_id"] == lower
-    assert [job["_id"] for job in mongo.jobs.find()] == [f"processContent:{lower}"]
-    assert {event["stream"] for event in mongo.outbox.find()} <= {lower}
+    assert [job["_id"] for job in mongo.collections.jobs.find()] == [f"processContent:{lower}"]
+    assert {event["stream"] for event in mongo.collections.outbox.find()} <= {lower}

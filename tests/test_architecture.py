@@ -18,7 +18,7 @@ from conftest import ROOT
 
 PACKAGES = ("api", "intake", "engines", "jobs", "processors", "annotation", "datasets", "storage")
 BASICS = ("mongo_manager", "embedded_db", "config", "exceptions", "job_states", "events",
-          "processes", "logging_setup")
+          "processes", "logging_setup", "backoff")
 
 
 def lint_imports(folder: Path) -> subprocess.CompletedProcess:
@@ -47,6 +47,9 @@ BREAKS = [
      "import engines.celery_worker"),
     ("Only storage/ imports boto3", "jobs/dataset.py", "import boto3"),
     ("No import cycles inside a package", "jobs/context.py", "import jobs.runner"),
+    ("Only mongo_manager imports the stores", "jobs/runner.py", "import stores.jobs"),
+    ("The stores import no package of the service", "stores/runs.py", "import jobs.runner"),
+    ("No import cycles inside a package", "stores/uploads.py", "import stores.jobs"),
 ]
 
 
@@ -54,7 +57,7 @@ BREAKS = [
 def copy(tmp_path_factory) -> Path:
     """The repo's code and rules, to break one rule at a time."""
     folder = tmp_path_factory.mktemp("repo")
-    for package in PACKAGES:
+    for package in (*PACKAGES, "stores"):
         shutil.copytree(ROOT / package, folder / package,
                         ignore=shutil.ignore_patterns("__pycache__"))
     for path in [*ROOT.glob("*.py"), ROOT / ".importlinter"]:
@@ -92,6 +95,7 @@ def test_top_level_files_keep_the_rules(path):
     imported = imports_of(path)
     if path.stem != "mongo_manager":
         assert not imported & {"pymongo", "bson"}, "only mongo_manager talks to MongoDB"
+        assert "stores" not in imported, "only mongo_manager imports the stores"
     assert not imported & {"flask", "celery", "kombu", "boto3", "botocore"}, \
         "Flask is api/'s, Celery engines/', boto3 storage/'s"
     if path.stem in BASICS:  # the bottom: what every package may use, using none of them

@@ -82,14 +82,14 @@ def assert_nothing_left(mongo, contents: Path) -> None:
     """Nothing of the failed run is left but the tasks it had published before
     the bad part of the file (final: people may be annotating them), each one
     whole: its clip, frames and JPEGs."""
-    tasks = mongo.tasks_of("u1")
-    assert (mongo.get_upload("u1") or {}).get("readyTaskCount", 0) == len(tasks)
+    tasks = mongo.frames.tasks_of("u1")
+    assert (mongo.uploads.get_upload("u1") or {}).get("readyTaskCount", 0) == len(tasks)
     kept = {Path(t["videoPath"]) for t in tasks}
-    frames = [f for t in tasks for f in mongo.frames_of(t["_id"])]
-    assert len(frames) == sum(t["frameCount"] for t in tasks) == mongo.frames.count_documents({})
+    frames = [f for t in tasks for f in mongo.frames.frames_of(t["_id"])]
+    assert len(frames) == sum(t["frameCount"] for t in tasks) == mongo.collections.frames.count_documents({})
     kept |= {Path(f["imagePath"]) for f in frames}
     assert all(path.is_file() for path in kept)
-    assert mongo.staging.count_documents({}) == 0
+    assert mongo.collections.staging.count_documents({}) == 0
     files = [p for folder in ("tasks", "frames") if (contents / folder).exists()
              for p in (contents / folder).rglob("*") if p.is_file()]
     assert set(files) == kept, set(files) ^ kept
@@ -99,7 +99,7 @@ def assert_still_serving(post, run_jobs, mongo, contents: Path) -> None:
     cfr_video(contents / "uploads" / "good.mp4", 30)
     assert post(upload_id="good", content_path="uploads/good.mp4").status_code == 202
     run_jobs()
-    assert mongo.get_upload("good")["status"] == 1
+    assert mongo.uploads.get_upload("good")["status"] == 1
 
 
 @pytest.mark.parametrize("case", sorted(VIDEO_CASES))
@@ -109,15 +109,15 @@ def test_bad_video(case, contents, post, run_jobs, mongo):
     response = post(content_path=f"uploads/{name}")
     assert response.status_code == 202  # the file exists: its content is judged by the job
     run_jobs()
-    upload = mongo.get_upload("u1")
+    upload = mongo.uploads.get_upload("u1")
     assert upload["status"] == 2 and upload["stage"] == "error"
     error = upload["errorMessage"]
     assert error["code"] in (codes if isinstance(codes, tuple) else (codes,))
     assert name in error["message"]
-    assert mongo.get_job("processContent:u1")["state"] == "failed"
+    assert mongo.jobs.get_job("processContent:u1")["state"] == "failed"
     assert_nothing_left(mongo, contents)
     if case == "truncated mid-stream":  # cut before the bad part: published, and kept
-        assert mongo.tasks_of("u1"), "no task was published before the truncation"
+        assert mongo.frames.tasks_of("u1"), "no task was published before the truncation"
     assert_still_serving(post, run_jobs, mongo, contents)
 
 
@@ -125,7 +125,7 @@ def test_truncated_message_says_how_much(contents, post, run_jobs, mongo):
     name = make_truncated(contents / "uploads")
     post(content_path=f"uploads/{name}")
     run_jobs()
-    message = mongo.get_upload("u1")["errorMessage"]["message"]
+    message = mongo.uploads.get_upload("u1")["errorMessage"]["message"]
     assert "truncated" in message or "corrupt" in message
 
 
@@ -134,7 +134,7 @@ def test_file_removed_after_accept(contents, post, run_jobs, mongo):
     assert post(content_path="uploads/gone.mp4").status_code == 202
     video.unlink()
     run_jobs()
-    upload = mongo.get_upload("u1")
+    upload = mongo.uploads.get_upload("u1")
     assert upload["status"] == 2 and upload["errorMessage"]["code"] == "missing_file"
 
 
@@ -182,6 +182,6 @@ def test_bad_images(case, contents, post, run_jobs, mongo):
     name = make(contents / "uploads")
     assert post(content_path=f"uploads/{name}", content_type=2).status_code == 202
     run_jobs()
-    upload = mongo.get_upload("u1")
+    upload = mongo.uploads.get_upload("u1")
     assert upload["status"] == 2 and upload["errorMessage"]["code"] == code
     assert_nothing_left(mongo, contents)

@@ -55,7 +55,7 @@ def post_all(post, videos: dict[str, int]) -> None:
 
 
 def job_of(mongo, upload_id: str) -> dict:
-    return mongo.get_job(f"processContent:{upload_id}")
+    return mongo.jobs.get_job(f"processContent:{upload_id}")
 
 
 def wait_all_ended(mongo, videos: dict[str, int], timeout: float = 240) -> None:
@@ -64,17 +64,17 @@ def wait_all_ended(mongo, videos: dict[str, int], timeout: float = 240) -> None:
 
 
 def assert_exact(mongo, contents: Path, upload_id: str, frames: int) -> None:
-    upload = mongo.get_upload(upload_id)
+    upload = mongo.uploads.get_upload(upload_id)
     assert upload["status"] == 1, upload["errorMessage"]
-    tasks = mongo.tasks_of(upload_id)
+    tasks = mongo.frames.tasks_of(upload_id)
     expected = [list(range(i, min(i + PER_TASK, frames))) for i in range(0, frames, PER_TASK)]
     assert [t["original_frames"] for t in tasks] == expected
     ids = [t["_id"] for t in tasks]
-    assert mongo.frames.count_documents({"taskId": {"$in": ids}}) == frames
+    assert mongo.collections.frames.count_documents({"taskId": {"$in": ids}}) == frames
     for task in (tasks[0], tasks[-1]):
         assert clip_barcodes(Path(task["videoPath"])) == task["original_frames"]
     assert len(list((contents / "tasks" / "p1" / upload_id).iterdir())) == len(tasks)
-    assert mongo.staging.count_documents({"uploadId": upload_id}) == 0
+    assert mongo.collections.staging.count_documents({"uploadId": upload_id}) == 0
 
 
 def claims(workers) -> list[str]:
@@ -104,14 +104,14 @@ def test_worker_killed_mid_job_and_another_finishes_it(env, post, mongo, content
     post_all(post, videos)
     job = wait_for(lambda: (j := job_of(mongo, "long0")) and j.get("owner") and j,
                    what="a worker to claim the job")
-    wait_for(lambda: mongo.staging.count_documents({}) >= 3, what="tasks to be staged")
+    wait_for(lambda: mongo.collections.staging.count_documents({}) >= 3, what="tasks to be staged")
     holder_pid = owner_pid_here(job["owner"])
     holder = next(w for w in workers if os.getpgid(holder_pid) == w.proc.pid)
     if victim == "worker":
         holder.kill()  # the worker, its pool process and its sweeper: kill -9
     else:
         os.kill(holder_pid, signal.SIGKILL)  # the worker gives the message back
-    assert mongo.staging.count_documents({}) < 60, "the job ended before the kill"
+    assert mongo.collections.staging.count_documents({}) < 60, "the job ended before the kill"
     wait_all_ended(mongo, videos, timeout=60)
     finished = job_of(mongo, "long0")
     assert finished["state"] == "done" and finished["attempts"] == 2
@@ -127,7 +127,7 @@ def test_redis_restarted_mid_run_loses_no_job(env, post, mongo, contents, celery
     videos = {**make_videos(contents, 1, 600, prefix="long"), **make_videos(contents, 3, 60)}
     worker = celery_workers("a", "cut", service_env(env))
     post_all(post, videos)
-    wait_for(lambda: mongo.staging.count_documents({}) >= 3, what="tasks to be staged")
+    wait_for(lambda: mongo.collections.staging.count_documents({}) >= 3, what="tasks to be staged")
     redis_server.stop(kill=True)  # no persistence: every waiting message is gone
     time.sleep(1)
     redis_server.start()
@@ -150,7 +150,7 @@ def test_mongodb_restarted_mid_run(env, contents, secantus_server, celery_worker
             "auth_key": AUTH_KEY, "upload_id": upload_id, "project_id": "p1", "frame_rate": 30,
             "content_path": f"uploads/{upload_id}.mp4"})
         assert response.status_code == 202, response.get_json()
-    wait_for(lambda: mongo.staging.count_documents({"uploadId": "long0"}) >= 3,
+    wait_for(lambda: mongo.collections.staging.count_documents({"uploadId": "long0"}) >= 3,
              what="tasks to be staged")
     secantus_server.stop()
     time.sleep(4)  # longer than the clients' timeout: running jobs hit database errors
@@ -192,7 +192,7 @@ def test_annotation_goes_only_to_the_gpu_queue(env, post, mongo, contents, celer
     wait_all_ended(mongo, videos, timeout=300)
     assert job_of(mongo, "v0")["state"] == "done", job_of(mongo, "v0")["error"]
     assert cpu.claimed() == ["processContent:v0"] and gpu.claimed() == ["processContent:v0"]
-    assert mongo.get_upload("v0")["request_type"] == 2
+    assert mongo.uploads.get_upload("v0")["request_type"] == 2
 
 
 def test_health_reports_the_broker(client, redis_server):
@@ -220,19 +220,19 @@ def test_a_run_taken_over_keeps_its_staged_tasks(config, mongo, contents):
     from jobs.documents import task_object_id
 
     make_videos(contents, 1, 60)
-    mongo.start_job("processContent:v0", "processContent",
-                    {"upload_id": "v0", "project_id": "p1", "request_type": 0, "content_type": 1,
-                     "content_path": str(contents / "uploads" / "v0.mp4"), "frame_rate": 30,
-                     "frames_per_task": 10, "force_write": 0, "auto_anno_version": 0},
-                    "run1", replace_active=False)
-    mongo.queue_job("processContent:v0", "run1")
-    job = mongo.claim_job("host:1", 5, job_id="processContent:v0")
+    mongo.jobs.start_job("processContent:v0", "processContent",
+                         {"upload_id": "v0", "project_id": "p1", "request_type": 0, "content_type": 1,
+                          "content_path": str(contents / "uploads" / "v0.mp4"), "frame_rate": 30,
+                          "frames_per_task": 10, "force_write": 0, "auto_anno_version": 0},
+                         "run1", replace_active=False)
+    mongo.jobs.queue_job("processContent:v0", "run1")
+    job = mongo.jobs.claim_job("host:1", 5, job_id="processContent:v0")
     task = {"_id": task_object_id("run1", 1)}
-    mongo.stage_task("v0", "run1", 1, task, [{"taskId": task["_id"], "frameId": 0}])
-    mongo.jobs.update_one({"_id": job["_id"]}, {"$set": {"owner": "host:2"}})  # taken over
+    mongo.runs.stage_task("v0", "run1", 1, task, [{"taskId": task["_id"], "frameId": 0}])
+    mongo.collections.jobs.update_one({"_id": job["_id"]}, {"$set": {"owner": "host:2"}})  # taken over
     run_content_job(job, JobContext(mongo, config, "host:1"))
-    assert 1 in [doc["number"] for doc in mongo.staged_tasks("v0", "run1")]
-    assert mongo.frames.count_documents({"taskId": task["_id"]}) == 1
+    assert 1 in [doc["number"] for doc in mongo.runs.staged_tasks("v0", "run1")]
+    assert mongo.collections.frames.count_documents({"taskId": task["_id"]}) == 1
 
 
 def segment_claims(workers, upload_id: str) -> dict[str, list[str]]:
@@ -249,7 +249,7 @@ def test_segments_of_one_video_run_on_two_workers_at_once(env, post, mongo, cont
     post_all(post, videos)
     wait_all_ended(mongo, videos)
     assert_exact(mongo, contents, "seg0", 600)  # the single pass's tasks, every frame once
-    segments = mongo.jobs.count_documents({"parent": "processContent:seg0", "state": "done"})
+    segments = mongo.collections.jobs.count_documents({"parent": "processContent:seg0", "state": "done"})
     assert segments == 4
     by_worker = segment_claims(workers, "seg0")
     assert all(by_worker.values()), f"one worker cut every segment: {by_worker}"
@@ -263,14 +263,14 @@ def test_worker_killed_mid_segment_and_the_upload_still_ends_exact(env, post, mo
                        "QUEUE_RESUBMIT_SECONDS": "600"})
     workers = [celery_workers(name, "cut", env) for name in ("a", "b")]
     post_all(post, videos)
-    wait_for(lambda: mongo.staging.count_documents({}) >= 4, what="tasks to be staged")
-    running = wait_for(lambda: mongo.jobs.find_one({"parent": "processContent:segkill0",
-                                                    "state": "running"}),
+    wait_for(lambda: mongo.collections.staging.count_documents({}) >= 4, what="tasks to be staged")
+    running = wait_for(lambda: mongo.collections.jobs.find_one({"parent": "processContent:segkill0",
+                                                                "state": "running"}),
                        what="a segment to be running")
     holder_pid = owner_pid_here(running["owner"])
     holder = next(w for w in workers if os.getpgid(holder_pid) == w.proc.pid)
     holder.kill()
-    assert mongo.staging.count_documents({}) < 90, "the upload ended before the kill"
+    assert mongo.collections.staging.count_documents({}) < 90, "the upload ended before the kill"
     wait_all_ended(mongo, videos, timeout=120)
     assert_exact(mongo, contents, "segkill0", 900)
     assert job_of(mongo, "segkill0")["state"] == "done"

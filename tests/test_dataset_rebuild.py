@@ -30,13 +30,13 @@ def build(config, mongo, version: str) -> dict:
 
 
 def reject(mongo, task_ids) -> None:
-    mongo.tasks.update_many({"_id": {"$in": list(task_ids)}}, {"$set": {"auditStatus": REJECTED}})
+    mongo.collections.tasks.update_many({"_id": {"$in": list(task_ids)}}, {"$set": {"auditStatus": REJECTED}})
 
 
 def relabel(mongo, task_ids) -> None:
     """Every frame of these tasks gets another box: their label files change."""
-    mongo.frames.update_many({"taskId": {"$in": list(task_ids)}},
-                             {"$set": {"boxes": [box("car", 2, 2, 30, 20)]}})
+    mongo.collections.frames.update_many({"taskId": {"$in": list(task_ids)}},
+                                         {"$set": {"boxes": [box("car", 2, 2, 30, 20)]}})
 
 
 def manifest_of(client, bucket: str, prefix: str) -> tuple[str, dict] | None:
@@ -84,10 +84,10 @@ def test_rebuild_after_a_rejection_holds_exactly_the_version(make_config, mongo,
     assert not [o for o in manifest["objects"] if "task-2-" in o["key"]]
     assert state["counts"]["images"] == 30 and len(state["taskStatus"]["tasks"]) == 3
     assert not list(root.rglob("*task-2-*"))
-    listed = {doc["_id"] for doc in mongo.tasks.find({"datasetVersions": to_id(version)})}
+    listed = {doc["_id"] for doc in mongo.collections.tasks.find({"datasetVersions": to_id(version)})}
     assert listed == set(tasks) - set(tasks[1:2])  # the rejected task is in it no more
     # Another format set: the YOLO folders and data.yaml go too, in both places.
-    mongo.update_version(version, exportFormats=["COCO"])
+    mongo.datasets.update_version(version, exportFormats=["COCO"])
     state = build(config, mongo, version)
     manifest = assert_exact(client, bucket, "v", root)
     assert state["uploadStats"]["deleted"] == 30 + 1  # 30 label files, data.yaml
@@ -107,7 +107,7 @@ def test_a_rebuild_that_fails_a_task_withdraws_the_manifest(make_config, mongo, 
     relabel(mongo, tasks[:1])  # its objects change in the store during the failed build
     (contents / "frames" / "u1" / "task-2" / "3.jpg").unlink()
     assert dataset_builds.build_here(mongo, config, version)
-    assert mongo.get_version(version)["error"]["code"] == "task_errors"
+    assert mongo.datasets.get_version(version)["error"]["code"] == "task_errors"
     assert manifest_of(client, bucket, "f") is None and not (root / "manifest.json").exists()
     reject(mongo, tasks[1:])  # the auditor takes the broken task out
     state = build(config, mongo, version)
@@ -207,11 +207,11 @@ def test_kill_during_a_rebuild_then_rerun_converges(env, make_config, mongo, con
         held = listing(client, bucket, "k")
         assert all(held.get(o["key"]) == o["etag"] for o in now[1]["objects"])
     left = len(listing(client, bucket, "k"))
-    assert mongo.get_version(version)["taskStatus"]["state"] == "pending"
+    assert mongo.datasets.get_version(version)["taskStatus"]["state"] == "pending"
     done = subprocess.run(["python", "dataset_creation_warm_start.py"], env=run_env, cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and "finished 1 job(s)" in done.stdout, done.stderr
-    doc = mongo.get_version(version)
+    doc = mongo.datasets.get_version(version)
     assert doc["status"] == 1, doc.get("error")
     manifest = assert_exact(client, bucket, "k", dataset_dir(contents, version))
     assert len(manifest["objects"]) == 5 * 20 * 2 + 4

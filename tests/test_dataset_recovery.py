@@ -51,20 +51,20 @@ def half_built(env, mongo, contents, s3_env, s3_server):
 
 
 def task_states(mongo, version: str) -> list[str]:
-    return [t["state"] for t in mongo.get_version(version)["taskStatus"]["tasks"]]
+    return [t["state"] for t in mongo.datasets.get_version(version)["taskStatus"]["tasks"]]
 
 
 def test_rerun_after_kill_sends_only_what_was_missing(half_built, mongo, s3_env, s3_server):
     version, run_env, present = half_built
     states = task_states(mongo, version)
-    assert mongo.get_version(version)["taskStatus"]["state"] == "pending"
+    assert mongo.datasets.get_version(version)["taskStatus"]["state"] == "pending"
     assert "complete" in states and "pending" in states
     assert len(present) < 2 * TASKS * FRAMES
     process = cli(run_env, version)
     out, err = process.communicate(timeout=300)
     assert process.returncode == 0, err
     final = s3_server.objects(s3_env["S3_BUCKET"], "v/")
-    stats = mongo.get_version(version)["uploadStats"]
+    stats = mongo.datasets.get_version(version)["uploadStats"]
     assert stats["skipped"] == len(present)  # nothing already there was sent again
     assert stats["sent"] == len(final) - len(present)
     assert stats["requests"] == stats["sent"]
@@ -79,7 +79,7 @@ def test_warm_start_finishes_a_half_built_version(half_built, mongo, s3_env, s3_
     version, run_env, present = half_built
     out = warm_start(run_env)
     assert "finished 1 job(s)" in out
-    doc = mongo.get_version(version)
+    doc = mongo.datasets.get_version(version)
     assert doc["status"] == 1 and doc["taskStatus"]["state"] == "complete"
     assert doc["uploadStats"]["skipped"] == len(present)
     assert len(s3_server.objects(s3_env["S3_BUCKET"], "v/")) == \
@@ -103,14 +103,14 @@ def test_store_down_mid_build_ends_in_error_then_warm_start_completes(
                 server.stop()
 
         dataset_builds.build_here(mongo, config, version, on_progress=stop_store_mid_upload)
-        doc = mongo.get_version(version)
+        doc = mongo.datasets.get_version(version)
         assert doc["status"] == 2 and doc["error"]["code"] == "storage_unavailable", doc["error"]
         assert doc["error"]["retryable"] and doc["taskStatus"]["state"] == "error"
         assert "complete" in task_states(mongo, version)
         assert "pending" in task_states(mongo, version)  # nothing half-sent marked complete
         server.start()
         warm_start({**service_env(env), **s3})
-        doc = mongo.get_version(version)
+        doc = mongo.datasets.get_version(version)
         assert doc["status"] == 1 and set(task_states(mongo, version)) == {"complete"}
         assert len(server.objects(bucket, "v/")) == 2 * TASKS * FRAMES + 5
     finally:
@@ -130,7 +130,7 @@ def test_cli_setup_errors(env, mongo, contents, s3_env, change, code, message):
     process = cli(run_env, change.get("VERSION", version))
     out, err = process.communicate(timeout=120)
     assert process.returncode == code and message in err, (out, err)
-    doc = mongo.get_version(version)
+    doc = mongo.datasets.get_version(version)
     if code == 1:
         assert doc["status"] == 2 and message in doc["error"]["message"]
         tasks = (doc.get("taskStatus") or {}).get("tasks", [])
@@ -145,7 +145,7 @@ def test_a_second_build_at_once_is_refused(env, mongo, contents, s3_env):
 
     def building() -> bool:
         assert first.poll() is None, first.communicate()
-        return mongo.get_version(version).get("stage") in ("exporting", "uploading")
+        return mongo.datasets.get_version(version).get("stage") in ("exporting", "uploading")
 
     wait_for(building, 60, "the first build to start")
     second = cli(run_env, version)

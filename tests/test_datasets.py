@@ -130,7 +130,7 @@ def test_task_list_selects_tasks_of_any_project(config, mongo, contents):
     version = make_version(mongo, projectIds=[], taskList=[str(wanted)])
     state = build_here(config, mongo, version)
     assert [t["task"] for t in state["taskStatus"]["tasks"]] == [str(wanted)]
-    assert mongo.tasks.find_one({"_id": wanted})["datasetVersions"]
+    assert mongo.collections.tasks.find_one({"_id": wanted})["datasetVersions"]
 
 
 def test_upload_to_s3_then_rerun_sends_nothing(make_config, mongo, contents, s3_env, s3_server):
@@ -159,8 +159,8 @@ def test_a_changed_label_is_sent_again(make_config, mongo, contents, s3_env):
     task = make_task(mongo, contents, "u1", 1, [[box("car", 1, 1, 9, 9)], []])
     version = make_version(mongo)
     build_here(config, mongo, version)
-    mongo.frames.update_one({"taskId": task, "frameId": 2},
-                            {"$set": {"boxes": [box("person", 2, 2, 8, 8)]}})
+    mongo.collections.frames.update_one({"taskId": task, "frameId": 2},
+                                        {"$set": {"boxes": [box("person", 2, 2, 8, 8)]}})
     state = build_here(config, mongo, version)
     # The label file, the COCO file of its split, and the manifest.
     assert state["uploadStats"]["sent"] == 3, state["uploadStats"]

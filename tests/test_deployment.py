@@ -45,7 +45,7 @@ def test_gunicorn_serves_and_processes(env, contents, mongo, config, tmp_path):
         status_url = base + response.json()["status_url"]
         wait_until(lambda: requests.get(status_url, headers={"X-Auth-Key": AUTH_KEY},
                                         timeout=2).json()["status"] == 1)
-        tasks = mongo.tasks_of("u1")
+        tasks = mongo.frames.tasks_of("u1")
         assert [t["taskName"] for t in tasks] == ["task-1-cam 1"]
         assert clip_barcodes(Path(tasks[0]["videoPath"])) == list(range(0, 60, 6))
         bad = requests.post(f"{base}/api/processContent", json={"auth_key": "nope"}, timeout=5)
@@ -67,7 +67,7 @@ def test_command_line_processes_a_local_file(env, tmp_path, mongo):
                             timeout=300)
     assert result.returncode == 0, result.stderr
     assert "100%" in result.stderr  # the progress bar
-    tasks = mongo.tasks_of("cli1")
+    tasks = mongo.frames.tasks_of("cli1")
     assert len(tasks) == 1 and tasks[0]["frameCount"] == 8
     assert tasks[0]["videoPath"] in result.stdout
     assert Path(tasks[0]["videoPath"]).is_file()
@@ -81,7 +81,7 @@ def test_command_line_reports_bad_content(env, tmp_path, mongo):
                             timeout=120)
     assert result.returncode == 1
     assert "not a video" in result.stderr
-    assert mongo.get_upload("b1")["status"] == 2
+    assert mongo.uploads.get_upload("b1")["status"] == 2
 
 
 def test_command_line_config_error_names_key(env):

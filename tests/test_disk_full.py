@@ -104,9 +104,9 @@ def leftovers(contents: Path) -> list[str]:
 
 
 def snapshot(mongo, contents: Path, upload_id: str) -> tuple:
-    upload = mongo.get_upload(upload_id)
-    tasks = mongo.tasks_of(upload_id)
-    frames = [mongo.frames_of(task["_id"]) for task in tasks]
+    upload = mongo.uploads.get_upload(upload_id)
+    tasks = mongo.frames.tasks_of(upload_id)
+    frames = [mongo.frames.frames_of(task["_id"]) for task in tasks]
     return upload, tasks, frames, files_of(contents, upload_id)
 
 
@@ -120,14 +120,14 @@ def upload(post, contents: Path, upload_id: str, **fields):
 
 def assert_exact_frames(mongo, upload_id: str) -> None:
     """Status 1 and every task clip and JPEG holds exactly the frames it should."""
-    doc = mongo.get_upload(upload_id)
+    doc = mongo.uploads.get_upload(upload_id)
     assert doc["status"] == 1, doc["errorMessage"]
-    tasks = mongo.tasks_of(upload_id)
+    tasks = mongo.frames.tasks_of(upload_id)
     expected = expected_samples([Fraction(i, 30) for i in range(FRAMES)], 30)
     assert [f for t in tasks for f in t["original_frames"]] == expected
     for task in tasks:
         assert clip_barcodes(Path(task["videoPath"])) == task["original_frames"]
-        for frame in mongo.frames_of(task["_id"]):
+        for frame in mongo.frames.frames_of(task["_id"]):
             assert clip_barcodes(Path(frame["imagePath"])) == [frame["sourceFrame"]]
 
 
@@ -157,18 +157,18 @@ def test_the_upload_that_fills_the_store_ends_disk_full(contents, post, run_jobs
     filler = fill(contents)
     assert run_jobs() == 1
 
-    doc = mongo.get_upload("u3")
+    doc = mongo.uploads.get_upload("u3")
     assert doc["status"] == 2 and doc["stage"] == "error"
     assert_disk_full(doc["errorMessage"], contents)
-    assert mongo.get_job(upload_job_id("u3"))["error"]["code"] == "disk_full"
-    failed = [e for e in mongo.outbox.find({"stream": "u3"}) if e["type"] == "upload.failed"]
+    assert mongo.jobs.get_job(upload_job_id("u3"))["error"]["code"] == "disk_full"
+    failed = [e for e in mongo.collections.outbox.find({"stream": "u3"}) if e["type"] == "upload.failed"]
     assert [e["data"]["code"] for e in failed] == ["disk_full"]
     # Partial outputs removed; tasks published before the wall stay whole.
     assert leftovers(contents) == []
-    assert mongo.staging.count_documents({"uploadId": "u3"}) == 0
-    for task in mongo.tasks_of("u3"):
+    assert mongo.collections.staging.count_documents({"uploadId": "u3"}) == 0
+    for task in mongo.frames.tasks_of("u3"):
         assert Path(task["videoPath"]).is_file()
-        assert all(Path(f["imagePath"]).is_file() for f in mongo.frames_of(task["_id"]))
+        assert all(Path(f["imagePath"]).is_file() for f in mongo.frames.frames_of(task["_id"]))
     # The uploads before it: every file and document as it was.
     assert {u: snapshot(mongo, contents, u) for u in ("u1", "u2")} == before
 
@@ -182,7 +182,7 @@ def test_the_upload_that_fills_the_store_ends_disk_full(contents, post, run_jobs
 
 def test_below_the_floor_nothing_is_accepted(contents, client, post, mongo):
     version = make_version(mongo)
-    before = mongo.get_version(version)
+    before = mongo.datasets.get_version(version)
     write_video(contents / "uploads" / "u1.mp4", list(range(FRAMES)))
     fill(contents)
 
@@ -193,16 +193,16 @@ def test_below_the_floor_nothing_is_accepted(contents, client, post, mongo):
     check(document, "/api/processContent", "post", answer)
     assert "processing.min_free_mb = 1" in answer.json["message"]
     assert str(contents) not in answer.json["message"]
-    assert mongo.get_upload("u1") is None and mongo.get_job(upload_job_id("u1")) is None
-    assert mongo.projects.count_documents({}) == 0
+    assert mongo.uploads.get_upload("u1") is None and mongo.jobs.get_job(upload_job_id("u1")) is None
+    assert mongo.collections.projects.count_documents({}) == 0
 
     build = client.post(f"/api/datasets/{version}/build", headers={"X-Auth-Key": AUTH_KEY})
     assert build.status_code == 507, build.json
     assert build.json["code"] == "insufficient_storage"
     check(document, "/api/datasets/{version_id}/build", "post", build)
-    assert mongo.get_job(dataset_job_id(version)) is None
-    assert mongo.get_version(version) == before
-    assert mongo.outbox.count_documents({}) == 0  # no event of either
+    assert mongo.jobs.get_job(dataset_job_id(version)) is None
+    assert mongo.datasets.get_version(version) == before
+    assert mongo.collections.outbox.count_documents({}) == 0  # no event of either
 
 
 def test_health_uses_the_configured_floor(contents, client):
@@ -224,13 +224,13 @@ def test_warm_start_retries_a_disk_full_upload_once_space_is_back(contents, env,
     assert upload(post, contents, "u1").status_code == 202
     filler = fill(contents)
     assert run_jobs() == 1
-    assert mongo.get_upload("u1")["errorMessage"]["code"] == "disk_full"
+    assert mongo.uploads.get_upload("u1")["errorMessage"]["code"] == "disk_full"
 
     out = warm_start(env)  # still below the floor: left for later
     assert "below processing.min_free_mb = 1: 1 upload(s) or dataset build(s) that ran out " \
            "of space (disk_full) left for later" in out, out
     assert "retried 0" in out and "finished 0 job(s)" in out, out
-    assert mongo.get_upload("u1")["status"] == 2
+    assert mongo.uploads.get_upload("u1")["status"] == 2
 
     filler.unlink()
     out = warm_start(env)
@@ -250,18 +250,18 @@ def test_a_dataset_build_that_fills_the_store_ends_disk_full(contents, env, clie
     filler = fill(contents)  # the frames are in; 80 label files will not fit
     assert run_jobs() == 1
 
-    doc = mongo.get_version(version)
+    doc = mongo.datasets.get_version(version)
     assert doc["status"] == 2 and doc["taskStatus"]["state"] == "error"
     assert_disk_full(doc["error"], contents)
     assert not dataset_dir(contents, version).exists()  # its partial output is gone
-    failed = [e for e in mongo.outbox.find({"stream": f"dataset:{version}"})
+    failed = [e for e in mongo.collections.outbox.find({"stream": f"dataset:{version}"})
               if e["type"] == "dataset.failed"]
     assert [e["data"]["code"] for e in failed] == ["disk_full"]
 
     filler.unlink()
     out = warm_start(env)
     assert "retried 1" in out and "finished 1 job(s)" in out, out
-    doc = mongo.get_version(version)
+    doc = mongo.datasets.get_version(version)
     assert doc["status"] == 1 and doc["counts"]["images"] == 80, doc.get("error")
     assert len(list(dataset_dir(contents, version).glob("labels/*/*.txt"))) == 80
 

@@ -52,9 +52,9 @@ def test_dataset_commands_as_documented_need_no_server_key(env, mongo, contents,
     assert done.returncode == 0, done.stderr
     # 30 frames' images and labels; data.yaml, 3 COCO files; the manifest
     assert "uploaded 65 objects" in done.stdout
-    assert mongo.get_version(version)["status"] == 1
+    assert mongo.datasets.get_version(version)["status"] == 1
     assert len(s3_server.objects(s3_env["S3_BUCKET"], "doc/")) == 65
-    mongo.queue_job(*start_build(mongo, version))  # something for the warm start to do
+    mongo.jobs.queue_job(*start_build(mongo, version))  # something for the warm start to do
     done = run(readme_command("python dataset_creation_warm_start.py"), run_env)
     assert done.returncode == 0 and "finished 1 job(s)" in done.stdout, done.stderr
 
@@ -66,20 +66,20 @@ def test_processing_a_local_file_needs_no_server_key(env, tmp_path, mongo):
     done = run(["python", "app.py", "process", str(video), *command[4:], "--upload-id", "k1"],
                keyless_env(env))
     assert done.returncode == 0, done.stderr
-    assert mongo.get_upload("k1")["status"] == 1
+    assert mongo.uploads.get_upload("k1")["status"] == 1
 
 
 def test_executor_runs_jobs_without_server_key(env, mongo, contents):
     make_tasks(mongo, contents, "u1", 2)
     version = make_version(mongo)
-    mongo.queue_job(*start_build(mongo, version))
+    mongo.jobs.queue_job(*start_build(mongo, version))
     process = subprocess.Popen(readme_command("python executor.py"), env=keyless_env(env),
                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, start_new_session=True)
     try:
         def built() -> bool:
             assert process.poll() is None, process.communicate()
-            return (mongo.get_version(version) or {}).get("status") == 1
+            return (mongo.datasets.get_version(version) or {}).get("status") == 1
         wait_for(built, 120, "the executor to build the version")
     finally:
         os.killpg(process.pid, signal.SIGTERM)

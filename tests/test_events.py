@@ -65,7 +65,7 @@ def deliverer(config, mongo):
 
 
 def outbox(mongo, stream: str = "u1") -> list[dict]:
-    return list(mongo.outbox.find({"stream": stream}).sort("sequence", 1))
+    return list(mongo.collections.outbox.find({"stream": stream}).sort("sequence", 1))
 
 
 def types(events: list[dict]) -> list[str]:
@@ -95,16 +95,21 @@ def test_bad_event_settings_stop_start_up(env, overrides, message):
         load_config(env={**env, **overrides})
 
 
+def record_events(mongo: MongoManager, stream: str, recorded: list[events.Event]) -> None:
+    """``add_events`` on its own, as if for a change already durable."""
+    mongo.atomically(lambda session: mongo.outbox.add_events(stream, recorded, session))
+
+
 def test_no_url_means_no_events(env, mongo):
     off = load_config(env={**env, "EVENTS_URL": ""})
     assert off.events.enabled is False and load_config(env=env).events.enabled is True
     quiet = MongoManager(resolve_uri(off), off.mongodb.database,
                          record_events=off.events.enabled)
-    quiet.record_events("u1", [events.completed("u1", 1)])
+    record_events(quiet, "u1", [events.completed("u1", 1)])
     quiet.close()
-    assert mongo.outbox.count_documents({}) == 0
-    mongo.record_events("u1", [events.completed("u1", 1)])
-    assert mongo.outbox.count_documents({}) == 1
+    assert mongo.collections.outbox.count_documents({}) == 0
+    record_events(mongo, "u1", [events.completed("u1", 1)])
+    assert mongo.collections.outbox.count_documents({}) == 1
 
 
 def test_signature_verifies_with_the_standard_library_and_not_when_tampered():
@@ -223,13 +228,13 @@ def test_a_new_upload_records_its_events_in_order(post, run_jobs, contents, mong
     assert types(events) == ["upload.accepted", "upload.task_ready:1", "upload.task_ready:2",
                              "upload.task_ready:3", "upload.task_ready:4", "upload.completed"]
     assert [e["sequence"] for e in events] == [1, 2, 3, 4, 5, 6]
-    tasks = mongo.tasks_of("u1")
+    tasks = mongo.frames.tasks_of("u1")
     ready = events[4]["data"]
     assert ready == {"upload_id": "u1", "task_id": str(tasks[3]["_id"]),
                      "task_name": "task-4-v", "task_number": 4,
                      "clip_path": tasks[3]["videoPath"], "frame_count": 5}
     assert events[-1]["data"] == {"upload_id": "u1", "task_count": 4}
-    upload = mongo.get_upload("u1")
+    upload = mongo.uploads.get_upload("u1")
     assert upload["readyTaskCount"] == upload["taskCount"] == 4
     # force_write=1 replaces the tasks in one step; the upload's numbers go on.
     assert post(content_path="uploads/v.mp4", frame_rate=30, force_write=1).status_code == 202
@@ -247,7 +252,7 @@ def test_a_failed_upload_and_a_failed_dataset_say_why(post, run_jobs, contents, 
     run_jobs()
     events = outbox(mongo)
     assert types(events) == ["upload.accepted", "upload.failed"]
-    assert events[1]["data"]["code"] == mongo.get_upload("u1")["errorMessage"]["code"]
+    assert events[1]["data"]["code"] == mongo.uploads.get_upload("u1")["errorMessage"]["code"]
     assert "bad.mp4" in events[1]["data"]["message"]
     assert str(contents) not in events[1]["data"]["message"]
     from dataset_data import make_tasks, make_version
@@ -299,8 +304,8 @@ def test_a_failing_stream_never_holds_up_another(post, run_jobs, contents, mongo
         cfr_video(contents / "uploads" / f"{upload}.mp4", 15, size=(64, 48))
         assert post(upload_id=upload, content_path=f"uploads/{upload}.mp4").status_code == 202
     run_jobs()
-    mongo.outbox.update_many({"stream": "u1", "sequence": 1},  # u1's first event: in backoff
-                             {"$set": {"nextAttemptAt": now().replace(year=2100)}})
+    mongo.collections.outbox.update_many({"stream": "u1", "sequence": 1},  # u1's first event: in backoff
+                                         {"$set": {"nextAttemptAt": now().replace(year=2100)}})
     deliverer(healthy.url)
     wait_for(lambda: all(e["state"] == "delivered" for e in outbox(mongo, "u2")), 60, "u2")
     assert all(e["state"] == "pending" for e in outbox(mongo, "u1"))

@@ -22,9 +22,9 @@ def test_at_most_workers_jobs_run_at_once(env, contents, post, mongo):
     most, owners = 0, set()
     try:
         deadline = time.monotonic() + 180
-        while mongo.jobs.count_documents({"state": "done"}) < 5:
+        while mongo.collections.jobs.count_documents({"state": "done"}) < 5:
             assert time.monotonic() < deadline, "jobs did not finish"
-            running = list(mongo.jobs.find({"state": {"$in": ["running", "committed"]}}))
+            running = list(mongo.collections.jobs.find({"state": {"$in": ["running", "committed"]}}))
             most = max(most, len(running))
             owners |= {job["owner"] for job in running}
             time.sleep(0.02)
@@ -33,15 +33,15 @@ def test_at_most_workers_jobs_run_at_once(env, contents, post, mongo):
         executor.wait(timeout=30)
     assert most == 2  # both job processes busy, never a third job
     assert len(owners) == 2
-    assert all(mongo.get_upload(f"u{n}")["status"] == 1 for n in range(5))
+    assert all(mongo.uploads.get_upload(f"u{n}")["status"] == 1 for n in range(5))
 
 
 def test_job_that_keeps_crashing_ends_with_error(contents, post, mongo, run_jobs, config):
     cfr_video(contents / "uploads" / "v.mp4", 30)
     post(content_path="uploads/v.mp4")
     # As if three job processes had died on it: attempts is counted at each claim.
-    mongo.jobs.update_one({"_id": "processContent:u1"}, {"$set": {"attempts": 3}})
+    mongo.collections.jobs.update_one({"_id": "processContent:u1"}, {"$set": {"attempts": 3}})
     assert run_jobs() == 1
-    upload = mongo.get_upload("u1")
+    upload = mongo.uploads.get_upload("u1")
     assert upload["status"] == 2 and upload["errorMessage"]["code"] == "crashed"
-    assert mongo.tasks.count_documents({}) == 0
+    assert mongo.collections.tasks.count_documents({}) == 0

@@ -16,8 +16,8 @@ from engines.embedded import worker_loop
 def finished(post, run_jobs, mongo, **fields) -> list[dict]:
     assert post(**fields).status_code == 202
     assert run_jobs() == 1
-    assert mongo.get_upload("u1")["status"] == 1
-    return mongo.tasks_of("u1")
+    assert mongo.uploads.get_upload("u1")["status"] == 1
+    return mongo.frames.tasks_of("u1")
 
 
 def files(folder: Path) -> set[str]:
@@ -27,15 +27,15 @@ def files(folder: Path) -> set[str]:
 def test_same_request_again_redoes_nothing(contents, post, run_jobs, mongo):
     cfr_video(contents / "uploads" / "v.mp4", 60)
     tasks = finished(post, run_jobs, mongo, content_path="uploads/v.mp4")
-    run_id = mongo.get_job("processContent:u1")["runId"]
+    run_id = mongo.jobs.get_job("processContent:u1")["runId"]
     clip = Path(tasks[0]["videoPath"])
     stamp = clip.stat().st_mtime_ns
     response = post(content_path="uploads/v.mp4", frame_rate="5")
     assert response.status_code == 200
     assert response.json["status"] == 1 and response.json["taskCount"] == len(tasks)
     assert run_jobs() == 0
-    assert mongo.get_job("processContent:u1")["runId"] == run_id
-    assert [t["_id"] for t in mongo.tasks_of("u1")] == [t["_id"] for t in tasks]
+    assert mongo.jobs.get_job("processContent:u1")["runId"] == run_id
+    assert [t["_id"] for t in mongo.frames.tasks_of("u1")] == [t["_id"] for t in tasks]
     assert clip.stat().st_mtime_ns == stamp
 
 
@@ -55,12 +55,12 @@ def test_force_write_replaces_everything(contents, post, run_jobs, mongo):
     assert [t["frameCount"] for t in new] == [10, 10, 10]
     assert all(t["frameRate"] == 15 for t in new)
     assert not {t["_id"] for t in old} & {t["_id"] for t in new}
-    assert mongo.frames.count_documents({"taskId": {"$in": [t["_id"] for t in old]}}) == 0
-    assert mongo.frames.count_documents({}) == 30
+    assert mongo.collections.frames.count_documents({"taskId": {"$in": [t["_id"] for t in old]}}) == 0
+    assert mongo.collections.frames.count_documents({}) == 30
     assert files(contents / "tasks" / "p1" / "u1") == {f"task-{n}-v.mp4" for n in (1, 2, 3)}
     assert files(contents / "frames" / "u1") == {f"task-{n}/{k}.jpg" for n in (1, 2, 3)
                                                  for k in range(1, 11)}
-    assert mongo.staging.count_documents({}) == 0
+    assert mongo.collections.staging.count_documents({}) == 0
     assert [p.name for p in (contents / "tasks" / "p1").iterdir()] == ["u1"]
 
 
@@ -72,7 +72,7 @@ def test_reader_never_sees_old_and_new_tasks_mixed(contents, post, run_jobs, mon
 
     def read() -> None:
         while not stop.is_set():
-            snapshots.append({t["frameRate"] for t in mongo.tasks_of("u1")})
+            snapshots.append({t["frameRate"] for t in mongo.frames.tasks_of("u1")})
 
     reader = threading.Thread(target=read)
     reader.start()
@@ -81,7 +81,7 @@ def test_reader_never_sees_old_and_new_tasks_mixed(contents, post, run_jobs, mon
     reader.join()
     assert {10} in snapshots or {30} in snapshots
     assert all(len(rates) == 1 for rates in snapshots), [s for s in snapshots if len(s) != 1]
-    assert {t["frameRate"] for t in mongo.tasks_of("u1")} == {30}
+    assert {t["frameRate"] for t in mongo.frames.tasks_of("u1")} == {30}
 
 
 def test_force_write_while_running_restarts_the_job(contents, post, mongo, config):
@@ -90,17 +90,17 @@ def test_force_write_while_running_restarts_the_job(contents, post, mongo, confi
     worker = threading.Thread(target=worker_loop, args=(config, threading.Event(), True))
     worker.start()
     deadline = time.monotonic() + 60
-    while mongo.get_upload("u1")["progress"] == 0 and time.monotonic() < deadline:
+    while mongo.uploads.get_upload("u1")["progress"] == 0 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert post(content_path="uploads/long.mp4", frame_rate=2, force_write=1).status_code == 202
     worker.join()
     worker_loop(config, threading.Event(), drain=True)  # the replacement run, if not yet taken
-    upload = mongo.get_upload("u1")
+    upload = mongo.uploads.get_upload("u1")
     assert upload["status"] == 1 and upload["frame_rate"] == 2
-    tasks = mongo.tasks_of("u1")
+    tasks = mongo.frames.tasks_of("u1")
     assert {t["frameRate"] for t in tasks} == {2} and sum(t["frameCount"] for t in tasks) == 40
-    assert mongo.staging.count_documents({}) == 0
-    assert mongo.frames.count_documents({}) == 40
+    assert mongo.collections.staging.count_documents({}) == 0
+    assert mongo.collections.frames.count_documents({}) == 40
     assert not list((contents / "tasks" / "p1").glob(".staging-*"))
 
 
@@ -108,10 +108,10 @@ def test_failed_upload_can_be_retried_without_force(contents, post, run_jobs, mo
     (contents / "uploads" / "v.mp4").write_text("not yet a video")
     post(content_path="uploads/v.mp4")
     run_jobs()
-    assert mongo.get_upload("u1")["status"] == 2
+    assert mongo.uploads.get_upload("u1")["status"] == 2
     cfr_video(contents / "uploads" / "v.mp4", 30)
     tasks = finished(post, run_jobs, mongo, content_path="uploads/v.mp4")
-    assert len(tasks) == 1 and mongo.get_upload("u1")["errorMessage"] is None
+    assert len(tasks) == 1 and mongo.uploads.get_upload("u1")["errorMessage"] is None
 
 
 def test_concurrent_duplicate_requests_run_one_job(app, contents, mongo, run_jobs):
@@ -128,15 +128,15 @@ def test_concurrent_duplicate_requests_run_one_job(app, contents, mongo, run_job
     with ThreadPoolExecutor(12) as pool:
         codes = list(pool.map(send, range(12)))
     assert sorted(codes) == [202] + [409] * 11
-    assert mongo.jobs.count_documents({}) == 1
+    assert mongo.collections.jobs.count_documents({}) == 1
     assert run_jobs() == 1
     assert run_jobs() == 0
-    assert len(mongo.tasks_of("u1")) == 1
+    assert len(mongo.frames.tasks_of("u1")) == 1
 
 
-@pytest.mark.parametrize("read", ["get_job", "get_upload"])
+@pytest.mark.parametrize("store, read", [("jobs", "get_job"), ("uploads", "get_upload")])
 def test_a_duplicate_racing_the_end_of_a_run_never_redoes_it(contents, post, run_jobs, mongo,
-                                                              monkeypatch, read):
+                                                             monkeypatch, store, read):
     """A Node.js retry or a double click that reads the upload while its job
     runs, and decides after the job ended: answered 409 or 200, never a restart.
 
@@ -144,8 +144,9 @@ def test_a_duplicate_racing_the_end_of_a_run_never_redoes_it(contents, post, run
     the duplicate's ``read`` of the database."""
     cfr_video(contents / "uploads" / "v.mp4", 30, size=(64, 48))
     assert post(content_path="uploads/v.mp4").status_code == 202
-    run_id = mongo.get_job("processContent:u1")["runId"]
-    original, ran = getattr(mongo, read), []
+    run_id = mongo.jobs.get_job("processContent:u1")["runId"]
+    store = getattr(mongo, store)
+    original, ran = getattr(store, read), []
 
     def read_then_job_ends(*args):
         value = original(*args)
@@ -153,34 +154,34 @@ def test_a_duplicate_racing_the_end_of_a_run_never_redoes_it(contents, post, run
             ran.append(run_jobs())
         return value
 
-    monkeypatch.setattr(mongo, read, read_then_job_ends)
+    monkeypatch.setattr(store, read, read_then_job_ends)
     answer = post(content_path="uploads/v.mp4")
     assert ran == [1]
     assert answer.status_code in (200, 409), answer.get_json()
-    tasks = [t["_id"] for t in mongo.tasks_of("u1")]
+    tasks = [t["_id"] for t in mongo.frames.tasks_of("u1")]
     assert run_jobs() == 0, "the duplicate started the upload over"
-    assert mongo.get_job("processContent:u1")["runId"] == run_id
-    assert mongo.get_upload("u1")["status"] == 1
-    assert [t["_id"] for t in mongo.tasks_of("u1")] == tasks and tasks
+    assert mongo.jobs.get_job("processContent:u1")["runId"] == run_id
+    assert mongo.uploads.get_upload("u1")["status"] == 1
+    assert [t["_id"] for t in mongo.frames.tasks_of("u1")] == tasks and tasks
 
 
 def test_a_start_decided_on_a_stale_read_is_refused(mongo):
     """The compare-and-set under accept: a job that ended after it was read is
     not started over; a job read as absent is not overwritten once it exists."""
     params = {"upload_id": "u1"}
-    assert mongo.start_job("j", "processContent", params, "r1", replace_active=False, seen=None)
-    assert not mongo.start_job("j", "processContent", params, "r2", replace_active=False,
-                               seen=None)
-    seen = mongo.get_job("j")  # accepting: busy
-    assert not mongo.start_job("j", "processContent", params, "r2", replace_active=False,
-                               seen=seen)
-    mongo.end_job("j", "r1", "failed")
+    assert mongo.jobs.start_job("j", "processContent", params, "r1", replace_active=False, seen=None)
+    assert not mongo.jobs.start_job("j", "processContent", params, "r2", replace_active=False,
+                                    seen=None)
+    seen = mongo.jobs.get_job("j")  # accepting: busy
+    assert not mongo.jobs.start_job("j", "processContent", params, "r2", replace_active=False,
+                                    seen=seen)
+    mongo.jobs.end_job("j", "r1", "failed")
     stale = {**seen, "state": "running"}
-    assert not mongo.start_job("j", "processContent", params, "r2", replace_active=False,
-                               seen={**stale, "state": "done"})
-    ended = mongo.get_job("j")
-    assert mongo.start_job("j", "processContent", params, "r2", replace_active=False, seen=ended)
-    assert mongo.get_job("j")["runId"] == "r2"
+    assert not mongo.jobs.start_job("j", "processContent", params, "r2", replace_active=False,
+                                    seen={**stale, "state": "done"})
+    ended = mongo.jobs.get_job("j")
+    assert mongo.jobs.start_job("j", "processContent", params, "r2", replace_active=False, seen=ended)
+    assert mongo.jobs.get_job("j")["runId"] == "r2"
 
 
 def test_annotating_never_stops_a_cut_even_with_force(contents, post, mongo, config):
@@ -192,16 +193,16 @@ def test_annotating_never_stops_a_cut_even_with_force(contents, post, mongo, con
     worker = threading.Thread(target=worker_loop, args=(config, threading.Event(), True))
     worker.start()
     try:
-        wait_for(lambda: (mongo.get_upload("u1") or {}).get("readyTaskCount", 0) >= 2, 120,
+        wait_for(lambda: (mongo.uploads.get_upload("u1") or {}).get("readyTaskCount", 0) >= 2, 120,
                  "the first tasks")
         answer = post(request_type=2, auto_anno_version=1, force_write=1, frame_rate=None)
-        assert mongo.get_upload("u1")["readyTaskCount"] < 120  # still cutting when refused
+        assert mongo.uploads.get_upload("u1")["readyTaskCount"] < 120  # still cutting when refused
         assert answer.status_code == 409 and answer.json["code"] == "in_progress", answer.json
     finally:
         worker.join()
     worker_loop(config, threading.Event(), drain=True)
-    upload = mongo.get_upload("u1")
-    assert upload["status"] == 1 and upload["taskCount"] == mongo.count_tasks("u1") == 120
+    upload = mongo.uploads.get_upload("u1")
+    assert upload["status"] == 1 and upload["taskCount"] == mongo.frames.count_tasks("u1") == 120
 
 
 def test_a_cut_that_failed_half_way_is_not_annotated_into_complete(contents, post, run_jobs,
@@ -210,18 +211,18 @@ def test_a_cut_that_failed_half_way_is_not_annotated_into_complete(contents, pos
     name = make_truncated(contents / "uploads")
     assert post(content_path=f"uploads/{name}").status_code == 202
     run_jobs()
-    failed = mongo.get_upload("u1")
-    assert failed["status"] == 2 and mongo.count_tasks("u1") >= 1  # published tasks stay
+    failed = mongo.uploads.get_upload("u1")
+    assert failed["status"] == 2 and mongo.frames.count_tasks("u1") >= 1  # published tasks stay
     for force in (0, 1):
         answer = post(request_type=2, auto_anno_version=1, force_write=force, frame_rate=None)
         assert answer.status_code == 409 and answer.json["code"] == "cut_incomplete", answer.json
-    assert mongo.get_upload("u1")["status"] == 2
+    assert mongo.uploads.get_upload("u1")["status"] == 2
     cfr_video(contents / "uploads" / "v.mp4", 30, size=(64, 48))  # cut again, then annotate
     assert post(content_path="uploads/v.mp4", force_write=1).status_code == 202
     run_jobs()
     assert post(request_type=2, auto_anno_version=1, frame_rate=None).status_code == 202
     run_jobs()
-    assert mongo.get_upload("u1")["status"] == 1
+    assert mongo.uploads.get_upload("u1")["status"] == 1
 
 
 def test_force_write_to_another_project_leaves_nothing_of_the_old_one(contents, post, run_jobs,
@@ -232,10 +233,10 @@ def test_force_write_to_another_project_leaves_nothing_of_the_old_one(contents, 
     assert (contents / "tasks" / "p1" / "u1").is_dir()
     assert post(content_path="uploads/v.mp4", project_id="p2", force_write=1).status_code == 202
     run_jobs()
-    assert mongo.get_upload("u1")["status"] == 1
+    assert mongo.uploads.get_upload("u1")["status"] == 1
     assert not list((contents / "tasks" / "p1").iterdir())  # no clip of the replaced run
-    assert len(list((contents / "tasks" / "p2" / "u1").iterdir())) == mongo.count_tasks("u1")
-    lists = {str(doc["_id"]): doc.get("contentUploads") for doc in mongo.projects.find()}
+    assert len(list((contents / "tasks" / "p2" / "u1").iterdir())) == mongo.frames.count_tasks("u1")
+    lists = {str(doc["_id"]): doc.get("contentUploads") for doc in mongo.collections.projects.find()}
     assert lists == {"p1": [], "p2": ["u1"]}, lists
 
 
@@ -256,9 +257,9 @@ def test_racing_force_writes_leave_the_upload_as_its_tasks(contents, app, mongo,
             answers = list(pool.map(send, [1, 2, 3, 5, 6, 10]))
         assert all(answer.status_code in (202, 409) for answer in answers)
         run_jobs()
-        upload = mongo.get_upload(upload_id)
-        rates = {task["frameRate"] for task in mongo.tasks_of(upload_id)}
-        job = mongo.get_job(f"processContent:{upload_id}")
+        upload = mongo.uploads.get_upload(upload_id)
+        rates = {task["frameRate"] for task in mongo.frames.tasks_of(upload_id)}
+        job = mongo.jobs.get_job(f"processContent:{upload_id}")
         assert upload["status"] == 1 and rates == {upload["frame_rate"]} == {
             job["params"]["frame_rate"]}, (upload["frame_rate"], rates)
 
@@ -272,22 +273,22 @@ def test_a_task_staged_after_its_run_ended_leaves_nothing(mongo):
 
     job_id = upload_job_id("u9")
     for run_id, replace in (("old", False), ("new", True)):  # the second is the force_write
-        assert mongo.start_job(job_id, JobKind.CONTENT, {"upload_id": "u9"}, run_id,
-                               replace_active=replace)
+        assert mongo.jobs.start_job(job_id, JobKind.CONTENT, {"upload_id": "u9"}, run_id,
+                                    replace_active=replace)
     staged = {}
     for run_id in ("old", "new"):
         staged[run_id] = {"_id": task_object_id(run_id, 3)}
-        mongo.stage_task("u9", run_id, 3, staged[run_id],
-                         [{"taskId": staged[run_id]["_id"], "frameId": 1}])
-    assert mongo.unstage_if_ended("u9", "old", staged["old"]["_id"])
-    assert not mongo.unstage_if_ended("u9", "new", staged["new"]["_id"])
-    assert [doc["taskId"] for doc in mongo.frames.find()] == [staged["new"]["_id"]]
-    assert [doc["_id"] for doc in mongo.staging.find()] == [staged["new"]["_id"]]
+        mongo.runs.stage_task("u9", run_id, 3, staged[run_id],
+                              [{"taskId": staged[run_id]["_id"], "frameId": 1}])
+    assert mongo.runs.unstage_if_ended("u9", "old", staged["old"]["_id"])
+    assert not mongo.runs.unstage_if_ended("u9", "new", staged["new"]["_id"])
+    assert [doc["taskId"] for doc in mongo.collections.frames.find()] == [staged["new"]["_id"]]
+    assert [doc["_id"] for doc in mongo.collections.staging.find()] == [staged["new"]["_id"]]
     # A failed run takes back what it stages too, except a task it published.
-    mongo.jobs.update_one({"_id": job_id}, {"$set": {"state": JobState.FAILED}})
-    mongo.tasks.insert_one({"_id": staged["new"]["_id"], "uploadId": "u9"})
-    assert mongo.unstage_if_ended("u9", "new", staged["new"]["_id"])
-    assert mongo.frames.count_documents({}) == 1 and mongo.staging.count_documents({}) == 0
+    mongo.collections.jobs.update_one({"_id": job_id}, {"$set": {"state": JobState.FAILED}})
+    mongo.collections.tasks.insert_one({"_id": staged["new"]["_id"], "uploadId": "u9"})
+    assert mongo.runs.unstage_if_ended("u9", "new", staged["new"]["_id"])
+    assert mongo.collections.frames.count_documents({}) == 1 and mongo.collections.staging.count_documents({}) == 0
 
 
 def test_a_single_pass_failing_after_its_run_was_replaced_just_stops(contents, post, run_jobs,
@@ -302,7 +303,7 @@ def test_a_single_pass_failing_after_its_run_was_replaced_just_stops(contents, p
 
     cfr_video(contents / "uploads" / "v.mp4", 60)
     assert post(content_path="uploads/v.mp4", frame_rate=5).status_code == 202
-    job = mongo.claim_job(owner_id(), 30, "processContent:u1")
+    job = mongo.jobs.claim_job(owner_id(), 30, "processContent:u1")
 
     def replaced_under_it(*_):
         assert post(content_path="uploads/v.mp4", frame_rate=15,
@@ -315,8 +316,8 @@ def test_a_single_pass_failing_after_its_run_was_replaced_just_stops(contents, p
     assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
     monkeypatch.undo()
     assert run_jobs() == 1
-    upload = mongo.get_upload("u1")
-    assert upload["status"] == 1 and [t["frameCount"] for t in mongo.tasks_of("u1")] == [10] * 3
+    upload = mongo.uploads.get_upload("u1")
+    assert upload["status"] == 1 and [t["frameCount"] for t in mongo.frames.tasks_of("u1")] == [10] * 3
 
 
 def test_a_run_that_ended_failed_under_its_cut_leaves_no_staging(contents, post, mongo, config,
@@ -332,13 +333,13 @@ def test_a_run_that_ended_failed_under_its_cut_leaves_no_staging(contents, post,
 
     cfr_video(contents / "uploads" / "v.mp4", 60)
     assert post(content_path="uploads/v.mp4", frame_rate=5).status_code == 202
-    job = mongo.claim_job(owner_id(), 30, "processContent:u1")
+    job = mongo.jobs.claim_job(owner_id(), 30, "processContent:u1")
     paths = RunPaths(config.contents_dir, "p1", "u1", job["runId"])
 
     def failed_under_it(*_):
         for staging, _ in paths.pairs():
             staging.mkdir(parents=True)
-        assert mongo.end_job(job["_id"], job["runId"], "failed", {"code": "stalled"})
+        assert mongo.jobs.end_job(job["_id"], job["runId"], "failed", {"code": "stalled"})
         raise JobCancelled("the run ended while this task was staged")
     monkeypatch.setattr(content_jobs, "_cut", failed_under_it)
     content_jobs.run_content_job(job, JobContext(mongo, config, owner_id()))

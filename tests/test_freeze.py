@@ -105,13 +105,13 @@ def _outage(env: dict[str, str], tmp_path: Path, uri: str, stop, resume) -> dict
         wait_for(lambda: _get(f"{base}/api/processContent/running").json()["status"] != 0,
                  60, "the cut to end")
         # Nothing accepted while down; the running upload ends exact, run once.
-        assert mongo.get_job("processContent:refused") is None
-        assert mongo.get_upload("refused") is None
-        upload = mongo.get_upload("running")
+        assert mongo.jobs.get_job("processContent:refused") is None
+        assert mongo.uploads.get_upload("refused") is None
+        upload = mongo.uploads.get_upload("running")
         assert upload["status"] == 1, upload["errorMessage"]
         assert upload["finishedAt"] > stopped_at  # ran through it
-        assert mongo.get_job("processContent:running")["attempts"] == 1
-        frames = [n for task in mongo.tasks_of("running")
+        assert mongo.jobs.get_job("processContent:running")["attempts"] == 1
+        frames = [n for task in mongo.frames.tasks_of("running")
                   for n in clip_barcodes(Path(task["videoPath"]))]
         assert frames == list(range(0, FRAMES, 30 // RATE))
         assert _get(base + "/api/health").status_code == 200

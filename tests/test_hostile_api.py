@@ -219,7 +219,7 @@ def test_non_utf8_bytes_name_no_file(client, mongo, hostile_contents, body, cont
                                                            content_type}, data=body)
     assert response.status_code == 404, response.json
     assert response.json["code"] == "content_not_found"
-    assert mongo.get_upload("u1") is None
+    assert mongo.uploads.get_upload("u1") is None
 
 
 @pytest.mark.parametrize("content_path,reason", [
@@ -233,7 +233,7 @@ def test_non_utf8_content_path_is_400(client, mongo, hostile_contents, content_p
                            content_type="application/json")
     assert response.status_code == 400, response.json
     assert response.json["errors"] == {"content_path": reason}
-    assert mongo.get_upload("u1") is None
+    assert mongo.uploads.get_upload("u1") is None
 
 
 @pytest.mark.parametrize("path", ["/api/processContent", "/api/datasets/v1/build"])

@@ -46,7 +46,7 @@ def job_error(post, run_jobs, mongo, path: str, content_type: int, upload_id: st
     assert post(upload_id=upload_id, content_path=path,
                 content_type=content_type).status_code == 202
     assert run_within(run_jobs) == 1
-    upload = mongo.get_upload(upload_id)
+    upload = mongo.uploads.get_upload(upload_id)
     assert upload["status"] == 2, upload
     return upload["errorMessage"]
 
@@ -103,9 +103,9 @@ def test_links_to_folders_and_subfolders_are_not_entered(contents, outside, post
     (folder / "dir").symlink_to(outside, target_is_directory=True)
     assert post(content_path="uploads/nested", content_type=2).status_code == 202
     assert run_within(run_jobs) == 1
-    upload = mongo.get_upload("u1")
+    upload = mongo.uploads.get_upload("u1")
     assert upload["status"] == 1, upload["errorMessage"]
-    (task,) = mongo.tasks_of("u1")
+    (task,) = mongo.frames.tasks_of("u1")
     assert task["frameCount"] == 1  # only 1.png: nothing under sub/ or behind the links
 
 
@@ -116,8 +116,8 @@ def test_link_inside_contents_is_followed(contents, post, run_jobs, mongo):
     (folder / "2.png").symlink_to(png(contents / "uploads" / "elsewhere.png", 2))
     assert post(content_path="uploads/shared", content_type=2).status_code == 202
     run_within(run_jobs)
-    assert mongo.get_upload("u1")["status"] == 1
-    assert mongo.tasks_of("u1")[0]["frameCount"] == 2
+    assert mongo.uploads.get_upload("u1")["status"] == 1
+    assert mongo.frames.tasks_of("u1")[0]["frameCount"] == 2
 
 
 @pytest.mark.parametrize("name, content_type", [("late.mp4", 1), ("late.png", 2),
@@ -136,7 +136,7 @@ def test_content_path_swapped_for_a_link_after_the_request(name, content_type, c
             archive.write(outside / "secret.png", "1.png")
     path.symlink_to(target)
     assert run_within(run_jobs) == 1
-    upload = mongo.get_upload("u1")
+    upload = mongo.uploads.get_upload("u1")
     assert upload["status"] == 2 and upload["errorMessage"]["code"] == "outside_contents"
     assert_no_server_path(upload["errorMessage"]["message"], contents)
 
@@ -203,7 +203,7 @@ def test_zip_total_over_the_limit_is_refused(contents, make_config, post, run_jo
     limited = make_config(PROCESSING_MAX_ZIP_MB="2")
     assert post(content_path="uploads/many.zip", content_type=2).status_code == 202
     assert run_within(lambda: run_jobs(limited)) == 1
-    assert mongo.get_upload("u1")["errorMessage"]["code"] == "zip_too_large"
+    assert mongo.uploads.get_upload("u1")["errorMessage"]["code"] == "zip_too_large"
 
 
 def test_zip_member_over_the_image_limit_is_refused(contents, make_config, post, run_jobs,
@@ -213,7 +213,7 @@ def test_zip_member_over_the_image_limit_is_refused(contents, make_config, post,
     limited = make_config(PROCESSING_MAX_IMAGE_MB="1")
     assert post(content_path="uploads/big.zip", content_type=2).status_code == 202
     assert run_within(lambda: run_jobs(limited)) == 1
-    assert mongo.get_upload("u1")["errorMessage"]["code"] == "image_too_large"
+    assert mongo.uploads.get_upload("u1")["errorMessage"]["code"] == "image_too_large"
 
 
 def lie_about_size(path: Path, declared: int) -> Path:
@@ -266,11 +266,11 @@ def test_frame_size_limit_is_configurable(contents, make_config, post, run_jobs,
     cfr_video(contents / "uploads" / "small.mp4", 12)  # 320x240 = 76800 pixels
     assert post(content_path="uploads/small.mp4").status_code == 202
     run_within(lambda: run_jobs(make_config(PROCESSING_MAX_FRAME_PIXELS="76799")))
-    error = mongo.get_upload("u1")["errorMessage"]
+    error = mongo.uploads.get_upload("u1")["errorMessage"]
     assert error["code"] == "frame_too_large" and "320x240" in error["message"]
     assert post(upload_id="u2", content_path="uploads/small.mp4").status_code == 202
     run_within(lambda: run_jobs(make_config(PROCESSING_MAX_FRAME_PIXELS="76800")))
-    assert mongo.get_upload("u2")["status"] == 1
+    assert mongo.uploads.get_upload("u2")["status"] == 1
 
 
 @pytest.fixture(scope="module")

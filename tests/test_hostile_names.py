@@ -31,9 +31,9 @@ def test_250_byte_file_name_gives_valid_unique_names(contents, post, run_jobs, m
     assert run_within(run_jobs) == 2
     names = []
     for number in (1, 2):
-        upload = mongo.get_upload(f"u{number}")
+        upload = mongo.uploads.get_upload(f"u{number}")
         assert upload["status"] == 1, upload["errorMessage"]
-        for task in mongo.tasks_of(f"u{number}"):
+        for task in mongo.frames.tasks_of(f"u{number}"):
             clip = Path(task["videoPath"])
             assert clip.is_file() and len(clip.name.encode()) <= 255
             clip.name.encode("utf-8")  # valid UTF-8
@@ -48,7 +48,7 @@ def test_normal_names_are_unchanged(contents, post, run_jobs, mongo):
     cfr_video(contents / "uploads" / f"{stem}.mp4", 12)
     assert post(content_path=f"uploads/{stem}.mp4").status_code == 202
     run_within(run_jobs)
-    (task,) = mongo.tasks_of("u1")
+    (task,) = mongo.frames.tasks_of("u1")
     assert task["videoName"] == stem and task["taskName"] == f"task-1-{stem}"
 
 
@@ -76,7 +76,7 @@ def test_video_with_tags_that_are_not_utf8_is_cut(contents, post, run_jobs, mong
     path.write_bytes(data.replace(b"TITLE-XY", b"TITLE-\xe9\x80"))  # ... now it is not
     assert post(content_path="uploads/tags.mp4").status_code == 202
     run_within(run_jobs)
-    upload = mongo.get_upload("u1")
+    upload = mongo.uploads.get_upload("u1")
     assert upload["status"] == 1, upload["errorMessage"]
 
 

@@ -31,9 +31,9 @@ def process_images(post, run_jobs, mongo, name: str, frame_rate: int = 2) -> lis
     assert post(content_path=f"uploads/{name}", content_type=2,
                 frame_rate=frame_rate).status_code == 202
     assert run_jobs() == 1
-    upload = mongo.get_upload("u1")
+    upload = mongo.uploads.get_upload("u1")
     assert upload["status"] == 1, upload["errorMessage"]
-    return mongo.tasks_of("u1")
+    return mongo.frames.tasks_of("u1")
 
 
 def test_folder_in_natural_order(contents, post, run_jobs, mongo):
@@ -62,7 +62,7 @@ def test_zip_members_read_in_order(contents, post, run_jobs, mongo):
         archive.writestr("readme.txt", "ignored")
     tasks = process_images(post, run_jobs, mongo, "set.zip")
     assert clip_barcodes(Path(tasks[0]["videoPath"])) == [0, 1, 2]
-    frames = mongo.frames_of(tasks[0]["_id"])
+    frames = mongo.frames.frames_of(tasks[0]["_id"])
     assert [clip_barcodes(Path(f["imagePath"]))[0] for f in frames] == [0, 1, 2]
 
 
@@ -128,7 +128,7 @@ def test_a_floating_point_image_is_refused_not_turned_black(contents, post, run_
     Image.fromarray(values, "F").save(contents / "uploads" / "x.tif")
     assert post(content_path="uploads/x.tif", frame_rate=2, content_type=2).status_code == 202
     run_jobs()
-    upload = mongo.get_upload("u1")
+    upload = mongo.uploads.get_upload("u1")
     assert upload["status"] == 2 and upload["errorMessage"]["code"] == "bad_image"
     assert "floating-point" in upload["errorMessage"]["message"]
 

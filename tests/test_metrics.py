@@ -60,7 +60,7 @@ def test_counts_follow_a_real_job(client, mongo, video, post, run_jobs):
     assert bucket(samples, "cutting", "+Inf") == 1 and bucket(samples, "queued", "+Inf") == 1
     assert bucket(samples, "annotating", "+Inf") == 0
     assert samples["content_processor_frames_per_second"][(("stage", "cutting"),)] > 0
-    timings = mongo.get_upload("u1")["timings"]
+    timings = mongo.uploads.get_upload("u1")["timings"]
     assert timings["frames"] == 5  # 30 frames at 30 fps, sampled at 5 fps
     assert set(timings["stages"]) == {"queued", "cutting"}
 

@@ -188,7 +188,7 @@ def test_other_responses_match_the_document(client, document, mongo):
     check(document, version, "get", client.get(f"/api/datasets/{unknown}", headers=KEY))
     check(document, build, "post", client.post(f"/api/datasets/{unknown}/build", json={}))
     check(document, build, "post", client.post(f"/api/datasets/{unknown}/build", headers=KEY))
-    mongo.versions.insert_one({"_id": ObjectId(known), "name": "v1", "versionNo": 1})
+    mongo.collections.versions.insert_one({"_id": ObjectId(known), "name": "v1", "versionNo": 1})
     found = client.get(f"/api/datasets/{known}", headers=KEY)
     schema = check(document, version, "get", found)
     assert set(found.json) == set(schema["properties"])

@@ -13,9 +13,9 @@ def process(post, run_jobs, mongo, path: Path, frame_rate: int, **fields) -> lis
     response = post(content_path=f"uploads/{path.name}", frame_rate=frame_rate, **fields)
     assert response.status_code == 202, response.json
     assert run_jobs() == 1
-    upload = mongo.get_upload(fields.get("upload_id", "u1"))
+    upload = mongo.uploads.get_upload(fields.get("upload_id", "u1"))
     assert upload["status"] == 1, upload["errorMessage"]
-    return mongo.tasks_of(fields.get("upload_id", "u1"))
+    return mongo.frames.tasks_of(fields.get("upload_id", "u1"))
 
 
 def chunks(items: list, size: int) -> list[list]:
@@ -50,7 +50,7 @@ def test_task_clips_hold_exactly_the_sampled_frames(name, contents, post, run_jo
         assert task["frameStartTime"] == pytest.approx(float((pts[frames[0]] - pts[0]) * time_base))
         # The pixels agree with the documents: each clip frame shows its source index.
         assert clip_barcodes(Path(task["videoPath"])) == frames
-        docs = mongo.frames_of(task["_id"])
+        docs = mongo.frames.frames_of(task["_id"])
         assert [d["frameId"] for d in docs] == list(range(1, len(frames) + 1))
         assert [d["sourceFrame"] for d in docs] == frames
         for doc in docs:
@@ -75,7 +75,7 @@ def test_task_documents_have_every_field(contents, post, run_jobs, mongo):
     assert task["videoDuration"] == pytest.approx(2.0, abs=0.05)
     assert (task["taskStatus"], task["auditStatus"], task["AutoAnnotationVersion"]) == (0, 0, 0)
     assert task["datasetVersions"] == [] and task["createdAt"] is not None
-    frame = mongo.frames_of(task["_id"])[0]
+    frame = mongo.frames.frames_of(task["_id"])[0]
     assert frame["imagePath"].endswith("frames/5f0c6b2e9d3e4a1b2c3d4e5f/task-1/1.jpg")
     assert Path(frame["imagePath"]).is_file()
 
@@ -128,8 +128,8 @@ def test_frames_not_kept(contents, post, run_jobs, mongo, make_config):
     video = write_video(contents / "uploads" / "v.mp4", list(range(30)))
     post(content_path="uploads/v.mp4")
     assert run_jobs(make_config(PROCESSING_KEEP_FRAMES="false")) == 1
-    task = mongo.tasks_of("u1")[0]
-    assert all(f["imagePath"] is None for f in mongo.frames_of(task["_id"]))
+    task = mongo.frames.tasks_of("u1")[0]
+    assert all(f["imagePath"] is None for f in mongo.frames.frames_of(task["_id"]))
     assert not (contents / "frames" / "u1").exists() or not any((contents / "frames" / "u1").iterdir())
 
 
@@ -146,11 +146,11 @@ def test_progress_rises_during_a_long_job(contents, post, mongo, config):
     seen = []
     worker.start()
     while worker.is_alive():
-        upload = mongo.get_upload("u1")
+        upload = mongo.uploads.get_upload("u1")
         seen.append((time.monotonic(), upload["progress"]))
         time.sleep(0.2)
     worker.join()
-    assert mongo.get_upload("u1")["status"] == 1
+    assert mongo.uploads.get_upload("u1")["status"] == 1
     values = [p for _, p in seen]
     assert values == sorted(values)  # never goes back
     assert len(set(values)) >= 4  # several distinct steps on the way to 100

@@ -33,17 +33,17 @@ EXPECTED_EVENTS = (["upload.accepted"] + [f"upload.task_ready:{n}" for n in rang
 
 def assert_exact(mongo, contents: Path) -> None:
     """The single pass's result: every sampled frame once, in 90 tasks."""
-    upload = mongo.get_upload("u1")
+    upload = mongo.uploads.get_upload("u1")
     assert upload["status"] == 1, upload["errorMessage"]
     assert upload["readyTaskCount"] == upload["taskCount"] == TASKS
-    tasks = mongo.tasks_of("u1")
+    tasks = mongo.frames.tasks_of("u1")
     assert [t["original_frames"] for t in tasks] == [list(range(i, i + 10))
                                                      for i in range(0, FRAMES, 10)]
-    assert mongo.frames.count_documents({}) == FRAMES
+    assert mongo.collections.frames.count_documents({}) == FRAMES
     for task in tasks[::11]:
         assert clip_barcodes(Path(task["videoPath"])) == task["original_frames"]
     assert len(list((contents / "tasks" / "p1" / "u1").iterdir())) == TASKS
-    assert mongo.staging.count_documents({}) == 0
+    assert mongo.collections.staging.count_documents({}) == 0
     assert not list((contents / "tasks" / "p1").glob(".*"))
     assert not list((contents / "frames").glob(".*"))
 
@@ -89,8 +89,8 @@ def the_one(root: int, marker: bytes, other_than: int = 0) -> int:
 
 
 def kill_a_segment_holder(mongo) -> int:
-    running = wait_for(lambda: mongo.jobs.find_one({"parent": "processContent:u1",
-                                                    "state": "running"}),
+    running = wait_for(lambda: mongo.collections.jobs.find_one({"parent": "processContent:u1",
+                                                                "state": "running"}),
                        what="a segment to be running")
     pid = owner_pid_here(running["owner"])
     os.kill(pid, signal.SIGKILL)
@@ -122,13 +122,13 @@ def test_embedded_kill_9_of_a_job_process_and_of_the_deliverer(env, mongo, conte
         reader.start()
         answer = post_long_video(server)
         assert answer.status_code == 202, answer.text
-        wait_for(lambda: mongo.ready_task_count("u1") >= 3, what="the first tasks")
+        wait_for(lambda: mongo.uploads.ready_task_count("u1") >= 3, what="the first tasks")
         kill_a_segment_holder(mongo)
-        wait_for(lambda: mongo.outbox.count_documents({"state": "delivered"}) >= 5,
+        wait_for(lambda: mongo.collections.outbox.count_documents({"state": "delivered"}) >= 5,
                  what="some events delivered")
         os.kill(deliverer, signal.SIGKILL)
-        assert mongo.get_upload("u1")["status"] == 0, "the upload ended before the kills"
-        wait_for(lambda: mongo.get_upload("u1")["status"] == 1, 240, "the upload to end")
+        assert mongo.uploads.get_upload("u1")["status"] == 0, "the upload ended before the kills"
+        wait_for(lambda: mongo.uploads.get_upload("u1")["status"] == 1, 240, "the upload to end")
         recorded = wait_delivered(mongo, 180)
         the_one(server.process.pid, b"engines.deliverer", other_than=deliverer)  # restarted
     finally:
@@ -158,13 +158,13 @@ def test_celery_kill_9_of_a_job_process_and_of_a_sweeper(env, mongo, contents, p
     answer = post(content_path="uploads/long.mp4", frame_rate=30)
     assert answer.status_code == 202, answer.get_json()
     try:
-        wait_for(lambda: mongo.ready_task_count("u1") >= 3, what="the first tasks")
+        wait_for(lambda: mongo.uploads.ready_task_count("u1") >= 3, what="the first tasks")
         kill_a_segment_holder(mongo)
-        wait_for(lambda: mongo.outbox.count_documents({"state": "delivered"}) >= 5,
+        wait_for(lambda: mongo.collections.outbox.count_documents({"state": "delivered"}) >= 5,
                  what="some events delivered")
         os.kill(sweepers[0], signal.SIGKILL)
-        assert mongo.get_upload("u1")["status"] == 0, "the upload ended before the kills"
-        wait_for(lambda: mongo.get_upload("u1")["status"] == 1, 240, "the upload to end")
+        assert mongo.uploads.get_upload("u1")["status"] == 0, "the upload ended before the kills"
+        wait_for(lambda: mongo.uploads.get_upload("u1")["status"] == 1, 240, "the upload to end")
         recorded = wait_delivered(mongo, 180)
         the_one(workers[0].proc.pid, b"engines.sweeper", other_than=sweepers[0])  # restarted
     finally:
@@ -184,9 +184,9 @@ def test_receiver_down_for_the_whole_run_then_back(env, mongo, contents, tmp_pat
         server.wait_ready()
         answer = post_long_video(server)
         assert answer.status_code == 202
-        wait_for(lambda: mongo.get_upload("u1")["status"] == 1, 120, "the upload to end")
-        wait_for(lambda: mongo.outbox.find_one({"attempts": {"$gte": 2}}), 30, "retries")
-        assert mongo.outbox.count_documents({"state": "delivered"}) == 0
+        wait_for(lambda: mongo.uploads.get_upload("u1")["status"] == 1, 120, "the upload to end")
+        wait_for(lambda: mongo.collections.outbox.find_one({"attempts": {"$gte": 2}}), 30, "retries")
+        assert mongo.collections.outbox.count_documents({"state": "delivered"}) == 0
         absent.start()
         recorded = wait_delivered(mongo, 60)
     finally:

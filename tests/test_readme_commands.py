@@ -110,7 +110,7 @@ def test_web_server_as_documented_processes_an_upload(start, env, contents, mong
                                                    timeout=5).json())["status"] and s, 120,
                         "the upload to end")
         assert done["status"] == 1, done
-        assert mongo.tasks_of("w1")[0]["frameCount"] == 5
+        assert mongo.frames.tasks_of("w1")[0]["frameCount"] == 5
     finally:
         server.stop()
 
@@ -157,10 +157,10 @@ def test_celery_worker_as_documented_runs_jobs(command, env, contents, mongo, re
                 assert answer.status_code == 202, answer.get_json()
                 posted.append(upload_id)
         assert posted
-        wait_for(lambda: all(mongo.get_upload(u)["status"] for u in posted), 180,
+        wait_for(lambda: all(mongo.uploads.get_upload(u)["status"] for u in posted), 180,
                  f"`{command}` to run the jobs")
         for upload_id in posted:
-            upload = mongo.get_upload(upload_id)
+            upload = mongo.uploads.get_upload(upload_id)
             assert upload["status"] == 1, upload["errorMessage"]
             assert f"job processContent:{upload_id}: claimed by" in worker.text()
     finally:

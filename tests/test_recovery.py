@@ -29,31 +29,31 @@ def start_executor(env: dict) -> subprocess.Popen:
 
 def kill_mid_video(mongo) -> int:
     """Wait until some tasks are staged, then kill -9 the process holding the job."""
-    job = wait_for(lambda: (j := mongo.get_job("processContent:u1")) and j.get("owner") and j,
+    job = wait_for(lambda: (j := mongo.jobs.get_job("processContent:u1")) and j.get("owner") and j,
                    what="a worker to claim the job")
-    wait_for(lambda: mongo.staging.count_documents({}) >= 5, what="tasks to be staged")
+    wait_for(lambda: mongo.collections.staging.count_documents({}) >= 5, what="tasks to be staged")
     pid = owner_pid_here(job["owner"])
     os.kill(pid, signal.SIGKILL)
-    staged = mongo.staging.count_documents({})
+    staged = mongo.collections.staging.count_documents({})
     assert staged < FRAMES // 10, "the job finished before it could be killed"
     return pid
 
 
 def assert_exact(mongo, contents: Path) -> None:
-    upload = mongo.get_upload("u1")
+    upload = mongo.uploads.get_upload("u1")
     assert upload["status"] == 1, upload["errorMessage"]
-    tasks = mongo.tasks_of("u1")
+    tasks = mongo.frames.tasks_of("u1")
     expected = [list(range(i, i + 10)) for i in range(0, FRAMES, 10)]
     assert [t["original_frames"] for t in tasks] == expected
     assert [t["taskName"] for t in tasks] == [f"task-{n}-long" for n in range(1, 91)]
-    assert mongo.frames.count_documents({}) == FRAMES
+    assert mongo.collections.frames.count_documents({}) == FRAMES
     for task in tasks:
-        frames = mongo.frames_of(task["_id"])
+        frames = mongo.frames.frames_of(task["_id"])
         assert [f["sourceFrame"] for f in frames] == task["original_frames"]
     for task in tasks[::9]:
         assert clip_barcodes(Path(task["videoPath"])) == task["original_frames"]
     assert len(list((contents / "tasks" / "p1" / "u1").iterdir())) == 90
-    assert mongo.staging.count_documents({}) == 0
+    assert mongo.collections.staging.count_documents({}) == 0
     assert not list((contents / "tasks" / "p1").glob(".*"))
     assert not list((contents / "frames").glob(".*"))
 
@@ -63,9 +63,9 @@ def test_killed_job_process_is_replaced_and_job_resumed(env, post, mongo, conten
     try:
         assert post(content_path="uploads/long.mp4", frame_rate=30).status_code == 202
         killed = kill_mid_video(mongo)
-        wait_for(lambda: mongo.get_job("processContent:u1")["state"] in ("done", "failed"),
+        wait_for(lambda: mongo.jobs.get_job("processContent:u1")["state"] in ("done", "failed"),
                  what="the job to end")
-        job = mongo.get_job("processContent:u1")
+        job = mongo.jobs.get_job("processContent:u1")
         assert job["attempts"] == 2 and job["state"] == "done"
         assert not job["owner"] and str(killed) not in str(job)
         assert_exact(mongo, contents)
@@ -78,10 +78,10 @@ def test_killed_job_process_is_replaced_and_job_resumed(env, post, mongo, conten
 def test_everything_killed_then_recovered(env, post, mongo, contents, long_video, recover_with):
     executor = start_executor({**env, "PROCESSING_WORKERS": "1"})
     assert post(content_path="uploads/long.mp4", frame_rate=30).status_code == 202
-    wait_for(lambda: mongo.staging.count_documents({}) >= 3, what="tasks to be staged")
+    wait_for(lambda: mongo.collections.staging.count_documents({}) >= 3, what="tasks to be staged")
     os.killpg(executor.pid, signal.SIGKILL)  # the supervisor and its job process
     executor.wait(timeout=10)
-    assert mongo.get_upload("u1")["status"] == 0
+    assert mongo.uploads.get_upload("u1")["status"] == 0
     if recover_with == "warm_start":
         result = subprocess.run([sys.executable, "dataset_creation_warm_start.py"],
                                 env=service_env(env), cwd=ROOT, capture_output=True, text=True,
@@ -91,13 +91,13 @@ def test_everything_killed_then_recovered(env, post, mongo, contents, long_video
     else:
         restarted = start_executor(env)
         try:
-            wait_for(lambda: mongo.get_job("processContent:u1")["state"] in ("done", "failed"),
+            wait_for(lambda: mongo.jobs.get_job("processContent:u1")["state"] in ("done", "failed"),
                      what="the job to end")
         finally:
             os.killpg(restarted.pid, signal.SIGTERM)
             restarted.wait(timeout=30)
     assert_exact(mongo, contents)
-    assert mongo.get_job("processContent:u1")["attempts"] == 2
+    assert mongo.jobs.get_job("processContent:u1")["attempts"] == 2
 
 
 def test_second_executor_for_same_contents_exits(env, mongo):
@@ -117,12 +117,12 @@ def test_second_executor_for_same_contents_exits(env, mongo):
 
 STUCK_IN_COMMIT = """
 import sys, threading, time
-import mongo_manager
+from stores.runs import RunStore
 from config import load_config
 from engines.embedded import worker_loop
 
-real_commit = mongo_manager.MongoManager._commit
-real_publish = mongo_manager.MongoManager._publish
+real_commit = RunStore._commit
+real_publish = RunStore._publish
 
 def commit_then_hang(self, session, *args):
     real_commit(self, session, *args)  # every write done, the transaction still open
@@ -136,8 +136,8 @@ def publish_then_hang(self, session, *args):
         time.sleep(3600)
     return done
 
-mongo_manager.MongoManager._commit = commit_then_hang
-mongo_manager.MongoManager._publish = publish_then_hang
+RunStore._commit = commit_then_hang
+RunStore._publish = publish_then_hang
 worker_loop(load_config(), threading.Event(), drain=True)
 """
 
@@ -151,7 +151,7 @@ def test_killed_inside_the_commit_transaction_its_locks_go_with_it(env, post, mo
     assert worker.stdout.readline().strip() == "inside the commit"
     worker.kill()
     worker.wait()
-    assert mongo.commits.count_documents({}) == 1  # the open transaction's session
+    assert mongo.collections.commits.count_documents({}) == 1  # the open transaction's session
     started = time.monotonic()
     # The warm start ends the dead process's session (its locks on the job, the
     # upload and the tasks go), then resumes the job: seconds, not minutes.
@@ -160,8 +160,8 @@ def test_killed_inside_the_commit_transaction_its_locks_go_with_it(env, post, mo
                           timeout=60)
     assert done.returncode == 0, done.stderr
     assert time.monotonic() - started < 30
-    upload = mongo.get_upload("u1")
+    upload = mongo.uploads.get_upload("u1")
     assert upload["status"] == 1 and upload["taskCount"] == 6
-    assert [t["original_frames"] for t in mongo.tasks_of("u1")] == \
+    assert [t["original_frames"] for t in mongo.frames.tasks_of("u1")] == \
         [list(range(i, i + 10)) for i in range(0, 60, 10)]
-    assert mongo.commits.count_documents({}) == 0
+    assert mongo.collections.commits.count_documents({}) == 0

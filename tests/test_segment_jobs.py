@@ -30,9 +30,9 @@ def cut(make_config, mongo, video, upload_id: str, segment_seconds: float) -> li
         "content_path": str(video)})
     assert answer.status_code == 202, answer.json
     worker_loop(config, threading.Event(), drain=True)
-    upload = mongo.get_upload(upload_id)
+    upload = mongo.uploads.get_upload(upload_id)
     assert upload["status"] == 1 and upload["progress"] == 100, upload
-    return mongo.tasks_of(upload_id)
+    return mongo.frames.tasks_of(upload_id)
 
 
 @pytest.mark.parametrize("name", VIDEOS)
@@ -43,21 +43,21 @@ def test_segments_give_the_single_pass_tasks(make_config, mongo, contents, name,
     video = encode(contents / "uploads" / "clip.mp4", pts, time_base, **options)
     single = cut(make_config, mongo, video, "single", 0)
     parallel = cut(make_config, mongo, video, "segmented", segment_seconds)
-    segments = mongo.jobs.count_documents({"parent": "processContent:segmented",
-                                           "state": "done"})
-    assert segments >= 2 and not mongo.jobs.count_documents({"parent": "processContent:single"})
+    segments = mongo.collections.jobs.count_documents({"parent": "processContent:segmented",
+                                                       "state": "done"})
+    assert segments >= 2 and not mongo.collections.jobs.count_documents({"parent": "processContent:single"})
     assert len(parallel) == len(single) >= 2
     for a, b in zip(single, parallel):
         assert {k: a[k] for k in TASK_FIELDS} == {k: b[k] for k in TASK_FIELDS}
         assert clip_barcodes(a["videoPath"]) == clip_barcodes(b["videoPath"]) \
             == a["original_frames"]
-        frames_a, frames_b = mongo.frames_of(a["_id"]), mongo.frames_of(b["_id"])
+        frames_a, frames_b = mongo.frames.frames_of(a["_id"]), mongo.frames.frames_of(b["_id"])
         assert [(f["frameId"], f["sourceFrame"]) for f in frames_a] == \
             [(f["frameId"], f["sourceFrame"]) for f in frames_b]
     assert not list((contents / "tasks" / "p1").glob(".staging-*"))
-    assert not mongo.staging.count_documents({})
+    assert not mongo.collections.staging.count_documents({})
     # The same timings as a single pass (what /metrics reads), plus the segment count.
-    one, many = (mongo.get_upload(u)["timings"] for u in ("single", "segmented"))
+    one, many = (mongo.uploads.get_upload(u)["timings"] for u in ("single", "segmented"))
     assert set(many["stages"]) == set(one["stages"]) == {"queued", "cutting"}
     assert many["segments"] == segments and many["frames"] == one["frames"]
     assert many["stages"]["cutting"] == many["processingSeconds"] > 0
@@ -81,21 +81,21 @@ def test_force_write_during_segments_replaces_the_run(make_config, mongo, conten
     from jobs.context import JobContext
     from jobs.runner import run_claimed
     from mongo_manager import owner_id
-    parent = mongo.claim_job(owner_id(), 30, "processContent:u1")
+    parent = mongo.jobs.claim_job(owner_id(), 30, "processContent:u1")
     run_claimed(parent, JobContext(mongo, config, owner_id()))
-    assert mongo.get_job("processContent:u1")["state"] == "waiting"
+    assert mongo.jobs.get_job("processContent:u1")["state"] == "waiting"
     assert client.post("/api/processContent", json=body).status_code == 409
     answer = client.post("/api/processContent", json={**body, "force_write": 1,
                                                       "frame_rate": 10})
     assert answer.status_code == 202
     worker_loop(config, threading.Event(), drain=True)
-    upload = mongo.get_upload("u1")
+    upload = mongo.uploads.get_upload("u1")
     assert upload["status"] == 1 and upload["frame_rate"] == 10
-    tasks = mongo.tasks_of("u1")
+    tasks = mongo.frames.tasks_of("u1")
     assert sum(t["frameCount"] for t in tasks) == 100  # 10 s at 10 fps, none of the old run
     # The new run re-used the segment job ids: no segment of the old run is left.
-    run_id = mongo.get_job("processContent:u1")["runId"]
-    children = list(mongo.jobs.find({"parent": "processContent:u1"}))
+    run_id = mongo.jobs.get_job("processContent:u1")["runId"]
+    children = list(mongo.collections.jobs.find({"parent": "processContent:u1"}))
     assert children and {(j["runId"], j["state"]) for j in children} == {(run_id, "done")}
 
 
@@ -115,17 +115,17 @@ def test_a_run_whose_last_segment_died_before_the_commit_is_finished(make_config
         "auth_key": AUTH_KEY, "upload_id": "u1", "project_id": "p1", "frame_rate": 5,
         "content_path": str(video)}).status_code == 202
     ctx = JobContext(mongo, config, owner_id())
-    run_claimed(mongo.claim_job(owner_id(), 30, "processContent:u1"), ctx)
-    for child in mongo.jobs.find({"parent": "processContent:u1"}):
-        job = mongo.claim_job(owner_id(), 30, child["_id"])
+    run_claimed(mongo.jobs.claim_job(owner_id(), 30, "processContent:u1"), ctx)
+    for child in mongo.collections.jobs.find({"parent": "processContent:u1"}):
+        job = mongo.jobs.claim_job(owner_id(), 30, child["_id"])
         paths = RunPaths(contents, "p1", "u1", job["runId"])
         segment_jobs._cut_segment(job, ctx, paths)  # cut, then "die" before the commit
-        mongo.end_job(job["_id"], job["runId"], "done")
-    assert mongo.get_job("processContent:u1")["state"] == "waiting"
+        mongo.jobs.end_job(job["_id"], job["runId"], "done")
+    assert mongo.jobs.get_job("processContent:u1")["state"] == "waiting"
     assert worker_loop(config, threading.Event(), drain=True) == 0  # nothing takes it...
     assert release_orphans(mongo) == 1  # ...until the orphan scan queues its commit
     assert worker_loop(config, threading.Event(), drain=True) == 1
-    assert mongo.get_upload("u1")["status"] == 1 and len(mongo.tasks_of("u1")) == 5
+    assert mongo.uploads.get_upload("u1")["status"] == 1 and len(mongo.frames.tasks_of("u1")) == 5
 
 
 def test_a_segment_failing_after_its_run_was_replaced_just_stops(make_config, mongo, contents,
@@ -140,8 +140,8 @@ def test_a_segment_failing_after_its_run_was_replaced_just_stops(make_config, mo
 
     config, client, body = accept_in_segments(make_config, contents)
     ctx = JobContext(mongo, config, owner_id())
-    run_claimed(mongo.claim_job(owner_id(), 30, "processContent:u1"), ctx)  # fans out
-    segment = mongo.claim_job(owner_id(), 30)
+    run_claimed(mongo.jobs.claim_job(owner_id(), 30, "processContent:u1"), ctx)  # fans out
+    segment = mongo.jobs.claim_job(owner_id(), 30)
     assert segment["kind"] == "contentSegment"
 
     def replaced_under_it(*_):
@@ -155,5 +155,5 @@ def test_a_segment_failing_after_its_run_was_replaced_just_stops(make_config, mo
     assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
     monkeypatch.undo()
     worker_loop(config, threading.Event(), drain=True)
-    upload = mongo.get_upload("u1")
-    assert upload["status"] == 1 and sum(t["frameCount"] for t in mongo.tasks_of("u1")) == 50
+    upload = mongo.uploads.get_upload("u1")
+    assert upload["status"] == 1 and sum(t["frameCount"] for t in mongo.frames.tasks_of("u1")) == 50

@@ -104,8 +104,8 @@ def next_upload_completes(post, mongo, contents: Path, long: bool = False) -> No
     cfr_video(contents / "uploads" / "b.mp4", 1200 if long else 30, size=(320, 240))
     assert post(upload_id="u2", content_path="uploads/b.mp4",
                 frame_rate=30).status_code == 202
-    wait_for(lambda: mongo.get_upload("u2")["status"] in (1, 2), 60, "the next upload to end")
-    upload = mongo.get_upload("u2")
+    wait_for(lambda: mongo.uploads.get_upload("u2")["status"] in (1, 2), 60, "the next upload to end")
+    upload = mongo.uploads.get_upload("u2")
     assert upload["status"] == 1, upload.get("errorMessage")
     if long:
         assert upload["timings"]["processingSeconds"] > STALL_SECONDS
@@ -120,21 +120,21 @@ def stall_then_next_upload(post, mongo, contents: Path, long: bool = False,
     response = post(upload_id="u1", content_path="uploads/a.mp4", request_type=1,
                     auto_anno_version=HANG_VERSION)
     assert response.status_code == 202, response.get_json()
-    wait_for(lambda: mongo.get_upload("u1")["status"] == 2, 60, "the stalled upload to fail")
+    wait_for(lambda: mongo.uploads.get_upload("u1")["status"] == 2, 60, "the stalled upload to fail")
     failed_after = time.monotonic() - sent
-    upload, job = mongo.get_upload("u1"), mongo.get_job("processContent:u1")
+    upload, job = mongo.uploads.get_upload("u1"), mongo.jobs.get_job("processContent:u1")
     assert upload["errorMessage"]["code"] == "stalled"
     assert upload["errorMessage"]["message"] == \
         f"no progress for {STALL_SECONDS} s while {doing}"
     assert job["state"] == "failed" and job["error"]["code"] == "stalled"
-    assert mongo.tasks.count_documents({}) == 0 and mongo.staging.count_documents({}) == 0
+    assert mongo.collections.tasks.count_documents({}) == 0 and mongo.collections.staging.count_documents({}) == 0
     assert not list(contents.rglob(".staging-*"))  # its partial outputs are gone
 
     next_upload_completes(post, mongo, contents, long)
     # Failed once, for good: not claimed again, not retried into a loop.
-    job = mongo.get_job("processContent:u1")
+    job = mongo.jobs.get_job("processContent:u1")
     assert job["state"] == "failed" and job["attempts"] == 1
-    assert mongo.get_upload("u1")["status"] == 2
+    assert mongo.uploads.get_upload("u1")["status"] == 2
     return failed_after
 
 
@@ -165,7 +165,7 @@ def test_dataset_build_on_a_silent_store_fails_and_frees_its_process(env, silent
     sent = time.monotonic()
     answer = client.post(f"/api/datasets/{version}/build", headers={"X-Auth-Key": AUTH_KEY})
     assert answer.status_code == 202
-    wait_for(lambda: mongo.get_version(version).get("status") == 2, 60,
+    wait_for(lambda: mongo.datasets.get_version(version).get("status") == 2, 60,
              "the stalled build to fail")
     assert time.monotonic() - sent < 40  # botocore alone would wait 60 s x 8 attempts
     state = client.get(f"/api/datasets/{version}", headers={"X-Auth-Key": AUTH_KEY}).json
@@ -173,7 +173,7 @@ def test_dataset_build_on_a_silent_store_fails_and_frees_its_process(env, silent
         "code": "stalled", "retryable": False,
         "message": f"no progress for {STALL_SECONDS} s while exporting (checking the bucket)"}
     next_upload_completes(post, mongo, contents)
-    job = mongo.get_job(f"datasetBuild:{version}")
+    job = mongo.jobs.get_job(f"datasetBuild:{version}")
     assert job["state"] == "failed" and job["attempts"] == 1
     assert freed_processes(executor) == 1
 
@@ -199,9 +199,9 @@ def test_stalled_job_fails_and_frees_a_celery_pool_process(env, redis_server, mo
     wait_for(lambda: "processContent:u1#1: not run (failed)" in worker.text(), 30,
              "the redelivered message to find the job failed")
     assert re.search(r"exited with 'exitcode 75'", worker.text())
-    assert mongo.get_job("processContent:u1#1")["attempts"] == 1
+    assert mongo.jobs.get_job("processContent:u1#1")["attempts"] == 1
     # The other segment stops without cutting: its upload has failed.
-    wait_for(lambda: mongo.get_job("processContent:u1#2")["state"] == "cancelled", 30,
+    wait_for(lambda: mongo.jobs.get_job("processContent:u1#2")["state"] == "cancelled", 30,
              "the second segment to stop")
     assert worker.claimed().count("processContent:u1#1") == 1
 
@@ -216,8 +216,8 @@ def test_staging_folders_made_as_a_stall_cleans_up_are_never_left(tmp_path, monk
     monkeypatch.setattr(watchdog_module.logging, "shutdown", lambda: None)  # and its logging
     job = {"_id": "processContent:u1", "runId": "r1"}
     ctx = SimpleNamespace(owner="me", config=SimpleNamespace(processing=SimpleNamespace(
-        stall_seconds=0.2, lease_seconds=60)), mongo=SimpleNamespace(
-        get_job=lambda _id: {**job, "owner": "me", "state": "running"}))
+        stall_seconds=0.2, lease_seconds=60)), mongo=SimpleNamespace(jobs=SimpleNamespace(
+        get_job=lambda _id: {**job, "owner": "me", "state": "running"})))
 
     def fail(job: dict, ctx, error: dict) -> None:  # the discard, slow on a busy disk
         failing.set()

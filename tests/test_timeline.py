@@ -77,7 +77,7 @@ def run(post, run_jobs, mongo, path: Path, frame_rate: int, upload_id: str = "u1
                     frame_rate=frame_rate)
     assert response.status_code == 202, response.json
     run_jobs()
-    return mongo.get_upload(upload_id)
+    return mongo.uploads.get_upload(upload_id)
 
 
 def check_samples(mongo, upload_id: str, times: list[Fraction], rate: int) -> list[dict]:
@@ -86,14 +86,14 @@ def check_samples(mongo, upload_id: str, times: list[Fraction], rate: int) -> li
     none missing, none twice, as the clips' pixels show; the frame documents
     carry their timestamps on that timeline."""
     expected = expected_samples(times, rate)
-    tasks = mongo.tasks_of(upload_id)
+    tasks = mongo.frames.tasks_of(upload_id)
     assert [f for t in tasks for f in t["original_frames"]] == expected
     assert [len(t["original_frames"]) for t in tasks][:-1] == \
         [FRAMES_PER_TASK] * (len(tasks) - 1)
     for task in tasks:
         shown = clip_barcodes(Path(task["videoPath"]))
         assert shown == task["original_frames"], task["taskName"]
-        docs = mongo.frames_of(task["_id"])
+        docs = mongo.frames.frames_of(task["_id"])
         assert [d["sourceFrame"] for d in docs] == shown
         assert [d["timestamp"] for d in docs] == \
             pytest.approx([float(times[i] - times[0]) for i in shown], abs=1e-6)
@@ -183,7 +183,7 @@ def test_a_joined_file_cut_in_segments_equals_the_single_pass(make_config, mongo
             "frame_rate": 5, "content_path": str(video)})
         assert answer.status_code == 202, answer.json
         worker_loop(config, threading.Event(), drain=True)
-        uploads[upload_id] = mongo.get_upload(upload_id)
+        uploads[upload_id] = mongo.uploads.get_upload(upload_id)
         assert uploads[upload_id]["status"] == 1, uploads[upload_id]["errorMessage"]
     assert any("cut in one pass: the timestamps restart or jump" in r.getMessage()
                for r in caplog.records)
@@ -207,7 +207,7 @@ def test_timestamps_that_cannot_be_put_on_one_timeline_end_the_upload(contents, 
     assert error["message"].startswith("uploads/shredded.ts: the timestamps restart or jump "
                                        f"more than {MAX_REPAIRS} times")
     assert "cannot be put on one timeline" in error["message"]
-    assert not mongo.tasks_of("u1")  # refused before anything was cut
+    assert not mongo.frames.tasks_of("u1")  # refused before anything was cut
 
 
 def test_mp4_files_joined_with_cat_are_refused_not_cut_short(contents, post, run_jobs, mongo):
@@ -222,7 +222,7 @@ def test_mp4_files_joined_with_cat_are_refused_not_cut_short(contents, post, run
     assert upload["errorMessage"]["code"] == "joined_mp4"
     assert upload["errorMessage"]["message"].startswith(
         "uploads/joined.mp4: the file is 2 MP4 files joined end to end")
-    assert not mongo.tasks_of("u1")
+    assert not mongo.frames.tasks_of("u1")
     # One of them alone is an MP4 like any other.
     video.write_bytes(parts[0].read_bytes())
     upload = run(post, run_jobs, mongo, video, 5, "u2")

@@ -132,8 +132,8 @@ def test_tracker_settings_from_model_json(value, expected):
 def auto_boxes(mongo, upload_id: str = "u1") -> list[tuple[int, int, dict]]:
     """(task number, frame id, box) of every auto box, in sample order."""
     found = []
-    for number, task in enumerate(mongo.tasks_of(upload_id), 1):
-        for frame in mongo.frames_of(task["_id"]):
+    for number, task in enumerate(mongo.frames.tasks_of(upload_id), 1):
+        for frame in mongo.frames.frames_of(task["_id"]):
             found += [(number, frame["frameId"], box) for box in frame["boxes"]
                       if box["source"].startswith("auto:")]
     return found
@@ -144,7 +144,7 @@ def test_one_object_keeps_one_track_across_task_clips(aa_client, versions_env, m
     square_video(contents / "uploads" / "sq.mp4", 20)  # 2 task clips of 10 frames
     assert post_aa(aa_client).status_code == 202
     run_all(versions_env)
-    upload = mongo.get_upload("u1")
+    upload = mongo.uploads.get_upload("u1")
     assert upload["status"] == 1, upload["errorMessage"]
     boxes = auto_boxes(mongo)
     assert len({number for number, _, _ in boxes}) == 2 and len(boxes) >= 18
@@ -163,7 +163,7 @@ def test_segments_give_the_single_pass_tracks(aa_client, versions_env, mongo, co
     run_all(versions_env)
     assert post_aa(aa_client, upload_id="seg").status_code == 202
     run_all({**versions_env, "PROCESSING_SEGMENT_SECONDS": "2"})
-    assert mongo.get_upload("seg")["timings"].get("segments", 0) >= 2
+    assert mongo.uploads.get_upload("seg")["timings"].get("segments", 0) >= 2
     one, seg = auto_boxes(mongo, "one"), auto_boxes(mongo, "seg")
     key = [(n, f, round(b["x"], 1), round(b["y"], 1), b["trackId"]) for n, f, b in one]
     assert key == [(n, f, round(b["x"], 1), round(b["y"], 1), b["trackId"]) for n, f, b in seg]
@@ -174,21 +174,21 @@ def test_re_annotating_replaces_that_versions_tracks_only(aa_client, versions_en
     square_video(contents / "uploads" / "sq.mp4", 20)
     post_aa(aa_client)
     run_all(versions_env)
-    task = mongo.tasks_of("u1")[0]
-    frame = mongo.frames_of(task["_id"])[0]
+    task = mongo.frames.tasks_of("u1")[0]
+    frame = mongo.frames.frames_of(task["_id"])[0]
     user_box = {"id": "u-1", "label": "square", "x": 1, "y": 2, "w": 3, "h": 4,
                 "confidence": 1.0, "source": "user", "trackId": 77}
-    mongo.frames.update_one({"_id": frame["_id"]}, {"$push": {"boxes": user_box}})
+    mongo.collections.frames.update_one({"_id": frame["_id"]}, {"$push": {"boxes": user_box}})
     before = {box["id"] for _, _, box in auto_boxes(mongo)}
     assert post_aa(aa_client, request_type=2, content_path=None,
                    frame_rate=None).status_code == 202
     run_all(versions_env)
-    upload = mongo.get_upload("u1")
+    upload = mongo.uploads.get_upload("u1")
     assert upload["status"] == 1 and upload["tracks"] == {"square": 1}
     boxes = auto_boxes(mongo)
     assert not {box["id"] for _, _, box in boxes} & before  # the version's boxes replaced
     assert {box["trackId"] for _, _, box in boxes} == {1}
-    assert user_box in mongo.frames.find_one({"_id": frame["_id"]})["boxes"]
+    assert user_box in mongo.collections.frames.find_one({"_id": frame["_id"]})["boxes"]
 
 
 def test_the_built_in_face_model_tracks_a_pan_across_the_astronaut(env, mongo, contents):
@@ -199,7 +199,7 @@ def test_the_built_in_face_model_tracks_a_pan_across_the_astronaut(env, mongo, c
     assert post_aa(client, content_path="uploads/pan.mp4", auto_anno_version=1,
                    frame_rate=5).status_code == 202
     run_all(env)
-    upload = mongo.get_upload("u1")
+    upload = mongo.uploads.get_upload("u1")
     assert upload["status"] == 1, upload["errorMessage"]
     boxes = auto_boxes(mongo)
     assert len({number for number, _, _ in boxes}) == 2 and len(boxes) >= 14
@@ -219,7 +219,7 @@ def test_mot_and_coco_exports_carry_the_stored_tracks(config, mongo, contents):
               for k in range(2)]
     make_task(mongo, contents, "u1", 1, first, first_source=0)
     make_task(mongo, contents, "u1", 2, second, first_source=18)
-    mongo.tasks.update_many({"uploadId": "u1"}, {"$set": {"frameRate": 5}})
+    mongo.collections.tasks.update_many({"uploadId": "u1"}, {"$set": {"frameRate": 5}})
     version = make_version(mongo, exportFormats=["YOLO", "COCO", "MOT"],
                            splitCount=[{"type": "train", "percentage": 100}])
     assert build_here(config, mongo, version)["status"] == 1
@@ -265,12 +265,12 @@ def test_a_run_killed_mid_video_resumes_to_the_same_tracks(versions_env, mongo, 
     reader.start()
     try:
         assert post_aa(client, **post).status_code == 202
-        job = wait_for(lambda: (j := mongo.get_job("processContent:u1")) and j.get("owner")
+        job = wait_for(lambda: (j := mongo.jobs.get_job("processContent:u1")) and j.get("owner")
                        and j, what="a job process to claim the job")
-        wait_for(lambda: mongo.staging.count_documents({}) >= 3, what="tasks to be staged")
+        wait_for(lambda: mongo.collections.staging.count_documents({}) >= 3, what="tasks to be staged")
         os.kill(owner_pid_here(job["owner"]), signal.SIGKILL)
-        assert mongo.staging.count_documents({}) < 36, "the job ended before the kill"
-        wait_for(lambda: mongo.get_job("processContent:u1")["state"] in ("done", "failed"),
+        assert mongo.collections.staging.count_documents({}) < 36, "the job ended before the kill"
+        wait_for(lambda: mongo.jobs.get_job("processContent:u1")["state"] in ("done", "failed"),
                  what="the job to end")
     finally:
         reader.stop.set()
@@ -279,12 +279,12 @@ def test_a_run_killed_mid_video_resumes_to_the_same_tracks(versions_env, mongo, 
     reader.finish()
     assert sum(1 for _, frames in reader.seen.values() for frame in frames
                for box in frame["boxes"] if "trackId" in box) > 100
-    assert mongo.get_job("processContent:u1")["attempts"] == 2
+    assert mongo.jobs.get_job("processContent:u1")["attempts"] == 2
     ref, resumed = auto_boxes(mongo, "ref"), auto_boxes(mongo, "u1")
     assert len({box["trackId"] for _, _, box in ref}) >= 7
     assert [(n, f, round(b["x"], 1), b["trackId"]) for n, f, b in resumed] == \
         [(n, f, round(b["x"], 1), b["trackId"]) for n, f, b in ref]
-    assert mongo.get_upload("u1")["tracks"] == mongo.get_upload("ref")["tracks"]
+    assert mongo.uploads.get_upload("u1")["tracks"] == mongo.uploads.get_upload("ref")["tracks"]
 
 
 @needs_redis
@@ -305,9 +305,9 @@ def test_celery_workers_cutting_segments_give_the_single_pass_tracks(
         celery_workers(name, "cut,annotate", service_env(env))
     client = create_app(load_config(env=env)).test_client()
     assert post_aa(client, upload_id="seg", **post).status_code == 202
-    wait_for(lambda: (mongo.get_upload("seg") or {}).get("status") in (1, 2), 120,
+    wait_for(lambda: (mongo.uploads.get_upload("seg") or {}).get("status") in (1, 2), 120,
              "the segmented upload to end")
-    upload = mongo.get_upload("seg")
+    upload = mongo.uploads.get_upload("seg")
     assert upload["status"] == 1 and upload["timings"]["segments"] == 4, upload
     one, seg = auto_boxes(mongo, "one"), auto_boxes(mongo, "seg")
     assert len({box["trackId"] for _, _, box in one}) >= 7
@@ -321,8 +321,8 @@ def scene_model(tmp_path_factory):
 def stored_tracks(mongo, upload_id: str) -> tuple[list[int], list[list], list[list]]:
     """The upload's sampled source frames, their auto boxes and track ids."""
     frames, boxes, tracks = [], [], []
-    for task in mongo.tasks_of(upload_id):
-        for frame in mongo.frames_of(task["_id"]):
+    for task in mongo.frames.tasks_of(upload_id):
+        for frame in mongo.frames.frames_of(task["_id"]):
             auto = [b for b in frame["boxes"] if b["source"].startswith("auto:")]
             frames.append(frame["sourceFrame"])
             boxes.append([TrackBox(b["label"], b["x"], b["y"], b["w"], b["h"], b["confidence"])
@@ -334,7 +334,7 @@ def stored_tracks(mongo, upload_id: str) -> tuple[list[int], list[list], list[li
 def interpolated_flags(mongo, upload_id: str) -> list[list[bool]]:
     return [[bool(b.get("interpolated")) for b in frame["boxes"]
              if b["source"].startswith("auto:")]
-            for task in mongo.tasks_of(upload_id) for frame in mongo.frames_of(task["_id"])]
+            for task in mongo.frames.tasks_of(upload_id) for frame in mongo.frames.frames_of(task["_id"])]
 
 
 def test_the_scene_as_a_video_through_the_service(versions_env, mongo, contents, scene_model):
@@ -350,8 +350,8 @@ def test_the_scene_as_a_video_through_the_service(versions_env, mongo, contents,
         assert post_aa(client, upload_id=upload_id, content_path="uploads/scene.mp4",
                        auto_anno_version=9, frame_rate=5).status_code == 202
         run_all({**env, **extra})
-        assert mongo.get_upload(upload_id)["status"] == 1
-    assert mongo.get_upload("seg")["timings"]["segments"] == 4
+        assert mongo.uploads.get_upload(upload_id)["status"] == 1
+    assert mongo.uploads.get_upload("seg")["timings"]["segments"] == 4
     one, seg = stored_tracks(mongo, "one"), stored_tracks(mongo, "seg")
     assert [[(round(b.x, 1), t) for b, t in zip(*row)] for row in zip(one[1], one[2])] == \
         [[(round(b.x, 1), t) for b, t in zip(*row)] for row in zip(seg[1], seg[2])]
@@ -364,7 +364,7 @@ def test_the_scene_as_a_video_through_the_service(versions_env, mongo, contents,
     again = tracked([[b for b, _ in row] for row in detected], 5)
     assert again[1] == [[t for _, t in row] + fill[len(row):]
                         for row, fill in zip(detected, again[1])]
-    assert mongo.get_upload("one")["tracks"] == {
+    assert mongo.uploads.get_upload("one")["tracks"] == {
         label: len({t for row_boxes, row_tracks in zip(one[1], one[2])
                     for b, t in zip(row_boxes, row_tracks) if b.label == label})
         for label in ("car", "person")}

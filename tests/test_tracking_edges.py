@@ -86,9 +86,9 @@ def test_no_auto_box_of_an_upload_lacks_a_track_id(env, mongo, contents, tmp_pat
     assert post_aa(create_app(load_config(env=env)).test_client(),
                    auto_anno_version=9).status_code == 202
     run_all(env)
-    upload = mongo.get_upload("u1")
+    upload = mongo.uploads.get_upload("u1")
     assert upload["status"] == 1, upload.get("errorMessage")
-    boxes = [box for task in mongo.tasks_of("u1") for frame in mongo.frames_of(task["_id"])
+    boxes = [box for task in mongo.frames.tasks_of("u1") for frame in mongo.frames.frames_of(task["_id"])
              for box in frame["boxes"] if box["source"] == "auto:v9"]
     assert len(boxes) == 40 and sum(box["w"] == 0 for box in boxes) >= 5
     assert [box for box in boxes if type(box.get("trackId")) is not int] == []

@@ -38,7 +38,7 @@ def claim_delay(client, mongo, contents, upload_id: str) -> float:
         "auth_key": AUTH_KEY, "upload_id": upload_id, "project_id": "p1", "frame_rate": 5,
         "content_path": f"uploads/{upload_id}.mp4"})
     assert answer.status_code == 202, answer.get_json()
-    wait_for(lambda: mongo.get_job(f"processContent:{upload_id}")["state"] != "queued", 20,
+    wait_for(lambda: mongo.jobs.get_job(f"processContent:{upload_id}")["state"] != "queued", 20,
              "the job to be claimed")
     return time.monotonic() - sent
 
@@ -48,5 +48,5 @@ def test_an_accepted_job_is_claimed_at_once(executor, mongo, contents):
     # Two in a row: each wakes one idle process; neither waits for a poll.
     delays = [claim_delay(client, mongo, contents, f"w{n}") for n in range(3)]
     assert max(delays) < 2.0, delays
-    wait_for(lambda: all(mongo.get_upload(f"w{n}")["status"] == 1 for n in range(3)), 60,
+    wait_for(lambda: all(mongo.uploads.get_upload(f"w{n}")["status"] == 1 for n in range(3)), 60,
              "the uploads to be cut")

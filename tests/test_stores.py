@@ -1,0 +1,31 @@
+"""The store split of mongo_manager (issue 18): the policies the stores used
+to hold now come from their owners, and behave as before."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from engines.sweeper import resend_delay
+from mongo_manager import now
+
+
+def test_resends_double_up_to_64_times_the_first(config):
+    first = config.queue.resubmit_seconds
+    assert [resend_delay(config.queue, sends) / first for sends in (0, 1, 2, 5, 6, 7, 40)] == \
+        [1, 2, 4, 32, 64, 64, 64]
+
+
+def test_a_due_job_is_taken_for_a_resend_once_and_spaced_by_the_delay(mongo):
+    mongo.jobs.start_job("j", "processContent", {"request_type": 0}, "r1", replace_active=True)
+    mongo.jobs.queue_job("j", "r1")
+    asked = []
+
+    def delay(sends: int) -> float:
+        asked.append(sends)
+        return 300.0
+
+    before = now()
+    assert [job["_id"] for job in mongo.jobs.take_resends(delay)] == ["j"]
+    assert mongo.jobs.take_resends(delay) == []  # not due again for 300 s
+    job = mongo.jobs.get_job("j")
+    assert asked == [0] and job["sends"] == 1
+    assert before + timedelta(seconds=299) < job["resendAt"] < now() + timedelta(seconds=301)
