@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import shutil
 import sys
 import threading
 import time
@@ -22,7 +21,7 @@ from flask import Blueprint, jsonify
 from api.service import Service, service
 from engines.control import executor_running
 from mongo_manager import deadline, is_timeout
-from storage.space import floor_bytes
+from storage.space import floor_bytes, free_bytes
 
 bp = Blueprint("health", __name__, url_prefix="/api")
 log = logging.getLogger(__name__)
@@ -105,7 +104,7 @@ def _storage(svc: Service) -> dict:
     contents = svc.config.contents_dir
     try:
         contents.mkdir(parents=True, exist_ok=True)
-        free = shutil.disk_usage(contents).free
+        free = free_bytes(contents)
     except OSError:
         return {"ok": False, "error": "contents folder not writable"}
     floor = floor_bytes(svc.config)  # processing.min_free_mb, as new work is refused

@@ -22,7 +22,7 @@ from media import cfr_video, clip_barcodes
 from queue_fixtures import secantus_server  # noqa: F401 (a fixture: a restartable server)
 from live_server import readme_gunicorn
 
-from api import health as health_module
+from storage import space as space_module
 from config import load_config
 from embedded_db import embedded_uri, stop_embedded
 from exceptions import ConfigError
@@ -162,7 +162,7 @@ def test_health_answers_while_the_disk_hangs(client, mongo, monkeypatch):
     def hung(_path):
         released.wait(10)
         raise OSError("hung")
-    monkeypatch.setattr(health_module.shutil, "disk_usage", hung)
+    monkeypatch.setattr(space_module.shutil, "disk_usage", hung)
     try:
         response, seconds = _timed(lambda: client.get("/api/health"))
     finally:
