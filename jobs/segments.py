@@ -1,7 +1,7 @@
 """Cut a long video in time segments that different workers process at once.
 
 A processContent run whose video is longer than ``2 x processing.segment_seconds``
-is planned (``processors.segments``: a demux-only scan) and fanned out into
+is planned (``processors.segment_plan``: a demux-only scan) and fanned out into
 one ``contentSegment`` job per segment, each with the run's id. The parent
 job waits (state ``waiting``) while the segments stage their tasks by global
 task number into the run's staging folders, exactly as a single pass would.
@@ -30,7 +30,7 @@ from jobs.timings import RunClock
 from mongo_manager import MongoManager
 from processes import owner_pid_here
 from processors.readers import VIDEO, video_duration
-from processors.segments import Segment, SegmentMismatch, open_segment, plan_segments
+from processors.segment_plan import Segment, SegmentMismatch, open_segment, plan_segments
 from storage.contents import RunPaths
 
 log = logging.getLogger(__name__)
