@@ -165,7 +165,7 @@ class Supervisor:
         if self.deliverer is not None:
             log.warning("event deliverer %s exited (status %s); starting another",
                         self.deliverer.pid, self.deliverer.returncode)
-        self.deliverer = subprocess.Popen([sys.executable, "-m", "engines.deliverer",
+        self.deliverer = subprocess.Popen([sys.executable, "-m", "events.deliverer",
                                            "--parent", str(os.getpid())], cwd=ROOT)
 
     def _stop_workers(self) -> None:

@@ -11,7 +11,7 @@ atomically, so a duplicate finds it taken or finished and does nothing.
 
 It also releases at once the jobs of this host's processes that are gone (a
 killed pool process), as the embedded executor's supervisor does, and runs
-the worker's event deliverer (``engines/deliverer.py``) in a thread.
+the worker's event deliverer (``events/deliverer.py``) in a thread.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import threading
 from backoff import doubling
 from config import Config, QueueConfig, load_config
 from engines.celery_send import CeleryExecutor
-from engines.deliverer import Deliverer
+from events.deliverer import Deliverer
 from exceptions import DatabaseUnavailable
 from jobs.claims import release_orphans
 from mongo_manager import DatabaseError, get_mongo
