@@ -45,7 +45,7 @@ def run_job_here(task: Task, config: Config, job_id: str) -> str:
     try:
         # A job that creates jobs (a long video's segments) sends them to Celery.
         ctx = JobContext(get_mongo(config, jobs=True), config, owner_id(),
-                         submit=get_notifier(config).notify)
+                         notify=get_notifier(config).notify)
         job, why = claim_by_id(ctx.mongo, config, job_id, ctx.owner)
         if job is None:
             log.info("job %s: not run (%s)", job_id, why)

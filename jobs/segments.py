@@ -68,7 +68,7 @@ def fan_out(job: dict, ctx: JobContext) -> bool:
     ctx.mongo.uploads.update_upload(params["upload_id"], taskCount=plan[-1].last_task)
     log.info("upload %s: %d segments queued", params["upload_id"], len(plan))
     for child_id, _ in children:
-        ctx.submit(child_id)
+        ctx.notify(child_id)
     return True
 
 
@@ -115,7 +115,7 @@ def _cut_segment(job: dict, ctx: JobContext, paths: RunPaths) -> bool:
     except SegmentMismatch as exc:
         log.warning("upload %s: %s; cutting it in one pass", params["upload_id"], exc)
         if mongo.segments.requeue_single_pass(params["parent"], run_id):
-            ctx.submit(params["parent"])
+            ctx.notify(params["parent"])
         return False
     return True
 
