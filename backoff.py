@@ -1,6 +1,6 @@
 """Waits that double with each failure up to a ceiling, so that a long outage
 or backlog costs few attempts: the event deliverer's retries
-(engines/deliverer.py) and the Celery engine's re-sends (engines/sweeper.py)."""
+(events/deliverer.py) and the Celery engine's re-sends (engines/sweeper.py)."""
 from __future__ import annotations
 
 

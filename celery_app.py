@@ -12,7 +12,7 @@ from typing import Any
 
 # ``celery -A celery_app`` puts the working folder on sys.path only while it
 # imports this module, and its pool processes inherit the path without it; the
-# job code imports some modules lazily (``engines.engine.get_executor`` imports
+# job code imports some modules lazily (``engines.engine.get_notifier`` imports
 # the Celery send side, model runtimes load on first use), so this folder stays
 # on the path for the worker's whole life. Inserted even when it is there
 # already: Celery then removes one copy (its own) and ours stays.

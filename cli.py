@@ -11,7 +11,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from config import Config
-from engines.engine import get_executor
+from engines.engine import get_notifier
 from exceptions import ServiceError
 from intake import uploads
 from intake.schemas import parse_process_request
@@ -36,7 +36,7 @@ def process_local(config: Config, args: argparse.Namespace) -> int:
     mongo = get_mongo(config)
     try:
         req = parse_process_request(form, config.contents_dir)
-        code, body = uploads.accept(req, mongo, config, get_executor(config))
+        code, body = uploads.accept(req, mongo, config, get_notifier(config))
     except ServiceError as exc:
         print(f"error: {exc.message} {getattr(exc, 'errors', '')}", file=sys.stderr)
         return 1

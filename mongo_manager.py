@@ -7,7 +7,7 @@ AnnotationContentUpload, AnnotationTask, AnnotationFrame and
 AnnotationDatasetVersion, plus five of ours: ProcessingJob (the durable job
 queue: uploads, their segments, dataset builds), AnnotationTaskStaging (tasks
 of a run that is not committed yet), ProcessingCommit (the session of each
-commit transaction in progress, so that a dead process's can be ended),
+transaction in progress, so that a dead process's can be ended),
 EventOutbox (events to send, recorded with the change they report) and
 EventSequence (the last event number of each upload or dataset version).
 
@@ -45,8 +45,8 @@ __all__ = ["DatabaseError", "DocumentId", "MongoManager", "close_mongo", "deadli
            "get_mongo", "is_timeout", "new_id", "now", "object_id_from", "owner_id",
            "resolve_uri", "to_id"]
 
-# A commit transaction open this long belongs to a process that died.
-COMMIT_TIMEOUT = timedelta(seconds=60)
+# A transaction open this long belongs to a process that died.
+TRANSACTION_TIMEOUT = timedelta(seconds=60)
 # What every other module catches for "the database failed" (so that only this
 # module imports pymongo), and the type of the backend's document ids.
 DatabaseError = PyMongoError
@@ -122,34 +122,36 @@ class MongoManager:
         key = new_id()
         with self.client.start_session() as session:
             # Recorded first, outside the transaction and away from the documents
-            # it locks: should this process die inside it, ``end_abandoned_commits``
-            # ends the session, so its locks do not outlive it (SecantusDB kept
-            # them for minutes; mongod until the transaction times out).
-            self.collections.commits.insert_one({"_id": key, "lsid": session.session_id,
-                                                 "owner": owner_id(), "at": now()})
+            # it locks: should this process die inside it,
+            # ``end_abandoned_transactions`` ends the session, so its locks do
+            # not outlive it (SecantusDB kept them for minutes; mongod until
+            # the transaction times out).
+            self.collections.transactions.insert_one({"_id": key, "lsid": session.session_id,
+                                                      "owner": owner_id(), "at": now()})
             try:
                 return session.with_transaction(action)
             except OperationFailure as exc:
                 if exc.code != 20:  # 20: transactions need a replica set
                     raise
             finally:
-                self.collections.commits.delete_one({"_id": key})
+                self.collections.transactions.delete_one({"_id": key})
         return action(None)
 
-    def commit_owners(self) -> list[str]:
-        return self.collections.commits.distinct("owner")
+    def transaction_owners(self) -> list[str]:
+        return self.collections.transactions.distinct("owner")
 
-    def end_abandoned_commits(self, dead_owners: Iterable[str]) -> int:
-        """Abort the commit transactions of dead processes, and of any commit
-        older than COMMIT_TIMEOUT (a holder on another host that died)."""
-        query = [{"owner": {"$in": list(dead_owners)}}, {"at": {"$lt": now() - COMMIT_TIMEOUT}}]
+    def end_abandoned_transactions(self, dead_owners: Iterable[str]) -> int:
+        """Abort the transactions of dead processes, and any transaction
+        older than TRANSACTION_TIMEOUT (a holder on another host that died)."""
+        query = [{"owner": {"$in": list(dead_owners)}},
+                 {"at": {"$lt": now() - TRANSACTION_TIMEOUT}}]
         ended = 0
-        for entry in [doc for q in query for doc in self.collections.commits.find(q)]:
+        for entry in [doc for q in query for doc in self.collections.transactions.find(q)]:
             try:
                 self.client.admin.command("killSessions", [entry["lsid"]])
             except OperationFailure:
                 pass  # the session is gone already
-            ended += self.collections.commits.delete_one({"_id": entry["_id"]}).deleted_count
+            ended += self.collections.transactions.delete_one({"_id": entry["_id"]}).deleted_count
         return ended
 
 

@@ -15,7 +15,7 @@ def build(version_id: str):
     check_key(request_body())
     svc = service()
     return jsonify(dataset_builds.queue_build(svc.mongo(), svc.config, version_id,
-                                              svc.executor)), 202
+                                              svc.notifier)), 202
 
 
 @bp.get("/<version_id>")

@@ -113,7 +113,7 @@ def _storage(svc: Service) -> dict:
 
 def _queue(svc: Service) -> dict:
     if svc.config.broker_url:  # the Celery engine: is its broker there?
-        return svc.executor.health()
+        return svc.notifier.health()
     if executor_running(svc.config):
         return {"ok": True, "engine": "embedded"}
     return {"ok": False, "engine": "embedded", "error": "no executor is running"}

@@ -22,7 +22,7 @@ def process_content():
     set_upload_id(body.get("upload_id"))  # every line logged from here names the upload
     svc = service()
     req = parse_process_request(body, svc.config.contents_dir, svc.registry.versions)
-    code, payload = uploads.accept(req, svc.mongo(), svc.config, svc.executor)
+    code, payload = uploads.accept(req, svc.mongo(), svc.config, svc.notifier)
     log.info("processContent request_type %d: %d %s", req.request_type, code,
              payload["message"])
     return jsonify(payload), code

@@ -1,4 +1,4 @@
-"""What a web process of the service holds (its config, its executor, its
+"""What a web process of the service holds (its config, its job notifier, its
 database, its models), and ``service()``: the one typed way a route gets it."""
 from __future__ import annotations
 
@@ -8,19 +8,19 @@ from flask import current_app
 
 from annotation.registry import ModelRegistry, get_registry
 from config import Config
-from engines.engine import Executor, get_executor
+from engines.engine import JobNotifier, get_notifier
 from mongo_manager import MongoManager, get_mongo
 
 
 @dataclass
 class Service:
     config: Config
-    executor: Executor = field(init=False)
+    notifier: JobNotifier = field(init=False)
 
     registry: ModelRegistry = field(init=False)
 
     def __post_init__(self) -> None:
-        self.executor = get_executor(self.config)
+        self.notifier = get_notifier(self.config)
         # Every registered model version is checked now: a bad manifest stops start-up.
         self.registry = get_registry(self.config.annotation)
 

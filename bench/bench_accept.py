@@ -123,14 +123,14 @@ def probe_accept(contents: Path, count: int) -> dict[str, list[float]]:
     os.environ.update({"SERVER_AUTH_KEY": AUTH_KEY, "PATHS_CONTENTS_DIR": str(contents)})
     sys.path.insert(0, str(ROOT))
     from config import load_config
-    from engines.engine import get_executor
+    from engines.engine import get_notifier
     from intake import uploads
     from intake.schemas import parse_process_request
     from mongo_manager import get_mongo
 
     config = load_config()
     mongo = get_mongo(config)
-    executor = get_executor(config)
+    notifier = get_notifier(config)
     timings: dict[str, list[float]] = {"uploads.accept (total)": []}
     for store_name, name in (("uploads", "get_upload"), ("jobs", "start_job"),
                              ("jobs", "queue_job")):
@@ -148,7 +148,7 @@ def probe_accept(contents: Path, count: int) -> dict[str, list[float]]:
     for _ in range(count):
         req = parse_process_request(body(str(ObjectId())), config.contents_dir)
         t0 = time.perf_counter()
-        code, _ = uploads.accept(req, mongo, config, executor)
+        code, _ = uploads.accept(req, mongo, config, notifier)
         timings["uploads.accept (total)"].append(time.perf_counter() - t0)
         assert code == 202, code
     ping = []

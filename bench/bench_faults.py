@@ -7,7 +7,7 @@ workers (``-Q cut -c 1``) on 127.0.0.1. The content is a barcode video
 (tests/media.py: ``--frames`` frames, 30 fps, 320x240; 1200 by default) cut at frame_rate 30
 into tasks of 10 frames. Two undisturbed jobs first measure a job's duration
 (claim to done, the slower of the two), for reference. Then, per trial, a new upload is accepted (uploads.accept,
-the API's code path, with the Celery executor), and at a uniformly random
+the API's code path, with the Celery engine), and at a uniformly random
 point p in [0, 1) of the job (once p x its task count are staged; p near 1:
 the move into place and the commit), the worker holding the job is killed with
 SIGKILL (its whole process group: main process, pool process, sweeper), and
@@ -40,7 +40,7 @@ PER_TASK = 10
 
 def submit(stack: Stack, upload_id: str) -> None:
     from config import load_config
-    from engines.engine import get_executor
+    from engines.engine import get_notifier
     from intake import uploads
     from intake.schemas import parse_process_request
     from mongo_manager import get_mongo
@@ -49,7 +49,7 @@ def submit(stack: Stack, upload_id: str) -> None:
     form = {"upload_id": upload_id, "project_id": "faults", "frame_rate": 30,
             "content_path": "uploads/long.mp4"}
     req = parse_process_request(form, config.contents_dir)
-    code, _ = uploads.accept(req, get_mongo(config), config, get_executor(config))
+    code, _ = uploads.accept(req, get_mongo(config), config, get_notifier(config))
     assert code == 202, code
 
 

@@ -27,7 +27,7 @@ from common import test_video
 
 def cut(stack: Stack, upload_id: str, segment_seconds: float) -> float:
     from config import load_config
-    from engines.engine import get_executor
+    from engines.engine import get_notifier
     from intake import uploads
     from intake.schemas import parse_process_request
     from mongo_manager import get_mongo
@@ -38,7 +38,7 @@ def cut(stack: Stack, upload_id: str, segment_seconds: float) -> float:
             "content_path": "uploads/long.mp4"}
     started = time.perf_counter()
     code, _ = uploads.accept(parse_process_request(form, config.contents_dir), mongo, config,
-                             get_executor(config))
+                             get_notifier(config))
     assert code == 202, code
     while (upload := mongo.uploads.get_upload(upload_id))["status"] == 0:
         time.sleep(0.05)

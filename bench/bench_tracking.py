@@ -124,7 +124,7 @@ def upload_figures(folder: Path, reps: int, seconds: int) -> list[list[object]]:
     os.environ.update(PATHS_CONTENTS_DIR=str(contents), ANNOTATION_VERSION_2=str(untracked))
     from config import load_config
     from engines.embedded import worker_loop
-    from engines.engine import get_executor
+    from engines.engine import get_notifier
     from intake import uploads
     from intake.schemas import parse_process_request
     from mongo_manager import get_mongo
@@ -139,7 +139,7 @@ def upload_figures(folder: Path, reps: int, seconds: int) -> list[list[object]]:
                 "upload_id": upload_id, "project_id": "bench", "frame_rate": 5,
                 "content_path": "uploads/pan.mp4", "request_type": 1,
                 "auto_anno_version": version}, config.contents_dir, [1, 2])
-            uploads.accept(request, mongo, config, get_executor(config))
+            uploads.accept(request, mongo, config, get_notifier(config))
             worker_loop(config, threading.Event(), drain=True)
             upload = mongo.uploads.get_upload(upload_id)
             assert upload["status"] == 1, upload.get("errorMessage")

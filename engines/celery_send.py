@@ -1,4 +1,4 @@
-"""The Celery engine's sending side: ``submit(job_id)`` sends the job's id to its
+"""The Celery engine's sending side: ``notify(job_id)`` sends the job's id to its
 queue (it never imports the worker side).
 
 Cutting (processContent request_type 0) and dataset builds go to the CPU
@@ -35,7 +35,7 @@ def queue_for(job: dict, queues: QueueConfig) -> str:
     return queues.cpu_queue
 
 
-class CeleryExecutor:
+class CeleryNotifier:
     def __init__(self, config: Config) -> None:
         self.config = config
         self._app: Celery | None = None
@@ -49,7 +49,7 @@ class CeleryExecutor:
                 self._app = make_celery(self.config)
             return self._app
 
-    def submit(self, job_id: str) -> None:
+    def notify(self, job_id: str) -> None:
         mongo = get_mongo(self.config)
         job = mongo.jobs.note_sent(job_id, self.config.queue.resubmit_seconds)
         if job is None:

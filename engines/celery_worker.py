@@ -25,7 +25,7 @@ from celery import Celery, Task, bootsteps, signals
 
 from config import Config
 from engines.celery_setup import RUN_JOB, make_celery
-from engines.engine import get_executor
+from engines.engine import get_notifier
 from exceptions import DatabaseUnavailable
 from jobs.claims import claim_by_id
 from jobs.context import JobContext
@@ -45,7 +45,7 @@ def run_job_here(task: Task, config: Config, job_id: str) -> str:
     try:
         # A job that creates jobs (a long video's segments) sends them to Celery.
         ctx = JobContext(get_mongo(config, jobs=True), config, owner_id(),
-                         submit=get_executor(config).submit)
+                         notify=get_notifier(config).notify)
         job, why = claim_by_id(ctx.mongo, config, job_id, ctx.owner)
         if job is None:
             log.info("job %s: not run (%s)", job_id, why)

@@ -2,10 +2,11 @@
 on this machine, which claim queued jobs from MongoDB and run them.
 
 Jobs are durable documents in MongoDB (ProcessingJob) before the API answers
-``202``; ``submit`` is the seam a distributed engine (Celery) plugs into. Here
-one supervisor process per contents folder (a file lock makes it a singleton,
-however many gunicorn workers there are) runs the job processes, which claim
-jobs with an atomic update and hold a lease while they work. ``submit`` wakes
+``202``; ``notify`` (``engines/engine.py``) is the seam a distributed engine
+(Celery) plugs into. Here one supervisor process per contents folder (a file
+lock makes it a singleton, however many gunicorn workers there are) runs the
+job processes, which claim jobs with an atomic update and hold a lease while
+they work. ``notify`` wakes
 an idle job process through the supervisor (``engines.control.wake_executor``:
 a datagram on a Unix socket), so a new job starts at once; polling every
 ``processing.poll_seconds`` only backs that up. Heavy work never
@@ -60,7 +61,7 @@ def worker_loop(config: Config, stop: threading.Event, drain: bool = False,
     """
     mongo = get_mongo(config, jobs=True)  # waits out a short database outage
     # Segments this process fans out wake the other job processes too.
-    ctx = JobContext(mongo, config, owner_id(), submit=lambda job_id: wake_executor(config))
+    ctx = JobContext(mongo, config, owner_id(), notify=lambda job_id: wake_executor(config))
     parent = os.getppid()
     ran = 0
     while not stop.is_set():
@@ -165,7 +166,7 @@ class Supervisor:
         if self.deliverer is not None:
             log.warning("event deliverer %s exited (status %s); starting another",
                         self.deliverer.pid, self.deliverer.returncode)
-        self.deliverer = subprocess.Popen([sys.executable, "-m", "engines.deliverer",
+        self.deliverer = subprocess.Popen([sys.executable, "-m", "events.deliverer",
                                            "--parent", str(os.getpid())], cwd=ROOT)
 
     def _stop_workers(self) -> None:

@@ -11,7 +11,7 @@ atomically, so a duplicate finds it taken or finished and does nothing.
 
 It also releases at once the jobs of this host's processes that are gone (a
 killed pool process), as the embedded executor's supervisor does, and runs
-the worker's event deliverer (``engines/deliverer.py``) in a thread.
+the worker's event deliverer (``events/deliverer.py``) in a thread.
 """
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ import threading
 
 from backoff import doubling
 from config import Config, QueueConfig, load_config
-from engines.celery_send import CeleryExecutor
-from engines.deliverer import Deliverer
+from engines.celery_send import CeleryNotifier
+from events.deliverer import Deliverer
 from exceptions import DatabaseUnavailable
 from jobs.claims import release_orphans
 from mongo_manager import DatabaseError, get_mongo
@@ -40,13 +40,13 @@ def resend_delay(settings: QueueConfig, sends: int) -> float:
     return doubling(first, sends, first * 2 ** RESEND_DOUBLINGS)
 
 
-def sweep_once(config: Config, executor: CeleryExecutor) -> int:
+def sweep_once(config: Config, notifier: CeleryNotifier) -> int:
     """Re-send the jobs that are due; returns how many were sent."""
     mongo = get_mongo(config)
     release_orphans(mongo)
     sent = 0
     for job in mongo.jobs.take_resends(lambda sends: resend_delay(config.queue, sends)):
-        if executor.send(job):
+        if notifier.send(job):
             sent += 1
             log.info("job %s sent again (send %d)", job["_id"], (job.get("sends") or 0) + 1)
         else:
@@ -56,13 +56,13 @@ def sweep_once(config: Config, executor: CeleryExecutor) -> int:
 
 
 def run(config: Config, stop: threading.Event) -> None:
-    executor = CeleryExecutor(config)
+    notifier = CeleryNotifier(config)
     if config.events.enabled:  # this worker's event deliverer
         threading.Thread(target=Deliverer(config.events, get_mongo(config), owner_id()).run,
                          args=(stop,), name="event-deliverer", daemon=True).start()
     while not stop.wait(config.queue.sweep_seconds):
         try:
-            sweep_once(config, executor)
+            sweep_once(config, notifier)
         except (DatabaseError, DatabaseUnavailable) as exc:
             log.warning("database unreachable, sweeping later: %s", exc)
 

@@ -49,7 +49,7 @@ def _take(mongo: MongoManager, config: Config, version_id: str) -> dict | None:
     return mongo.jobs.claim_job(owner_id(), lease, dataset_job_id(version_id))
 
 
-def queue_build(mongo: MongoManager, config: Config, version_id: str, executor: Any) -> dict:
+def queue_build(mongo: MongoManager, config: Config, version_id: str, notifier: Any) -> dict:
     """The API's build request: recorded and queued before the 202; refused
     (507) while the contents store is below the floor."""
     check_room(config)
@@ -58,7 +58,7 @@ def queue_build(mongo: MongoManager, config: Config, version_id: str, executor: 
         raise Conflict(f"dataset version {version_id} is being built now", code="in_progress")
     job_id, run_id = started
     queue_run(mongo, job_id, run_id, version_id)
-    executor.submit(job_id)
+    notifier.notify(job_id)
     return {"version_id": str(version_id), "status": 0, "stage": "queued",
             "status_url": f"/api/datasets/{version_id}",
             "message": "accepted; building in the background"}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import events
 from config import Config
-from engines.engine import Executor
+from engines.engine import JobNotifier
 from events import upload_stream
 from exceptions import Conflict, NotFound
 from intake.schemas import ProcessRequest
@@ -21,8 +21,8 @@ SAME_REQUEST_FIELDS = ("request_type", "content_type", "frame_rate", "frames_per
 
 
 def accept(req: ProcessRequest, mongo: MongoManager, config: Config,
-           executor: Executor) -> tuple[int, dict]:
-    """Record the job (before answering) and hand it to the executor.
+           notifier: JobNotifier) -> tuple[int, dict]:
+    """Record the job (before answering) and notify its engine.
 
     Returns (200, body) when ``force_write=0`` and the same request already
     completed, else (202, body); raises Conflict when it cannot be accepted.
@@ -58,7 +58,7 @@ def accept(req: ProcessRequest, mongo: MongoManager, config: Config,
     # An upload already recorded under this project is already in its list.
     listed = bool(existing) and existing.get("projectId") == to_id(req.project_id)
     queue_run(mongo, job_id, run_id, params, fields, listed)
-    executor.submit(job_id)
+    notifier.notify(job_id)
     return 202, {"upload_id": req.upload_id, "status": 0, "stage": "queued",
                  "status_url": f"/api/processContent/{req.upload_id}",
                  "message": "accepted; processing in the background"}

@@ -42,9 +42,9 @@ def release_orphans(mongo: MongoManager) -> int:
     Also queues the commit of a segmented run whose last segment died between
     ending and claiming the commit (nothing else would ever take it).
     """
-    owners = set(mongo.jobs.job_owners()) | set(mongo.commit_owners())
+    owners = set(mongo.jobs.job_owners()) | set(mongo.transaction_owners())
     dead = [owner for owner in owners if owner_dead_here(owner)]
-    # Their commit transactions first: the documents they locked include the jobs.
-    mongo.end_abandoned_commits(dead)
+    # Their transactions first: the documents they locked include the jobs.
+    mongo.end_abandoned_transactions(dead)
     released = mongo.jobs.release_jobs(dead) if dead else 0
     return released + mongo.segments.requeue_committable()

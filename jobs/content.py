@@ -19,7 +19,7 @@ from jobs import segments, watchdog
 from jobs.annotate import annotate_existing
 from jobs.context import Heartbeat, JobContext
 from jobs.failure import run_guarded
-from jobs.publish import decide_progressive, publisher_for
+from jobs.publish import decide_and_record_progressive, publisher_for
 from jobs.staging import commit_tasks, discard, fail_upload, input_limits, run_paths, stage_pipeline
 from jobs.timings import RunClock
 from mongo_manager import now
@@ -67,7 +67,7 @@ def _cut(job: dict, ctx: JobContext, paths: RunPaths) -> bool:
                                 errorMessage=None)
     watchdog.progressed("cutting (opening the video)" if params["content_type"] == VIDEO
                         else "cutting (reading the images)")
-    progressive = decide_progressive(job, ctx)
+    progressive = decide_and_record_progressive(job, ctx)
     if segments.fan_out(job, ctx):
         return False
     heartbeat = Heartbeat(job, ctx)

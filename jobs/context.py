@@ -19,9 +19,9 @@ class JobContext:
     config: Config
     owner: str
     on_progress: Callable[[float], None] | None = None  # the CLI's progress bar
-    # Hands a job this job created (a segment) to the engine; the embedded
-    # executor's workers find queued jobs themselves.
-    submit: Callable[[str], None] = lambda job_id: None
+    # Tells the engine of a job this job recorded (a segment: JobNotifier.notify);
+    # without it, the embedded executor's workers find queued jobs themselves.
+    notify: Callable[[str], None] = lambda job_id: None
 
 
 class Heartbeat:

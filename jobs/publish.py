@@ -38,9 +38,10 @@ log = logging.getLogger(__name__)
 PUBLISH_SECONDS = 0.5
 
 
-def decide_progressive(job: dict, ctx: JobContext) -> bool:
-    """Whether this run publishes its tasks as they are cut (recorded on the job
-    the first time, so a resumed run decides the same)."""
+def decide_and_record_progressive(job: dict, ctx: JobContext) -> bool:
+    """Whether this run publishes its tasks as they are cut. Decided the first
+    time and recorded on the job (so a resumed run decides the same); a
+    progressive run also sets its upload's ``readyTaskCount`` to 0 then."""
     if "progressive" not in job:
         upload_id = job["params"]["upload_id"]
         job["progressive"] = ctx.mongo.frames.count_tasks(upload_id) == 0

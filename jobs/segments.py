@@ -1,7 +1,7 @@
 """Cut a long video in time segments that different workers process at once.
 
 A processContent run whose video is longer than ``2 x processing.segment_seconds``
-is planned (``processors.segments``: a demux-only scan) and fanned out into
+is planned (``processors.segment_plan``: a demux-only scan) and fanned out into
 one ``contentSegment`` job per segment, each with the run's id. The parent
 job waits (state ``waiting``) while the segments stage their tasks by global
 task number into the run's staging folders, exactly as a single pass would.
@@ -30,7 +30,7 @@ from jobs.timings import RunClock
 from mongo_manager import MongoManager
 from processes import owner_pid_here
 from processors.readers import VIDEO, video_duration
-from processors.segments import Segment, SegmentMismatch, open_segment, plan_segments
+from processors.segment_plan import Segment, SegmentMismatch, open_segment, plan_segments
 from storage.contents import RunPaths
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def fan_out(job: dict, ctx: JobContext) -> bool:
     ctx.mongo.uploads.update_upload(params["upload_id"], taskCount=plan[-1].last_task)
     log.info("upload %s: %d segments queued", params["upload_id"], len(plan))
     for child_id, _ in children:
-        ctx.submit(child_id)
+        ctx.notify(child_id)
     return True
 
 
@@ -115,7 +115,7 @@ def _cut_segment(job: dict, ctx: JobContext, paths: RunPaths) -> bool:
     except SegmentMismatch as exc:
         log.warning("upload %s: %s; cutting it in one pass", params["upload_id"], exc)
         if mongo.segments.requeue_single_pass(params["parent"], run_id):
-            ctx.submit(params["parent"])
+            ctx.notify(params["parent"])
         return False
     return True
 

@@ -160,7 +160,7 @@ def run_pipeline(source: Source, settings: PipelineSettings, layout: OutputLayou
     Tasks in ``skip_tasks`` (already finished by an earlier, interrupted run)
     are decoded for sampling but not written again. ``first_sample``: the
     global number of the source's first sample, for a source that is one
-    segment of a video (processors.segments): task numbers and frame ids
+    segment of a video (processors.segment_plan): task numbers and frame ids
     then continue those of the segments before it. It must start a task.
     """
     start, end = _span(source, settings, first_sample)
@@ -237,7 +237,7 @@ def queue_depth(width: int, height: int) -> int:
 
 def _span(source: Source, settings: PipelineSettings, first_sample: int) -> tuple[float, float]:
     """The source times that progress goes from 0 to 1 over: a segment of a
-    video (processors.segments) reports over its own part only."""
+    video (processors.segment_plan) reports over its own part only."""
     if first_sample < 0 or first_sample % settings.frames_per_task:
         raise ValueError(f"first_sample {first_sample} does not start a task of "
                          f"{settings.frames_per_task} frames")

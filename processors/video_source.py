@@ -40,7 +40,7 @@ class VideoSource:
     frames were moved onto one timeline, complete once ``frames()`` is done.
     ``scan_timeline=False`` leaves out the demux-only pass that a format
     whose timestamps may restart (MPEG-TS, ...) gets at opening, for a caller
-    that already knows they do not (a segment of a plan: processors.segments):
+    that already knows they do not (a segment of a plan: processors.segment_plan):
     its ``info.duration`` is then FFmpeg's, as the pass leaves it when there
     is nothing to repair.
     """
@@ -243,7 +243,7 @@ def check_complete(name: str, info: SourceInfo, count: int, seen: Fraction) -> N
     short of what the container declares (a truncated file).
 
     A module function so that a plan made without decoding
-    (processors.segments) can tell beforehand whether a single pass would fail.
+    (processors.segment_plan) can tell beforehand whether a single pass would fail.
     """
     declared = info.frame_count
     if declared and count < declared * (1 - TRUNCATION_TOLERANCE) - 1:

@@ -32,7 +32,7 @@ class Collections:
         self.jobs = db["ProcessingJob"]
         self.staging = db["AnnotationTaskStaging"]
         self.versions = db["AnnotationDatasetVersion"]
-        self.commits = db["ProcessingCommit"]  # open commit transactions
+        self.transactions = db["ProcessingCommit"]  # open transactions (their sessions)
         self.outbox = db["EventOutbox"]
         self.sequences = db["EventSequence"]
 

@@ -1,4 +1,4 @@
-"""The event outbox (events.py; sent by engines/deliverer.py): EventOutbox and
+"""The event outbox (events/__init__.py; sent by events/deliverer.py): EventOutbox and
 the sequence numbers of each stream (EventSequence)."""
 from __future__ import annotations
 

@@ -16,9 +16,10 @@ import pytest
 
 from conftest import ROOT
 
-PACKAGES = ("api", "intake", "engines", "jobs", "processors", "annotation", "datasets", "storage")
-BASICS = ("mongo_manager", "embedded_db", "config", "exceptions", "job_states", "events",
-          "processes", "logging_setup", "backoff")
+PACKAGES = ("api", "intake", "engines", "jobs", "processors", "annotation", "datasets", "storage",
+            "events")
+BASICS = ("mongo_manager", "embedded_db", "config", "exceptions", "job_states", "processes",
+          "logging_setup", "backoff")
 
 
 def lint_imports(folder: Path) -> subprocess.CompletedProcess:
@@ -50,6 +51,9 @@ BREAKS = [
     ("Only mongo_manager imports the stores", "jobs/runner.py", "import stores.jobs"),
     ("The stores import no package of the service", "stores/runs.py", "import jobs.runner"),
     ("No import cycles inside a package", "stores/uploads.py", "import stores.jobs"),
+    ("Layers:", "events/deliverer.py", "import jobs.runner"),
+    ("The stores import no package of the service", "stores/outbox.py", "import events.deliverer"),
+    ("Only mongo_manager imports pymongo", "events/deliverer.py", "import pymongo"),
 ]
 
 

@@ -21,7 +21,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 import events
 from config import load_config
-from engines.deliverer import Deliverer, backoff, body_of, post, signed_headers
+from events.deliverer import Deliverer, backoff, body_of, post, signed_headers
 from exceptions import ConfigError
 from mongo_manager import MongoManager, now, resolve_uri
 
@@ -201,7 +201,7 @@ def test_a_send_that_raises_is_a_failed_attempt_and_the_event_goes_dead(
     never loops through claim after claim with its stream stuck."""
     cfr_video(contents / "uploads" / "v.mp4", 15, size=(64, 48))
     assert post(content_path="uploads/v.mp4", frame_rate=30).status_code == 202
-    monkeypatch.setattr("engines.deliverer.post", lambda *args: 1 / 0)
+    monkeypatch.setattr("events.deliverer.post", lambda *args: 1 / 0)
     sender = deliverer("http://127.0.0.1:9/hooks", max_attempts=2, backoff_seconds=0.01,
                        max_backoff_seconds=0.02)
     first = wait_for(lambda: (events := outbox(mongo)) and events[0]["state"] == "dead"

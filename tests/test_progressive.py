@@ -118,7 +118,7 @@ def test_embedded_kill_9_of_a_job_process_and_of_the_deliverer(env, mongo, conte
     reader = Reader(mongo, TASKS)
     try:
         server.wait_ready()
-        deliverer = the_one(server.process.pid, b"engines.deliverer")
+        deliverer = the_one(server.process.pid, b"events.deliverer")
         reader.start()
         answer = post_long_video(server)
         assert answer.status_code == 202, answer.text
@@ -130,7 +130,7 @@ def test_embedded_kill_9_of_a_job_process_and_of_the_deliverer(env, mongo, conte
         assert mongo.uploads.get_upload("u1")["status"] == 0, "the upload ended before the kills"
         wait_for(lambda: mongo.uploads.get_upload("u1")["status"] == 1, 240, "the upload to end")
         recorded = wait_delivered(mongo, 180)
-        the_one(server.process.pid, b"engines.deliverer", other_than=deliverer)  # restarted
+        the_one(server.process.pid, b"events.deliverer", other_than=deliverer)  # restarted
     finally:
         reader.stop.set()
         server.stop()

@@ -151,7 +151,7 @@ def test_killed_inside_the_commit_transaction_its_locks_go_with_it(env, post, mo
     assert worker.stdout.readline().strip() == "inside the commit"
     worker.kill()
     worker.wait()
-    assert mongo.collections.commits.count_documents({}) == 1  # the open transaction's session
+    assert mongo.collections.transactions.count_documents({}) == 1  # the open transaction's session
     started = time.monotonic()
     # The warm start ends the dead process's session (its locks on the job, the
     # upload and the tasks go), then resumes the job: seconds, not minutes.
@@ -164,4 +164,4 @@ def test_killed_inside_the_commit_transaction_its_locks_go_with_it(env, post, mo
     assert upload["status"] == 1 and upload["taskCount"] == 6
     assert [t["original_frames"] for t in mongo.frames.tasks_of("u1")] == \
         [list(range(i, i + 10)) for i in range(0, 60, 10)]
-    assert mongo.collections.commits.count_documents({}) == 0
+    assert mongo.collections.transactions.count_documents({}) == 0

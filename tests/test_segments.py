@@ -27,7 +27,7 @@ from processors.pipeline import (
     run_pipeline,
 )
 from processors.sampling import TimestampSampler
-from processors.segments import (
+from processors.segment_plan import (
     Segment,
     SegmentMismatch,
     SegmentSource,

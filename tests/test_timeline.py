@@ -23,7 +23,7 @@ from media import clip_barcodes, expected_samples, write_video
 
 from app import create_app
 from engines.embedded import worker_loop
-from processors.segments import plan_segments
+from processors.segment_plan import plan_segments
 from processors.timeline import MAX_REPAIRS
 
 FPS = 30

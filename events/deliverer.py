@@ -2,7 +2,7 @@
 Standard Webhooks way, at least once and in order per upload.
 
 Every process that runs one (the embedded executor's supervisor starts it as
-``python -m engines.deliverer``; each Celery worker's sweeper runs it in a
+``python -m events.deliverer``; each Celery worker's sweeper runs it in a
 thread) takes the first pending event of each stream whose time has come,
 with a leased claim, so one sender holds an event at a time; a sender that
 dies has its claim run out and another sends the event again (the receiver

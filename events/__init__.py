@@ -1,7 +1,7 @@
 """The state-change events the service sends to the backend (README "Events").
 
 An event is recorded in MongoDB's outbox in the same step as the change it
-reports (``mongo_manager``), then POSTed by a deliverer (``engines/deliverer.py``)
+reports (``mongo_manager``), then POSTed by a deliverer (``events/deliverer.py``)
 at least once, in ``sequence`` order per stream: one stream per upload, one
 per dataset version. Here: the types, and what each event's ``data`` holds.
 """
