@@ -19,7 +19,7 @@ import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from datasets.image_size import image_size
 from datasets.spec import SPLIT_TYPES
@@ -32,6 +32,7 @@ LENGTH_EDGES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)  # track length bin
 TOLERANCE = 1e-5  # YOLO coordinates carry 6 decimals: 1.0000005 is still inside
 RARE_SHARE = 0.01  # a class under 1 % of the boxes is flagged
 EXAMPLES = 5  # names kept per flag, to point at
+IMAGE_EXTENSIONS = (".jpg", ".png", ".jpeg", ".webp", ".bmp")
 
 
 @dataclass
@@ -62,16 +63,19 @@ class SplitStats:
             self.empty_images += 1
         for cls in {b[0] for b in boxes}:
             self.images_with[cls] += 1
+        # Per box: builtins only (min, max, int), no Python calls: the hot loop.
+        counts, size, aspect, heat = self.boxes, self.size, self.aspect, self.heat
+        low, high, aspect_scale = -TOLERANCE, 1 + TOLERANCE, ASPECT_BINS / (2 * ASPECT_RANGE)
         for cls, cx, cy, w, h in boxes:
-            self.boxes[cls] += 1
-            if (cx - w / 2 < -TOLERANCE or cy - h / 2 < -TOLERANCE
-                    or cx + w / 2 > 1 + TOLERANCE or cy + h / 2 > 1 + TOLERANCE):
+            counts[cls] += 1
+            if cx - w / 2 < low or cy - h / 2 < low or cx + w / 2 > high or cy + h / 2 > high:
                 self.outside += 1
-            self.size[_bin(math.sqrt(max(w * h, 0.0)), 0.0, 1.0, SIZE_BINS)] += 1
+            size[min(max(int(math.sqrt(max(w * h, 0.0)) * SIZE_BINS), 0), SIZE_BINS - 1)] += 1
             if w > 0 and h > 0:
-                ratio = math.log2(w / h * aspect_of_image)
-                self.aspect[_bin(ratio, -ASPECT_RANGE, ASPECT_RANGE, ASPECT_BINS)] += 1
-            self.heat[_bin(cy, 0.0, 1.0, HEAT_BINS)][_bin(cx, 0.0, 1.0, HEAT_BINS)] += 1
+                ratio = (math.log2(w / h * aspect_of_image) + ASPECT_RANGE) * aspect_scale
+                aspect[min(max(int(ratio), 0), ASPECT_BINS - 1)] += 1
+            heat[min(max(int(cy * HEAT_BINS), 0), HEAT_BINS - 1)][
+                min(max(int(cx * HEAT_BINS), 0), HEAT_BINS - 1)] += 1
 
     def add(self, other: "SplitStats") -> None:
         for name in ("images", "empty_images", "outside", "invalid"):
@@ -136,11 +140,6 @@ class Health:
     flags: list[dict] = field(default_factory=list)
 
 
-def _bin(value: float, low: float, high: float, bins: int) -> int:
-    index = int((value - low) / (high - low) * bins)
-    return min(max(index, 0), bins - 1)
-
-
 def class_names(root: Path) -> list[str]:
     """The version's classes, in index order: data.yaml, else the first COCO file."""
     yaml = root / "data.yaml"
@@ -172,31 +171,43 @@ def _yolo_images(root: Path, names: list[str]) -> Iterator[Record]:
     splits = sorted((p.name for p in (root / "labels").iterdir() if p.is_dir()),
                     key=split_order)
     for split in splits:
-        images = {os.path.splitext(e.name)[0]: e.name
-                  for e in os.scandir(root / "images" / split)} \
-            if (root / "images" / split).is_dir() else {}
-        for entry in sorted(os.scandir(root / "labels" / split), key=lambda e: e.name):
-            stem = os.path.splitext(entry.name)[0]
-            boxes, invalid = [], 0
-            with open(entry.path) as lines:
-                for line in lines:
-                    box = _yolo_box(line, len(names))
-                    if box is None:
-                        invalid += bool(line.strip())
-                    else:
-                        boxes.append(box)
-            yield (split, f"images/{split}/{images.get(stem, stem + '.jpg')}", boxes, invalid,
-                   None)
+        # Directory order, not sorted: nothing here depends on the order (the sample
+        # is chosen by a hash of the name), and a sorted listing would hold it whole.
+        with os.scandir(root / "labels" / split) as entries:
+            for entry in entries:
+                boxes, invalid = [], 0
+                with open(entry.path) as lines:
+                    for line in lines:
+                        box = _yolo_box(line, len(names))
+                        if box is None:
+                            invalid += bool(line.strip())
+                        else:
+                            boxes.append(box)
+                stem = os.path.splitext(entry.name)[0]
+                yield split, _image_name(root, split, stem), boxes, invalid, None
+
+
+def _image_name(root: Path, split: str, stem: str) -> str:
+    """The label's image: the exporter keeps the frame's extension (.jpg for video frames)."""
+    for ext in IMAGE_EXTENSIONS:
+        name = f"images/{split}/{stem}{ext}"
+        if os.path.exists(os.path.join(root, name)):
+            return name
+    return f"images/{split}/{stem}.jpg"
 
 
 def _yolo_box(line: str, classes: int) -> tuple[int, float, float, float, float] | None:
     fields = line.split()
-    try:
-        cls = int(fields[0])
-        cx, cy, w, h = (float(v) for v in fields[1:5])
-    except (IndexError, ValueError):
+    if len(fields) != 5:
         return None
-    return (cls, cx, cy, w, h) if 0 <= cls < classes and len(fields) == 5 else None
+    try:
+        cls, cx, cy, w, h = int(fields[0]), float(fields[1]), float(fields[2]), \
+            float(fields[3]), float(fields[4])
+    except ValueError:
+        return None
+    if not 0 <= cls < classes or not math.isfinite(cx + cy + w + h):
+        return None
+    return cls, cx, cy, w, h
 
 
 def _coco_images(root: Path, names: list[str]) -> Iterator[Record]:
@@ -222,14 +233,18 @@ def _coco_images(root: Path, names: list[str]) -> Iterator[Record]:
                    invalid[image["id"]], sizes[image["id"]])
 
 
-def scan(root: Path, sample_size: int = 12) -> Health:
-    """One pass over the version's label files (YOLO, else COCO) and MOT files."""
+def scan(root: Path, sample_size: int = 12,
+         etag: Callable[[str], str] | None = None) -> Health:
+    """One pass over the version's label files (YOLO, else COCO) and MOT files.
+
+    ``etag``: the build's checksum of a file (by name under ``root``), so that
+    finding duplicates reads no image; without it each image is hashed here."""
     names = class_names(root)
     source = "YOLO" if (root / "labels").is_dir() else "COCO"
     records = _yolo_images(root, names) if source == "YOLO" else _coco_images(root, names)
     splits: dict[str, SplitStats] = {}
     sizes: dict[str, tuple[int, int] | None] = {}  # per task: its frames share one size
-    checksums = _Checksums(root)
+    checksums = _Checksums(root, etag)
     heap: list[tuple[int, Sample]] = []
     for split, name, boxes, invalid, size in records:
         stats = splits.setdefault(split, SplitStats(len(names)))
@@ -276,39 +291,33 @@ def _tracks(root: Path, names: list[str]) -> Tracks | None:
 
 
 class _Checksums:
-    """Content checksums of the images, for duplicates: the build's own (ETags in
-    .checksums.json, when the file is unchanged since), else hashed here."""
+    """Content checksums of the images, for duplicates: the build's own (``etag``,
+    its checksum cache, already in memory), else an MD5 of the file read here."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        try:
-            self.cached = json.loads((root / ".checksums.json").read_text()).get("files", {})
-        except (OSError, ValueError):
-            self.cached = {}
-        self.first: dict[int, str] = {}  # checksum -> first image with it
+    def __init__(self, root: Path, etag: Callable[[str], str] | None) -> None:
+        self.root, self.etag = root, etag
+        # checksum (8 bytes of it, as an int) -> first image with it: the one
+        # structure that grows with the images, at about a hundred bytes each.
+        self.first: dict[int, str] = {}
         self.groups: dict[int, list[str]] = {}  # checksum -> its images, when several
 
     def add(self, name: str) -> None:
-        path = self.root / name
+        path = os.path.join(self.root, name)
         try:
-            stat = os.stat(path)
+            if self.etag is not None:  # an image is one part: its ETag is its MD5
+                checksum = self.etag(name)
+            else:
+                with open(path, "rb") as handle:
+                    checksum = hashlib.file_digest(handle, "md5").hexdigest()
         except OSError:
             return  # a label without its image: nothing to compare
-        entry = self.cached.get(name)
-        if entry and entry[:3] == [stat.st_size, stat.st_mtime_ns, stat.st_ino]:
-            etag = entry[3]  # an image is one part: its ETag is the MD5 of its bytes
-        else:
-            with open(path, "rb") as handle:
-                etag = hashlib.file_digest(handle, "md5").hexdigest()
-        # 8 bytes of it as an int: a few dozen bytes per image, not a string's hundred.
-        key = int.from_bytes(hashlib.blake2b(f"{etag}:{stat.st_size}".encode(),
-                                             digest_size=8).digest(), "big")
+        key = int.from_bytes(hashlib.blake2b(checksum.encode(), digest_size=8).digest(), "big")
         first = self.first.setdefault(key, name)
         if first != name:
             self.groups.setdefault(key, [first]).append(name)
 
     def duplicates(self) -> tuple[list[list[str]], int]:
-        groups = sorted(self.groups.values())
+        groups = sorted(sorted(group) for group in self.groups.values())
         return groups, sum(len(g) - 1 for g in groups)
 
 

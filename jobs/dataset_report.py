@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 from datasets.health import scan
 from datasets.report import render, summary
@@ -18,11 +19,14 @@ from processors.sample_grid import draw_samples
 
 
 def write_report(version_dir: Path, out_path: Path, title: str | None = None,
-                 sample_size: int = 12) -> dict:
+                 sample_size: int = 12, etag: Callable[[str], str] | None = None) -> dict:
     """Scan ``version_dir`` (as datasets/export.py wrote it), write the page to
-    ``out_path`` atomically, and return the report's numbers and flags."""
+    ``out_path`` atomically, and return the report's numbers and flags.
+
+    ``etag``: the build's checksum cache (``ChecksumCache.etag``), so that
+    duplicate images are found without reading them again."""
     version_dir, out_path = Path(version_dir), Path(out_path)
-    health = scan(version_dir, sample_size=sample_size)
+    health = scan(version_dir, sample_size=sample_size, etag=etag)
     drawn = draw_samples(version_dir, [(s.name, s.boxes) for s in health.samples],
                          health.names)
     page = render(health, [(s.name, s.split, d.jpeg) for s, d in zip(health.samples, drawn)],

@@ -21,6 +21,7 @@ from datasets.export import TaskFrames, export_version
 from datasets.health import ASPECT_BINS, ASPECT_RANGE, HEAT_BINS, SIZE_BINS, scan
 from datasets.spec import VersionSpec
 from jobs.dataset_report import write_report
+from storage.s3_store import ChecksumCache
 
 LABELS = ("car", "person", "bike")
 WIDTH, HEIGHT = 320, 180
@@ -182,6 +183,9 @@ def test_flags_fire_on_a_version_made_to_deserve_them(flawed, tmp_path):
     assert summary["duplicateImages"] == 1
     [group] = summary["duplicates"]
     assert len(group) == 2 and all("upB__task-1-upB__" in name for name in group)
+    # The same from the build's checksum cache (its ETags), reading no image.
+    cache = ChecksumCache(flawed, 8 * 1024 * 1024)
+    assert scan(flawed, etag=cache.etag).duplicates == [group]
     page = (tmp_path / "report.html").read_text()
     assert "reach outside their image" in page and "kite" in page
 
