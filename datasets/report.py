@@ -86,17 +86,21 @@ def _svg(figure: Figure) -> str:
     return _uri("image/svg+xml", out.getvalue())
 
 
-def _bars(labels: Sequence[str], series: dict[str, Sequence[int]], title: str) -> str:
-    """Grouped bars: one group per label, one bar per series (split)."""
+def _bars(labels: Sequence[str], series: dict[str, Sequence[int]], title: str,
+          every: int = 1) -> str:
+    """Grouped bars: one group per label, one bar per series (split); with
+    ``every`` > 1 only every that many labels is written (histogram bins)."""
     with matplotlib.rc_context(_STYLE):
-        figure = Figure(figsize=(max(4.0, 0.5 * len(labels) * max(1, len(series))), 2.8))
+        width_in = 0.45 * len(labels) * max(1, len(series)) / every
+        figure = Figure(figsize=(min(7.5, max(4.0, width_in)), 2.8))
         axes = figure.subplots()
         width = 0.8 / max(1, len(series))
         x = np.arange(len(labels))
         for i, (name, values) in enumerate(series.items()):
             axes.bar(x + i * width - 0.4 + width / 2, values, width, label=name)
-        axes.set_xticks(x, labels, rotation=30 if len(labels) > 6 else 0, ha="right"
-                        if len(labels) > 6 else "center")
+        slanted = len(labels) / every > 6
+        axes.set_xticks(x[::every], list(labels)[::every], rotation=30 if slanted else 0,
+                        ha="right" if slanted else "center")
         axes.set_title(title)
         if len(series) > 1:
             axes.legend()
@@ -112,7 +116,7 @@ def _per_class(health: Health, counter: str, title: str) -> str:
 def _histogram(health: Health, counter: str, labels: list[str], title: str) -> str:
     series = {split: getattr(health.splits[split], counter)
               for split in sorted(health.splits, key=split_order)}
-    return _bars(labels, series, title)
+    return _bars(labels, series, title, every=4)
 
 
 def _heat(health: Health) -> str:
