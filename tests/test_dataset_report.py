@@ -219,3 +219,16 @@ def test_the_page_is_self_contained_and_stable(clean, tmp_path):
         assert diff[max(top, 1), left + 2:right - 2].mean() > 40, name
     # The counts the page shows are the summary's.
     assert f"{first['overall']['images']} images, {first['overall']['boxes']} boxes" in page
+
+
+@pytest.mark.parametrize("format_, options", [("JPEG", {}), ("JPEG", {"progressive": True}),
+                                              ("JPEG", {"exif": b"Exif\x00\x00" + b"\x00" * 64}),
+                                              ("PNG", {})])
+def test_image_size_from_the_header(tmp_path, format_, options):
+    from datasets.image_size import image_size
+    path = tmp_path / f"x.{format_.lower()}"
+    Image.new("RGB", (123, 45), (10, 20, 30)).save(path, format_, **options)
+    assert image_size(path) == (123, 45)
+    (tmp_path / "not-an-image").write_bytes(b"GIF89a" + b"\x00" * 40)
+    with pytest.raises(ValueError):
+        image_size(tmp_path / "not-an-image")
