@@ -6,6 +6,8 @@ Makes a 20 s 720p sample video, starts the production server
 (``gunicorn -c gunicorn.conf.py wsgi:app``: gevent workers, the embedded
 database and the job executor), posts it to ``/api/processContent`` as the
 Node.js backend would, follows the progress and prints where the clips are.
+The server's own log (JSON lines) goes to ``contents/logs/quickstart-server.log``,
+whose path it prints, so that the console shows only the quick start's steps.
 """
 from __future__ import annotations
 
@@ -64,12 +66,17 @@ def main() -> int:
     # The console script, as the README tells people to start it (``python -m``
     # would put this folder on sys.path and hide an import that fails for them).
     gunicorn = Path(sys.executable).with_name("gunicorn")
-    server = subprocess.Popen([str(gunicorn) if gunicorn.exists() else "gunicorn", "-c",
-                               "gunicorn.conf.py", "wsgi:app"], env=env,
-                              start_new_session=True)
+    log = config.contents_dir / "logs" / "quickstart-server.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    print(f"starting the server on 127.0.0.1:{port}; its log: {log}")
+    with open(log, "wb") as log_file:  # the child keeps its own copy of the descriptor
+        server = subprocess.Popen([str(gunicorn) if gunicorn.exists() else "gunicorn", "-c",
+                                   "gunicorn.conf.py", "wsgi:app"], env=env,
+                                  stdout=log_file, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_healthy(base)
+        wait_healthy(base, server, log)
         return run_upload(base, key, config.contents_dir, sample.relative_to(config.contents_dir))
     finally:
         os.killpg(server.pid, signal.SIGTERM)
@@ -78,16 +85,19 @@ def main() -> int:
             stop_embedded(db_dir)
 
 
-def wait_healthy(base: str, timeout: float = 120.0) -> None:
+def wait_healthy(base: str, server: subprocess.Popen, log: Path,
+                 timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and server.poll() is None:
         try:
             if requests.get(f"{base}/api/health", timeout=2).status_code == 200:
                 return
         except requests.RequestException:  # not up yet, or still warming up
             pass
         time.sleep(0.3)
-    raise SystemExit("the server did not become healthy; see the messages above")
+    tail = log.read_text(errors="replace").splitlines()[-20:]
+    raise SystemExit("the server did not become healthy; the end of its log "
+                     f"({log}):\n" + "\n".join(tail))
 
 
 def run_upload(base: str, key: str, contents: Path, content_path: Path) -> int:

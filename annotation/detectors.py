@@ -109,7 +109,7 @@ class ExportedDetector:
 
 
 class FaceDetector:
-    """The built-in version: MTCNN with the weights shipped in the facenet-pytorch wheel."""
+    """The built-in version: MTCNN with the weights of the facenet-pytorch wheel (install.sh)."""
 
     def __init__(self, manifest: ModelManifest, device: str, threads: int) -> None:
         import torch
@@ -118,7 +118,7 @@ class FaceDetector:
         torch.set_num_threads(threads)
         self.manifest = manifest
         try:
-            self.model = MTCNNDetector(default_weights_dir(), device=device)
+            self.model = MTCNNDetector(default_weights_dir(manifest.folder), device=device)
         except FileNotFoundError as exc:
             raise ModelError(f"version {manifest.version}: {exc}") from exc
 

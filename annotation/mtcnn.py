@@ -299,11 +299,22 @@ class MTCNNDetector:
                 for b, _ in self.detect_with_landmarks(images)]
 
 
-def default_weights_dir() -> str:
-    """Locate facenet_pytorch/data without importing facenet_pytorch (it needs torchvision)."""
+def default_weights_dir(folder: str | os.PathLike | None = None) -> str:
+    """Where the three MTCNN weight files are.
+
+    ``folder`` (the version's own folder, ``models/mtcnn``) when they are there:
+    install.sh unpacks them there from the facenet-pytorch wheel, which it no
+    longer installs (its metadata pins torch<2.3, a conflict pip reports).
+    Otherwise facenet_pytorch/data of an installed facenet-pytorch (installs
+    made before that), located without importing it (it needs torchvision).
+    """
+    if folder is not None and all(os.path.isfile(os.path.join(folder, f"{name}.pt"))
+                                  for name in ("pnet", "rnet", "onet")):
+        return os.fspath(folder)
     import importlib.util
     spec = importlib.util.find_spec("facenet_pytorch")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("facenet-pytorch not installed: pip install --no-deps "
-                                "facenet-pytorch==2.6.0")
+        raise FileNotFoundError(f"MTCNN weights not found in {folder or 'models/mtcnn'}: "
+                                "run ./install.sh (it unpacks them from the "
+                                "facenet-pytorch 2.6.0 wheel)")
     return os.path.join(list(spec.submodule_search_locations)[0], "data")

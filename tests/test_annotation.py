@@ -230,6 +230,23 @@ def test_built_in_face_detector_finds_the_astronaut(env, mongo, contents):
     assert boxes[0]["confidence"] > 0.95 and boxes[0]["source"] == "auto:v1"
 
 
+def test_face_weights_are_read_beside_the_manifest(tmp_path):
+    """install.sh unpacks the wheel's weights into models/mtcnn; a folder without
+    them falls back to an installed facenet_pytorch package, or names install.sh."""
+    import importlib.util
+
+    from annotation.mtcnn import default_weights_dir
+    built_in = Path(__file__).resolve().parent.parent / "models" / "mtcnn"
+    assert default_weights_dir(built_in) == str(built_in)
+    for name in ("pnet", "rnet", "onet"):  # what install.sh wrote, unpickled safely
+        assert torch.load(built_in / f"{name}.pt", map_location="cpu", weights_only=True)
+    if importlib.util.find_spec("facenet_pytorch") is None:
+        with pytest.raises(FileNotFoundError, match="install.sh"):
+            default_weights_dir(tmp_path)
+    else:
+        assert default_weights_dir(tmp_path).endswith("facenet_pytorch/data")
+
+
 def test_wrong_output_shape_ends_with_a_reason(tmp_path, model_dirs, env, mongo, contents):
     from app import create_app
     folder = tmp_path / "bad"

@@ -8,7 +8,9 @@ the warm start, are run the same way in test_entry_point_keys.py.)
 """
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 from pathlib import Path
@@ -74,6 +76,19 @@ def test_quick_start_as_written(tmp_path):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     clips = sorted((tmp_path / "contents" / "tasks" / "quickstart").rglob("task-*-sample.mp4"))
     assert clips and f"{clips[0]}" in done.stdout
+    # What a newcomer sees is clean: no error line from the install (pip's
+    # resolver once ended it with facenet-pytorch's torch conflict), and none
+    # of the server's JSON log lines among the quick start's own: they are in
+    # the log file whose path it prints.
+    console = (done.stdout + done.stderr).splitlines()
+    assert [line for line in console if re.search(r"error|conflict|requires", line, re.I)] == []
+    assert [line for line in console if line.lstrip().startswith("{")] == []
+    log = tmp_path / "contents" / "logs" / "quickstart-server.log"
+    assert f"its log: {log}" in done.stdout
+    logged = [json.loads(line) for line in log.read_text().splitlines()
+              if line.startswith("{")]
+    assert any(e["message"].startswith("Listening at: http://127.0.0.1") for e in logged)
+    assert any(e.get("upload_id", "").startswith("quickstart-") for e in logged)
 
 
 # The production command, ``SERVER_AUTH_KEY=... gunicorn ...``, is run as
