@@ -24,6 +24,7 @@ from jobs.documents import box_documents
 from jobs.timings import RunClock
 from jobs.tracks import track_upload
 from mongo_manager import now
+from naming import auto_box_source
 from processors.readers import task_images
 
 PREFETCH_FRAMES = 32
@@ -48,7 +49,7 @@ def annotate_existing(job: dict, ctx: JobContext) -> None:
             found = detector.detect(images)
             mongo.frames.write_auto_boxes(
                 [(doc, box_documents(boxes, version)) for doc, boxes in zip(batch, found)],
-                f"auto:v{version}")
+                auto_box_source(version))
             done += len(batch)
             heartbeat.beat(done / total)
         mongo.frames.set_annotation_version(task["_id"], version)

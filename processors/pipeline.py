@@ -20,6 +20,7 @@ from typing import Callable, Iterator
 import av
 import numpy as np
 
+from naming import frame_file_name, task_clip_name, task_frames_folder
 from processors.clip_writer import ClipWriter, EncoderSettings
 from processors.frame_ops import encode_jpeg, normalize
 from processors.sampling import TimestampSampler, task_number
@@ -55,12 +56,12 @@ class OutputLayout:
     video_name: str
 
     def clip_path(self, task: int) -> Path:
-        return self.clip_dir / f"task-{task}-{self.video_name}.mp4"
+        return self.clip_dir / task_clip_name(task, self.video_name)
 
     def frame_path(self, task: int, frame_id: int) -> Path | None:
         if self.frame_dir is None:
             return None
-        return self.frame_dir / f"task-{task}" / f"{frame_id}.jpg"
+        return self.frame_dir / task_frames_folder(task) / frame_file_name(frame_id)
 
     def make_roots(self) -> None:
         """Make the output folders (``run_pipeline`` does, once, before any stage runs)."""
