@@ -8,7 +8,6 @@ frames marked ``isUserAnnotated`` are never touched.
 """
 from __future__ import annotations
 
-import contextvars
 import queue
 import threading
 from typing import Iterator
@@ -26,6 +25,7 @@ from jobs.tracks import track_upload
 from mongo_manager import now
 from naming import auto_box_source
 from processors.readers import task_images
+from processors.threads import context_thread, put_unless_stopped
 
 PREFETCH_FRAMES = 32
 _END = object()
@@ -70,29 +70,17 @@ def _batches(task: dict, frames: list[dict],
     stop = threading.Event()
     errors: list[BaseException] = []
 
-    def offer(item: object) -> bool:
-        """Put ``item`` unless the consumer has gone (stop set)."""
-        while not stop.is_set():
-            try:
-                loaded.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
-
     def load() -> None:
         try:
             for image in task_images(task["taskName"], [f.get("imagePath") for f in frames],
                                      task["videoPath"]):
-                if not offer(image):
+                if not put_unless_stopped(loaded, image, stop):
                     return
         except BaseException as exc:  # handed to the consuming thread
             errors.append(exc)
-        offer(_END)
+        put_unless_stopped(loaded, _END, stop)
 
-    # In a copy of this context, so that what it logs carries the upload id.
-    loader = threading.Thread(target=contextvars.copy_context().run, args=(load,),
-                              name="frame-loader", daemon=True)
+    loader = context_thread(load, name="frame-loader", daemon=True)
     loader.start()
     try:
         for start in range(0, len(frames), size):

@@ -9,7 +9,6 @@ job runner does its database writes.
 """
 from __future__ import annotations
 
-import contextvars
 import queue
 import threading
 from dataclasses import dataclass, field, replace
@@ -25,6 +24,7 @@ from processors.clip_writer import ClipWriter, EncoderSettings
 from processors.frame_ops import encode_jpeg, normalize
 from processors.sampling import TimestampSampler, task_number
 from processors.source import Source
+from processors.threads import context_thread, put_unless_stopped
 
 QUEUE_FRAMES = 24  # frames in flight per queue: ~75 MB of yuv420p at 1080p
 # ... but no more than this many bytes of frames per queue, down to QUEUE_MIN
@@ -135,13 +135,7 @@ class _Run:
 
     def put(self, q: queue.Queue, item: object) -> bool:
         """Blocking put that gives up when the run is stopped."""
-        while not self.stop.is_set():
-            try:
-                q.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return put_unless_stopped(q, item, self.stop)
 
     def get(self, q: queue.Queue) -> object:
         while True:
@@ -200,13 +194,12 @@ def _stage_threads(run: _Run, source: Source, settings: PipelineSettings,
     if settings.annotate:
         sides["annotate"] = (queue.Queue(depth), _annotate_stage)
     return [
-        threading.Thread(target=_guard(run, _decode_stage), name="decode",
-                         args=(run, source, settings, *span,
-                               [encode_q] + [q for q, _ in sides.values()])),
-        threading.Thread(target=_guard(run, _encode_stage), name="encode",
-                         args=(run, source, settings, layout, encode_q, events, list(sides))),
-    ] + [threading.Thread(target=_guard(run, stage), name=name,
-                          args=(run, settings, layout, side_q))
+        context_thread(_guard(run, _decode_stage), name="decode",
+                       args=(run, source, settings, *span,
+                             [encode_q] + [q for q, _ in sides.values()])),
+        context_thread(_guard(run, _encode_stage), name="encode",
+                       args=(run, source, settings, layout, encode_q, events, list(sides))),
+    ] + [context_thread(_guard(run, stage), name=name, args=(run, settings, layout, side_q))
          for name, (side_q, stage) in sides.items()]
 
 
@@ -250,13 +243,11 @@ def _fraction(position: float, start: float, end: float) -> float:
 
 
 def _guard(run: _Run, stage: Callable) -> Callable:
-    # The stage runs in a copy of the caller's context: what it logs carries the
-    # job's context (the upload id, see logging_setup.py) like the caller's lines.
-    context = contextvars.copy_context()
-
+    """``stage``, its error handed to the caller's thread (it runs in a
+    context_thread, in a copy of the caller's context)."""
     def wrapper(*args: object) -> None:
         try:
-            context.run(stage, *args)
+            stage(*args)
         except BaseException as exc:  # handed to the caller's thread
             run.fail(exc)
     return wrapper
