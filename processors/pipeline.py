@@ -90,7 +90,7 @@ class TaskOutput:
 class Progress:
     """Sent after each task and, in between, every PROGRESS_INTERVAL in which a
     stage moved on: a run whose stages all hang sends none, which is how the
-    job's watchdog (job_watchdog.py) tells it from a slow one."""
+    job's watchdog (jobs/watchdog.py) tells it from a slow one."""
 
     fraction: float  # 0..1 of the source consumed
 
