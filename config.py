@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent
 DEFAULT_CONFIG_FILE = ROOT / "config.cfg"
 
-# Every known key with its default, as the strings an INI file holds.
+# Every known key with its default, as the strings an INI file holds: the one
+# place a default is written (the dataclasses below hold the checked values).
 DEFAULTS: dict[str, dict[str, str]] = {
     "server": {"auth_key": "", "host": "0.0.0.0", "port": "8081", "dev_mode": "false",
                "max_body_bytes": "1048576", "health_timeout_seconds": "1.5"},
@@ -36,7 +37,7 @@ DEFAULTS: dict[str, dict[str, str]] = {
                    "preset": "veryfast", "crf": "23", "jpeg_quality": "90",
                    "lease_seconds": "30", "max_attempts": "3", "poll_seconds": "0.5",
                    "segment_seconds": "300", "stall_seconds": "300",
-                   "max_frame_pixels": "16777216", "max_image_mb": "256",
+                   "max_frame_pixels": str(4096 * 4096), "max_image_mb": "256",
                    "max_zip_mb": "16384", "max_zip_ratio": "200", "min_free_mb": "1024"},
     "annotation": {"device": "auto", "threads": "1", "batch_size": "8"},
     "s3": {"endpoint_url": "", "bucket": "", "region": "", "upload_threads": "16",
@@ -61,10 +62,10 @@ class ServerConfig:
     dev_mode: bool
     # Larger request bodies are refused with 413 before they are read into a web
     # worker's memory; a processContent request is well under 1 KiB.
-    max_body_bytes: int = 1 << 20
+    max_body_bytes: int
     # Each check of GET /api/health answers within this (a load balancer's
     # probe gives up after 1-5 s); one that did not is reported as down.
-    health_timeout_seconds: float = 1.5
+    health_timeout_seconds: float
 
 
 @dataclass(frozen=True)
@@ -72,14 +73,14 @@ class MongoConfig:
     uri: str
     database: str
     timeout_ms: int  # server selection: how long an operation waits for a server
-    connect_timeout_ms: int = 5000  # also how long a heartbeat waits: a frozen server
-    socket_timeout_ms: int = 0  # one reply; 0 = none (the heartbeat notices a dead server)
+    connect_timeout_ms: int  # also how long a heartbeat waits: a frozen server
+    socket_timeout_ms: int  # one reply; 0 = none (the heartbeat notices a dead server)
     # All the database work of one API request: past it, 503 (a frozen database
     # must not hold requests, and the callers queued behind them).
-    request_timeout_ms: int = 3000
+    request_timeout_ms: int
     # A job process's operation waits this long for a server that is away
     # (its interrupted write is then retried): a job outlives a shorter outage.
-    job_wait_seconds: float = 120.0
+    job_wait_seconds: float
 
 
 @dataclass(frozen=True)
@@ -95,21 +96,20 @@ class ProcessingConfig:
     poll_seconds: float
     # A video at least twice this long is cut in segments of about this many
     # seconds by several workers at once (0 = always one pass).
-    segment_seconds: float = 300.0
+    segment_seconds: float
     # A job with no progress for this long fails ("stalled") and its process is
     # freed (jobs/watchdog.py); longer than any one step: a model batch, an S3 part.
-    stall_seconds: float = 300.0
+    stall_seconds: float
     # Hostile media (processors/input_guard.py): a video frame or an image
-    # (width x height, default 4096x4096), one image file or zip member
-    # (uncompressed), all image members of a zip, and the most a zip member
-    # over 1 MiB may expand.
-    max_frame_pixels: int = 4096 * 4096
-    max_image_mb: int = 256
-    max_zip_mb: int = 16384
-    max_zip_ratio: float = 200.0
+    # (width x height), one image file or zip member (uncompressed), all image
+    # members of a zip, and the most a zip member over 1 MiB may expand.
+    max_frame_pixels: int
+    max_image_mb: int
+    max_zip_mb: int
+    max_zip_ratio: float
     # Free space (MiB) the contents store keeps: below it new work is refused
     # (507), health reports storage down (storage/space.py); 0 = no floor.
-    min_free_mb: int = 1024
+    min_free_mb: int
 
 
 @dataclass(frozen=True)
@@ -125,11 +125,11 @@ class S3Config:
     endpoint_url: str  # empty = AWS
     bucket: str  # empty = datasets are written locally only
     region: str
-    upload_threads: int = 16  # objects in flight at once
-    max_attempts: int = 8  # per request, with backoff (throttling, connection errors)
-    part_mb: int = 8  # multipart part size; files larger than one part go multipart
-    connect_timeout_seconds: float = 5.0
-    read_timeout_seconds: float = 60.0  # per response; a request is retried after it
+    upload_threads: int  # objects in flight at once
+    max_attempts: int  # per request, with backoff (throttling, connection errors)
+    part_mb: int  # multipart part size; files larger than one part go multipart
+    connect_timeout_seconds: float
+    read_timeout_seconds: float  # per response; a request is retried after it
 
 
 @dataclass(frozen=True)
@@ -141,22 +141,22 @@ class QueueConfig:
     visibility_timeout: float  # seconds; longer than the longest job
     resubmit_seconds: float  # first re-send of a job still waiting (doubles each time)
     sweep_seconds: float  # how often a worker's sweeper looks for such jobs
-    broker_timeout_seconds: float = 5.0  # connecting to Redis, and each reply
+    broker_timeout_seconds: float  # connecting to Redis, and each reply
 
 
 @dataclass(frozen=True)
 class EventsConfig:
     """Where state-change events are POSTed (Standard Webhooks); empty url = none."""
 
-    url: str = ""
-    secret: str = ""  # "whsec_" + base64, as every Standard Webhooks library reads it
-    max_attempts: int = 8  # then the event is "dead" (listed, and sent again on request)
-    timeout_seconds: float = 5.0  # per POST; a slower receiver counts as failed
+    url: str
+    secret: str  # "whsec_" + base64, as every Standard Webhooks library reads it
+    max_attempts: int  # then the event is "dead" (listed, and sent again on request)
+    timeout_seconds: float  # per POST; a slower receiver counts as failed
     # Waits between attempts double from backoff_seconds up to max_backoff_seconds,
     # each drawn at random from its upper half (jitter: receivers that come back
     # are not hit by every sender at once).
-    backoff_seconds: float = 1.0
-    max_backoff_seconds: float = 300.0
+    backoff_seconds: float
+    max_backoff_seconds: float
 
     @property
     def enabled(self) -> bool:
@@ -174,7 +174,7 @@ class Config:
     annotation: AnnotationConfig
     queue: QueueConfig
     source: str  # the file it was read from, for messages
-    events: EventsConfig = EventsConfig()
+    events: EventsConfig
 
 
 def load_config(path: str | os.PathLike | None = None,
