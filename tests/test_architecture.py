@@ -18,7 +18,7 @@ from conftest import ROOT
 
 PACKAGES = ("api", "intake", "engines", "jobs", "processors", "annotation", "datasets", "storage")
 BASICS = ("mongo_manager", "embedded_db", "config", "exceptions", "job_states", "events",
-          "processes", "logging_setup", "backoff", "naming")
+          "processes", "logging_setup", "backoff", "naming", "settings")
 
 
 def lint_imports(folder: Path) -> subprocess.CompletedProcess:
