@@ -11,7 +11,6 @@ import configparser
 import difflib
 import logging
 import os
-import secrets
 from pathlib import Path
 from typing import Callable, Mapping
 from urllib.parse import urlsplit
@@ -34,6 +33,8 @@ def load_config(path: str | os.PathLike | None = None,
     ``require_auth_key=False`` for entry points that serve no HTTP (the dataset
     CLI, the warm start, the executor, Celery workers, ``app.py process``):
     they never read the key, so they must not need the web server's secret.
+    Only reads: a dev_mode key is read once the web entry points made it
+    (dev_key.py), and loading never writes one.
     """
     env = os.environ if env is None else env
     path = Path(path or env.get("CONFIG_FILE") or DEFAULT_CONFIG_FILE)
@@ -170,22 +171,6 @@ def _queue(get: "_Getter") -> QueueConfig:
                                                          0.1, 600))
 
 
-def _create_private(path: Path, text: str) -> None:
-    """Write ``path`` readable by its owner only, whole or not at all, unless it
-    exists: of processes starting at once, one key wins and all read it."""
-    draft = path.with_name(f"{path.name}.{os.getpid()}")
-    descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as out:
-        out.write(text)
-    try:
-        os.link(draft, path)
-        print(f"dev_mode: generated auth key {text} (in {path})")
-    except FileExistsError:
-        pass
-    finally:
-        draft.unlink()
-
-
 def _events(get: "_Getter") -> EventsConfig:
     url, secret = get.text("events", "url"), get.text("events", "secret")
     if url and (why := _bad_event_url(url)):
@@ -251,20 +236,28 @@ def _annotation(get: "_Getter", raw: dict[str, str]) -> AnnotationConfig:
 
 
 def with_auth_key(config: Config) -> Config:
-    """Refuse to serve without a key, unless dev_mode makes (and keeps) one.
-    The web app calls it on whatever config it is given."""
+    """The config with the key to serve with: ``server.auth_key``, or in dev_mode
+    the one the web entry points generated (dev_key.py). Only reads: refuses to
+    serve without a key; the web app calls it on whatever config it is given."""
     if config.server.auth_key:
         return config
     if not config.server.dev_mode:
         raise ConfigError("server.auth_key is not set (set SERVER_AUTH_KEY, or "
                           "server.dev_mode = true to generate one)")
-    # Kept in a file so that every process of the service uses the same key.
-    key_file = config.contents_dir / ".dev_auth_key"
-    key_file.parent.mkdir(parents=True, exist_ok=True)
-    if not key_file.exists():
-        _create_private(key_file, secrets.token_urlsafe(32))
-    server = ServerConfig(**{**config.server.__dict__, "auth_key": key_file.read_text().strip()})
+    key_file = dev_key_file(config)
+    try:
+        key = key_file.read_text().strip()
+    except FileNotFoundError:
+        raise ConfigError(f"server.dev_mode: no key in {key_file} yet (the web servers, "
+                          "python app.py and gunicorn, generate it)") from None
+    server = ServerConfig(**{**config.server.__dict__, "auth_key": key})
     return Config(**{**config.__dict__, "server": server})
+
+
+def dev_key_file(config: Config) -> Path:
+    """Where dev_mode keeps its generated key: in a file, so that every process
+    of the service uses the same one."""
+    return config.contents_dir / ".dev_auth_key"
 
 
 class _Getter:

@@ -17,8 +17,8 @@ import pytest
 from conftest import ROOT
 
 PACKAGES = ("api", "intake", "engines", "jobs", "processors", "annotation", "datasets", "storage")
-BASICS = ("mongo_manager", "embedded_db", "config", "exceptions", "job_states", "events",
-          "processes", "logging_setup", "backoff", "naming", "settings")
+BASICS = ("mongo_manager", "embedded_db", "config", "settings", "dev_key", "exceptions",
+          "job_states", "events", "processes", "logging_setup", "backoff", "naming")
 
 
 def lint_imports(folder: Path) -> subprocess.CompletedProcess:
