@@ -11,6 +11,7 @@ import sys
 
 from api import create_app
 from config import Config, load_config
+from dev_key import serving_config
 from logging_setup import configure_logging
 
 __all__ = ["create_app", "main"]  # create_app: the factory, from api/ (wsgi.py, the tests)
@@ -46,8 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging()  # JSON lines on stderr, like every process of the service
     try:
-        # Serving needs the key; processing a local file makes no HTTP call.
-        config = load_config(require_auth_key=args.command != "process")
+        config = load_config(require_auth_key=False)
+        if args.command != "process":  # serving needs the key; a local file no HTTP call
+            config = serving_config(config)  # dev_mode: generated here, not while loading
     except Exception as exc:  # a ConfigError: say which key, no traceback
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2

@@ -11,170 +11,18 @@ import configparser
 import difflib
 import logging
 import os
-import secrets
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 from urllib.parse import urlsplit
 
 from exceptions import ConfigError
+from settings import (DEFAULTS, X264_PRESETS, AnnotationConfig, Config, EventsConfig,
+                      MongoConfig, ProcessingConfig, QueueConfig, S3Config, ServerConfig)
 
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_CONFIG_FILE = ROOT / "config.cfg"
-
-# Every known key with its default, as the strings an INI file holds.
-DEFAULTS: dict[str, dict[str, str]] = {
-    "server": {"auth_key": "", "host": "0.0.0.0", "port": "8081", "dev_mode": "false",
-               "max_body_bytes": "1048576", "health_timeout_seconds": "1.5"},
-    "mongodb": {"uri": "embedded", "database": "AIData", "timeout_ms": "5000",
-                "connect_timeout_ms": "", "socket_timeout_ms": "0",
-                "request_timeout_ms": "3000", "job_wait_seconds": "120"},
-    "paths": {"contents_dir": "./contents"},
-    "processing": {"frames_per_task": "120", "workers": "", "keep_frames": "true",
-                   "preset": "veryfast", "crf": "23", "jpeg_quality": "90",
-                   "lease_seconds": "30", "max_attempts": "3", "poll_seconds": "0.5",
-                   "segment_seconds": "300", "stall_seconds": "300",
-                   "max_frame_pixels": "16777216", "max_image_mb": "256",
-                   "max_zip_mb": "16384", "max_zip_ratio": "200", "min_free_mb": "1024"},
-    "annotation": {"device": "auto", "threads": "1", "batch_size": "8"},
-    "s3": {"endpoint_url": "", "bucket": "", "region": "", "upload_threads": "16",
-           "max_attempts": "8", "part_mb": "8", "connect_timeout_seconds": "5",
-           "read_timeout_seconds": "60"},
-    "queue": {"broker_url": "", "cpu_queue": "cut", "gpu_queue": "annotate",
-              "visibility_timeout": "43200", "resubmit_seconds": "60", "sweep_seconds": "5",
-              "broker_timeout_seconds": "5"},
-    "events": {"url": "", "secret": "", "max_attempts": "8", "timeout_seconds": "5",
-               "backoff_seconds": "1", "max_backoff_seconds": "300"},
-}
-
-X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
-                "slower", "veryslow")
-
-
-@dataclass(frozen=True)
-class ServerConfig:
-    auth_key: str
-    host: str
-    port: int
-    dev_mode: bool
-    # Larger request bodies are refused with 413 before they are read into a web
-    # worker's memory; a processContent request is well under 1 KiB.
-    max_body_bytes: int = 1 << 20
-    # Each check of GET /api/health answers within this (a load balancer's
-    # probe gives up after 1-5 s); one that did not is reported as down.
-    health_timeout_seconds: float = 1.5
-
-
-@dataclass(frozen=True)
-class MongoConfig:
-    uri: str
-    database: str
-    timeout_ms: int  # server selection: how long an operation waits for a server
-    connect_timeout_ms: int = 5000  # also how long a heartbeat waits: a frozen server
-    socket_timeout_ms: int = 0  # one reply; 0 = none (the heartbeat notices a dead server)
-    # All the database work of one API request: past it, 503 (a frozen database
-    # must not hold requests, and the callers queued behind them).
-    request_timeout_ms: int = 3000
-    # A job process's operation waits this long for a server that is away
-    # (its interrupted write is then retried): a job outlives a shorter outage.
-    job_wait_seconds: float = 120.0
-
-
-@dataclass(frozen=True)
-class ProcessingConfig:
-    frames_per_task: int
-    workers: int
-    keep_frames: bool
-    preset: str
-    crf: int
-    jpeg_quality: int
-    lease_seconds: float
-    max_attempts: int
-    poll_seconds: float
-    # A video at least twice this long is cut in segments of about this many
-    # seconds by several workers at once (0 = always one pass).
-    segment_seconds: float = 300.0
-    # A job with no progress for this long fails ("stalled") and its process is
-    # freed (jobs/watchdog.py); longer than any one step: a model batch, an S3 part.
-    stall_seconds: float = 300.0
-    # Hostile media (processors/input_guard.py): a video frame or an image
-    # (width x height, default 4096x4096), one image file or zip member
-    # (uncompressed), all image members of a zip, and the most a zip member
-    # over 1 MiB may expand.
-    max_frame_pixels: int = 4096 * 4096
-    max_image_mb: int = 256
-    max_zip_mb: int = 16384
-    max_zip_ratio: float = 200.0
-    # Free space (MiB) the contents store keeps: below it new work is refused
-    # (507), health reports storage down (storage/space.py); 0 = no floor.
-    min_free_mb: int = 1024
-
-
-@dataclass(frozen=True)
-class AnnotationConfig:
-    device: str  # "cpu", "cuda", "cuda:N", or "auto" (CUDA when present)
-    threads: int  # torch / onnxruntime CPU threads per job process
-    batch_size: int  # frames per inference call
-    versions: dict[int, Path]  # version number -> model folder (relative: to the repo)
-
-
-@dataclass(frozen=True)
-class S3Config:
-    endpoint_url: str  # empty = AWS
-    bucket: str  # empty = datasets are written locally only
-    region: str
-    upload_threads: int = 16  # objects in flight at once
-    max_attempts: int = 8  # per request, with backoff (throttling, connection errors)
-    part_mb: int = 8  # multipart part size; files larger than one part go multipart
-    connect_timeout_seconds: float = 5.0
-    read_timeout_seconds: float = 60.0  # per response; a request is retried after it
-
-
-@dataclass(frozen=True)
-class QueueConfig:
-    """The Celery engine's settings (used only when ``broker_url`` is set)."""
-
-    cpu_queue: str  # cutting and dataset builds
-    gpu_queue: str  # auto-annotation (request_type 1 and 2)
-    visibility_timeout: float  # seconds; longer than the longest job
-    resubmit_seconds: float  # first re-send of a job still waiting (doubles each time)
-    sweep_seconds: float  # how often a worker's sweeper looks for such jobs
-    broker_timeout_seconds: float = 5.0  # connecting to Redis, and each reply
-
-
-@dataclass(frozen=True)
-class EventsConfig:
-    """Where state-change events are POSTed (Standard Webhooks); empty url = none."""
-
-    url: str = ""
-    secret: str = ""  # "whsec_" + base64, as every Standard Webhooks library reads it
-    max_attempts: int = 8  # then the event is "dead" (listed, and sent again on request)
-    timeout_seconds: float = 5.0  # per POST; a slower receiver counts as failed
-    # Waits between attempts double from backoff_seconds up to max_backoff_seconds,
-    # each drawn at random from its upper half (jitter: receivers that come back
-    # are not hit by every sender at once).
-    backoff_seconds: float = 1.0
-    max_backoff_seconds: float = 300.0
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.url)
-
-
-@dataclass(frozen=True)
-class Config:
-    server: ServerConfig
-    mongodb: MongoConfig
-    contents_dir: Path
-    processing: ProcessingConfig
-    s3: S3Config
-    broker_url: str
-    annotation: AnnotationConfig
-    queue: QueueConfig
-    source: str  # the file it was read from, for messages
-    events: EventsConfig = EventsConfig()
 
 
 def load_config(path: str | os.PathLike | None = None,
@@ -185,6 +33,8 @@ def load_config(path: str | os.PathLike | None = None,
     ``require_auth_key=False`` for entry points that serve no HTTP (the dataset
     CLI, the warm start, the executor, Celery workers, ``app.py process``):
     they never read the key, so they must not need the web server's secret.
+    Only reads: a dev_mode key is read once the web entry points made it
+    (dev_key.py), and loading never writes one.
     """
     env = os.environ if env is None else env
     path = Path(path or env.get("CONFIG_FILE") or DEFAULT_CONFIG_FILE)
@@ -321,22 +171,6 @@ def _queue(get: "_Getter") -> QueueConfig:
                                                          0.1, 600))
 
 
-def _create_private(path: Path, text: str) -> None:
-    """Write ``path`` readable by its owner only, whole or not at all, unless it
-    exists: of processes starting at once, one key wins and all read it."""
-    draft = path.with_name(f"{path.name}.{os.getpid()}")
-    descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as out:
-        out.write(text)
-    try:
-        os.link(draft, path)
-        print(f"dev_mode: generated auth key {text} (in {path})")
-    except FileExistsError:
-        pass
-    finally:
-        draft.unlink()
-
-
 def _events(get: "_Getter") -> EventsConfig:
     url, secret = get.text("events", "url"), get.text("events", "secret")
     if url and (why := _bad_event_url(url)):
@@ -402,20 +236,28 @@ def _annotation(get: "_Getter", raw: dict[str, str]) -> AnnotationConfig:
 
 
 def with_auth_key(config: Config) -> Config:
-    """Refuse to serve without a key, unless dev_mode makes (and keeps) one.
-    The web app calls it on whatever config it is given."""
+    """The config with the key to serve with: ``server.auth_key``, or in dev_mode
+    the one the web entry points generated (dev_key.py). Only reads: refuses to
+    serve without a key; the web app calls it on whatever config it is given."""
     if config.server.auth_key:
         return config
     if not config.server.dev_mode:
         raise ConfigError("server.auth_key is not set (set SERVER_AUTH_KEY, or "
                           "server.dev_mode = true to generate one)")
-    # Kept in a file so that every process of the service uses the same key.
-    key_file = config.contents_dir / ".dev_auth_key"
-    key_file.parent.mkdir(parents=True, exist_ok=True)
-    if not key_file.exists():
-        _create_private(key_file, secrets.token_urlsafe(32))
-    server = ServerConfig(**{**config.server.__dict__, "auth_key": key_file.read_text().strip()})
+    key_file = dev_key_file(config)
+    try:
+        key = key_file.read_text().strip()
+    except FileNotFoundError:
+        raise ConfigError(f"server.dev_mode: no key in {key_file} yet (the web servers, "
+                          "python app.py and gunicorn, generate it)") from None
+    server = ServerConfig(**{**config.server.__dict__, "auth_key": key})
     return Config(**{**config.__dict__, "server": server})
+
+
+def dev_key_file(config: Config) -> Path:
+    """Where dev_mode keeps its generated key: in a file, so that every process
+    of the service uses the same one."""
+    return config.contents_dir / ".dev_auth_key"
 
 
 class _Getter:

@@ -11,11 +11,13 @@ import sys
 
 from annotation.registry import ModelRegistry
 from config import load_config
+from dev_key import serving_config
 from exceptions import ConfigError
 from logging_setup import gunicorn_log_config
 
 try:
-    _config = load_config()
+    # The key is checked (and dev_mode's made, once, before the workers read it) here.
+    _config = serving_config(load_config(require_auth_key=False))
     ModelRegistry(_config.annotation)  # a bad model manifest stops start-up here
 except ConfigError as exc:
     print(f"configuration error: {exc}", file=sys.stderr)

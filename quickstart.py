@@ -26,6 +26,7 @@ import requests
 
 from config import load_config
 from embedded_db import embedded_uri, free_port, stop_embedded
+from naming import CLIP_SUFFIX
 
 ROOT = Path(__file__).resolve().parent
 
@@ -120,7 +121,7 @@ def run_upload(base: str, key: str, contents: Path, content_path: Path) -> int:
     if status["status"] != 1:
         print(f"failed: {status['errorMessage']}")
         return 1
-    clips = sorted((contents / "tasks" / "quickstart" / upload_id).glob("*.mp4"))
+    clips = sorted((contents / "tasks" / "quickstart" / upload_id).glob(f"*{CLIP_SUFFIX}"))
     print(f"done in {status['timings']['processingSeconds']:.1f} s: {len(clips)} task clips")
     for clip in clips:
         print(f"  {clip}")

@@ -8,7 +8,6 @@ frames marked ``isUserAnnotated`` are never touched.
 """
 from __future__ import annotations
 
-import contextvars
 import queue
 import threading
 from typing import Iterator
@@ -24,7 +23,9 @@ from jobs.documents import box_documents
 from jobs.timings import RunClock
 from jobs.tracks import track_upload
 from mongo_manager import now
+from naming import auto_box_source
 from processors.readers import task_images
+from processors.threads import context_thread, put_unless_stopped
 
 PREFETCH_FRAMES = 32
 _END = object()
@@ -48,7 +49,7 @@ def annotate_existing(job: dict, ctx: JobContext) -> None:
             found = detector.detect(images)
             mongo.frames.write_auto_boxes(
                 [(doc, box_documents(boxes, version)) for doc, boxes in zip(batch, found)],
-                f"auto:v{version}")
+                auto_box_source(version))
             done += len(batch)
             heartbeat.beat(done / total)
         mongo.frames.set_annotation_version(task["_id"], version)
@@ -69,29 +70,17 @@ def _batches(task: dict, frames: list[dict],
     stop = threading.Event()
     errors: list[BaseException] = []
 
-    def offer(item: object) -> bool:
-        """Put ``item`` unless the consumer has gone (stop set)."""
-        while not stop.is_set():
-            try:
-                loaded.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
-
     def load() -> None:
         try:
             for image in task_images(task["taskName"], [f.get("imagePath") for f in frames],
                                      task["videoPath"]):
-                if not offer(image):
+                if not put_unless_stopped(loaded, image, stop):
                     return
         except BaseException as exc:  # handed to the consuming thread
             errors.append(exc)
-        offer(_END)
+        put_unless_stopped(loaded, _END, stop)
 
-    # In a copy of this context, so that what it logs carries the upload id.
-    loader = threading.Thread(target=contextvars.copy_context().run, args=(load,),
-                              name="frame-loader", daemon=True)
+    loader = context_thread(load, name="frame-loader", daemon=True)
     loader.start()
     try:
         for start in range(0, len(frames), size):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from mongo_manager import DocumentId, new_id, now, object_id_from, to_id
+from naming import auto_box_source, task_frames_folder, task_name
 from processors.pipeline import TaskOutput
 from processors.source import SourceInfo
 from storage.contents import RunPaths
@@ -11,7 +12,7 @@ def box_documents(found: list, version: int) -> list[dict]:
     """Detections as AnnotationFrame boxes: x, y top-left, w, h in clip pixels."""
     return [{"id": new_id(), "label": d.label, "x": round(d.x, 2), "y": round(d.y, 2),
              "w": round(d.w, 2), "h": round(d.h, 2), "confidence": round(d.score, 4),
-             "source": f"auto:v{version}"} for d in found]
+             "source": auto_box_source(version)} for d in found]
 
 
 def task_object_id(run_id: str, number: int) -> DocumentId:
@@ -23,7 +24,7 @@ def build_task(out: TaskOutput, info: SourceInfo, params: dict, paths: RunPaths,
                run_id: str) -> tuple[dict, list[dict]]:
     """The AnnotationTask and AnnotationFrame documents of one finished task."""
     task_id = task_object_id(run_id, out.number)
-    name = f"task-{out.number}-{info.name}"
+    name = task_name(out.number, info.name)
     version = params["auto_anno_version"] if params["request_type"] == 1 else 0
     frames = out.frames
     task = {
@@ -44,7 +45,7 @@ def build_task(out: TaskOutput, info: SourceInfo, params: dict, paths: RunPaths,
         frame_docs.append({
             "taskId": task_id, "frameId": f.frame_id, "sourceFrame": f.source_index,
             "timestamp": f.timestamp,
-            "imagePath": str(paths.frames / f"task-{out.number}" / f.image_path.name)
+            "imagePath": str(paths.frames / task_frames_folder(out.number) / f.image_path.name)
             if f.image_path else None,
             "boxes": boxes, "isEmpty": not boxes, "isUserAnnotated": False})
     return task, frame_docs

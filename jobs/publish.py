@@ -31,6 +31,7 @@ from jobs import watchdog
 from jobs.context import JobContext
 from jobs.timings import with_stage
 from jobs.tracks import own_boxes, track_input, tracker_settings, with_tracks
+from naming import auto_box_source
 from storage.contents import RunPaths, publish_task_files, remove_staging
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ class Publisher:
         settings = tracker_settings(params, ctx)
         self.tracks = (OnlineTracks(params["frame_rate"], settings)
                        if settings is not None else None)
-        self.source = f"auto:v{params.get('auto_anno_version')}"
+        self.source = auto_box_source(params.get('auto_anno_version'))
         self.fed = 0  # tasks given to the tracker
         # frames pushed, not final yet (push order), with their own boxes
         self.waiting: list[tuple[dict, list[dict]]] = []

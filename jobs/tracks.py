@@ -19,6 +19,7 @@ from jobs import watchdog
 from jobs.context import JobContext
 from jobs.timings import with_stage
 from mongo_manager import new_id
+from naming import auto_box_source
 from processors.readers import VIDEO  # image sets are not tracked
 
 Tracked = tuple[dict | None, dict]  # tracks per label (None: not tracked), timings
@@ -65,7 +66,7 @@ def _track(ctx: JobContext, task_ids: list, version: int, frame_rate: float,
     started = time.monotonic()
     watchdog.progressed("tracking")
     frames = ctx.mongo.frames.boxes_of(task_ids)
-    updates, counts = tracked_boxes(frames, f"auto:v{version}", frame_rate, settings)
+    updates, counts = tracked_boxes(frames, auto_box_source(version), frame_rate, settings)
     watchdog.progressed("tracking (writing the track ids)")
     ctx.mongo.frames.set_boxes(updates)
     return counts, with_stage(timings, "tracking", time.monotonic() - started)

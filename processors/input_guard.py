@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import BinaryIO
 
 from exceptions import ContentError
+from naming import task_clip_name
 
 MIB = 1024 * 1024
 # NAME_MAX of the file systems the service writes to.
 MAX_NAME_BYTES = 255
-# A clip is "task-<n>-<stem>.mp4", written as "<that>.part" first
+# A clip is named by naming.task_clip_name, written as "<that>.part" first
 # (processors/clip_writer.py): room for a 10-digit task number around the stem.
-MAX_STEM_BYTES = MAX_NAME_BYTES - len("task--.mp4.part") - 10
+MAX_STEM_BYTES = MAX_NAME_BYTES - len(task_clip_name(9_999_999_999, "") + ".part")
 _HASH_CHARS = 10
 
 
@@ -79,7 +80,7 @@ def utf8(text: str) -> str:
 
 
 def output_stem(stem: str) -> str:
-    """The name a source's outputs are named after (``task-<n>-<stem>.mp4``).
+    """The name a source's outputs are named after (``naming.task_clip_name``).
 
     Unchanged for a normal name; one too long for a file name, or not valid
     UTF-8, is cut at a character boundary and given a short hash of the full

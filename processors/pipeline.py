@@ -9,7 +9,6 @@ job runner does its database writes.
 """
 from __future__ import annotations
 
-import contextvars
 import queue
 import threading
 from dataclasses import dataclass, field, replace
@@ -20,10 +19,12 @@ from typing import Callable, Iterator
 import av
 import numpy as np
 
+from naming import frame_file_name, task_clip_name, task_frames_folder
 from processors.clip_writer import ClipWriter, EncoderSettings
 from processors.frame_ops import encode_jpeg, normalize
 from processors.sampling import TimestampSampler, task_number
 from processors.source import Source
+from processors.threads import context_thread, put_unless_stopped
 
 QUEUE_FRAMES = 24  # frames in flight per queue: ~75 MB of yuv420p at 1080p
 # ... but no more than this many bytes of frames per queue, down to QUEUE_MIN
@@ -55,12 +56,12 @@ class OutputLayout:
     video_name: str
 
     def clip_path(self, task: int) -> Path:
-        return self.clip_dir / f"task-{task}-{self.video_name}.mp4"
+        return self.clip_dir / task_clip_name(task, self.video_name)
 
     def frame_path(self, task: int, frame_id: int) -> Path | None:
         if self.frame_dir is None:
             return None
-        return self.frame_dir / f"task-{task}" / f"{frame_id}.jpg"
+        return self.frame_dir / task_frames_folder(task) / frame_file_name(frame_id)
 
     def make_roots(self) -> None:
         """Make the output folders (``run_pipeline`` does, once, before any stage runs)."""
@@ -89,7 +90,7 @@ class TaskOutput:
 class Progress:
     """Sent after each task and, in between, every PROGRESS_INTERVAL in which a
     stage moved on: a run whose stages all hang sends none, which is how the
-    job's watchdog (job_watchdog.py) tells it from a slow one."""
+    job's watchdog (jobs/watchdog.py) tells it from a slow one."""
 
     fraction: float  # 0..1 of the source consumed
 
@@ -134,13 +135,7 @@ class _Run:
 
     def put(self, q: queue.Queue, item: object) -> bool:
         """Blocking put that gives up when the run is stopped."""
-        while not self.stop.is_set():
-            try:
-                q.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return put_unless_stopped(q, item, self.stop)
 
     def get(self, q: queue.Queue) -> object:
         while True:
@@ -199,13 +194,12 @@ def _stage_threads(run: _Run, source: Source, settings: PipelineSettings,
     if settings.annotate:
         sides["annotate"] = (queue.Queue(depth), _annotate_stage)
     return [
-        threading.Thread(target=_guard(run, _decode_stage), name="decode",
-                         args=(run, source, settings, *span,
-                               [encode_q] + [q for q, _ in sides.values()])),
-        threading.Thread(target=_guard(run, _encode_stage), name="encode",
-                         args=(run, source, settings, layout, encode_q, events, list(sides))),
-    ] + [threading.Thread(target=_guard(run, stage), name=name,
-                          args=(run, settings, layout, side_q))
+        context_thread(_guard(run, _decode_stage), name="decode",
+                       args=(run, source, settings, *span,
+                             [encode_q] + [q for q, _ in sides.values()])),
+        context_thread(_guard(run, _encode_stage), name="encode",
+                       args=(run, source, settings, layout, encode_q, events, list(sides))),
+    ] + [context_thread(_guard(run, stage), name=name, args=(run, settings, layout, side_q))
          for name, (side_q, stage) in sides.items()]
 
 
@@ -249,13 +243,11 @@ def _fraction(position: float, start: float, end: float) -> float:
 
 
 def _guard(run: _Run, stage: Callable) -> Callable:
-    # The stage runs in a copy of the caller's context: what it logs carries the
-    # job's context (the upload id, see logging_setup.py) like the caller's lines.
-    context = contextvars.copy_context()
-
+    """``stage``, its error handed to the caller's thread (it runs in a
+    context_thread, in a copy of the caller's context)."""
     def wrapper(*args: object) -> None:
         try:
-            context.run(stage, *args)
+            stage(*args)
         except BaseException as exc:  # handed to the caller's thread
             run.fail(exc)
     return wrapper

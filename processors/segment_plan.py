@@ -12,21 +12,12 @@ sample number and task number. Cutting every segment of a plan, in any
 order and in any process, gives the very tasks the single pass gives: same
 numbers, frame ids, source frames, clips and JPEGs.
 
-How a job uses it::
-
-    plan = plan_segments(path, frame_rate, frames_per_task, segments=4)  # once
-    for segment in plan:  # one job per segment; its params carry the segment as JSON
-        enqueue(..., segment=segment.to_dict())
-    # in each segment's job:
-    segment = Segment.from_dict(params["segment"])
-    source = open_segment(path, segment)  # a Source (info as VideoSource(path) has it)
-    try:
-        for event in run_pipeline(source, settings, layout, done_tasks,
-                                  first_sample=segment.first_sample):
-            ...  # stage each TaskOutput under its (global) event.number
-    finally:
-        source.close()
-    # (``run_segment`` does these steps, for a job that needs no source.info)
+How a job uses it (jobs/segments.py): ``plan_segments`` once, then one job
+per segment, its params carrying ``segment.to_dict()``; each job rebuilds it
+with ``Segment.from_dict`` and iterates ``run_pipeline(open_segment(path,
+segment), settings, layout, done_tasks, first_sample=segment.first_sample)``,
+closing the source after, and stages each TaskOutput under its (global)
+number. ``run_segment`` does these steps, for a job that needs no source.info.
 
 All segments of an upload write into the same staging layout and stage their
 tasks by global task number; the upload is committed once every task

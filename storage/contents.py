@@ -7,6 +7,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from naming import task_frames_folder
+
 log = logging.getLogger(__name__)
 
 
@@ -59,10 +61,10 @@ def publish_task_files(paths: RunPaths, clip_name: str, number: int) -> None:
     the other has not, a process that died half-way is finished by the next,
     and a file a replaced run left under the same name is overwritten.
     """
-    frames = paths.staging(paths.frames) / f"task-{number}"
+    frames = paths.staging(paths.frames) / task_frames_folder(number)
     moves = [(paths.staging(paths.clips) / clip_name, paths.clips / clip_name)]
     try:
-        moves += [(image, paths.frames / f"task-{number}" / image.name)
+        moves += [(image, paths.frames / task_frames_folder(number) / image.name)
                   for image in sorted(frames.iterdir())]
     except FileNotFoundError:
         pass  # no JPEGs (keep_frames off), or all moved already

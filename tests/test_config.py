@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from config import ROOT, load_config
+from dev_key import serving_config
 from exceptions import ConfigError
 
 BASE = {"SERVER_AUTH_KEY": "k"}
@@ -97,11 +98,25 @@ def test_entry_points_without_http_need_no_key_but_the_app_refuses_it(tmp_path):
     assert not (tmp_path / ".dev_auth_key").exists()
 
 
-def test_dev_mode_generates_one_key_for_every_process(tmp_path):
+def test_loading_config_writes_nothing(tmp_path):
+    """dev_mode's key is made by the web entry points (dev_key.py), not while loading."""
+    env = {"SERVER_DEV_MODE": "true", "PATHS_CONTENTS_DIR": str(tmp_path / "contents")}
+    assert load_config(env=env, require_auth_key=False).server.auth_key == ""
+    with pytest.raises(ConfigError, match="server.dev_mode: no key in"):
+        load_config(env=env)  # none made yet: the web app would not serve
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_dev_mode_generates_one_key_for_every_process(tmp_path, capsys):
     env = {"SERVER_DEV_MODE": "true", "PATHS_CONTENTS_DIR": str(tmp_path)}
-    first, second = load_config(env=env), load_config(env=env)
-    assert len(first.server.auth_key) >= 32
-    assert first.server.auth_key == second.server.auth_key
+    first, second = (serving_config(load_config(env=env, require_auth_key=False))
+                     for _ in range(2))
+    key = first.server.auth_key
+    assert len(key) >= 32
+    assert key == second.server.auth_key == load_config(env=env).server.auth_key
+    # printed once, with where it is kept
+    assert capsys.readouterr().out == \
+        f"dev_mode: generated auth key {key} (in {tmp_path / '.dev_auth_key'})\n"
     assert (tmp_path / ".dev_auth_key").stat().st_mode & 0o777 == 0o600  # a secret
     assert [p.name for p in tmp_path.iterdir()] == [".dev_auth_key"]
 

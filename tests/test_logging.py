@@ -6,7 +6,6 @@ import json
 import logging
 import logging.config
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -89,12 +88,12 @@ def test_gunicorn_log_config(access_log, level):
 
 
 def test_threads_of_a_job_carry_its_upload_id():
-    """The pipeline's stage threads run in a copy of the job's context."""
-    from processors.pipeline import _guard, _Run
+    """The pipeline's stage threads and annotate's frame loader (context_thread)
+    run in a copy of the job's context."""
+    from processors.threads import context_thread
     seen = []
     with upload_context("u7"):
-        stage = _guard(_Run(), lambda: seen.append(current_upload_id()))
-    worker = threading.Thread(target=stage)
+        worker = context_thread(lambda: seen.append(current_upload_id()), name="stage")
     worker.start()
     worker.join()
     assert seen == ["u7"] and current_upload_id() is None
