@@ -18,19 +18,18 @@ from kombu.exceptions import OperationalError
 
 from config import Config, QueueConfig
 from engines.celery_setup import RUN_JOB, make_celery
-from job_states import JobKind
+from job_states import ANNOTATING_TYPES, JobKind
 from mongo_manager import get_mongo
 
 log = logging.getLogger(__name__)
 
-ANNOTATION_REQUEST_TYPES = (1, 2)
 CUTTING_KINDS = (JobKind.CONTENT, JobKind.SEGMENT)  # a whole upload, or one segment of it
 
 
 def queue_for(job: dict, queues: QueueConfig) -> str:
     """The queue a job goes to: annotation work is the only GPU work."""
     request_type = (job.get("params") or {}).get("request_type")
-    if job.get("kind") in CUTTING_KINDS and request_type in ANNOTATION_REQUEST_TYPES:
+    if job.get("kind") in CUTTING_KINDS and request_type in ANNOTATING_TYPES:
         return queues.gpu_queue
     return queues.cpu_queue
 

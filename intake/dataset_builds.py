@@ -6,7 +6,7 @@ from typing import Any, Callable
 from config import Config
 from exceptions import Conflict, NotFound
 from intake.status import STATUS_TEXT, iso
-from job_states import JobKind, dataset_job_id
+from job_states import JobKind, UploadStatus, dataset_job_id, queued_version
 from jobs.claims import release_orphans
 from jobs.context import JobContext
 from jobs.runner import run_claimed
@@ -59,14 +59,14 @@ def queue_build(mongo: MongoManager, config: Config, version_id: str, executor: 
     job_id, run_id = started
     queue_run(mongo, job_id, run_id, version_id)
     executor.submit(job_id)
-    return {"version_id": str(version_id), "status": 0, "stage": "queued",
+    return {"version_id": str(version_id), "status": UploadStatus.IN_PROGRESS, "stage": "queued",
             "status_url": f"/api/datasets/{version_id}",
             "message": "accepted; building in the background"}
 
 
 def queue_run(mongo: MongoManager, job_id: str, run_id: str, version_id: str) -> None:
     """Make a started build run claimable, the version showing it queued."""
-    mongo.datasets.update_version(version_id, status=0, progress=0, stage="queued", error=None)
+    mongo.datasets.update_version(version_id, **queued_version())
     mongo.jobs.queue_job(job_id, run_id)
 
 

@@ -18,12 +18,12 @@ import numpy as np
 import events
 from annotation.registry import get_registry
 from exceptions import ContentError
+from job_states import completed_upload, started_upload
 from jobs import watchdog
 from jobs.context import Heartbeat, JobContext
 from jobs.documents import box_documents
 from jobs.timings import RunClock
 from jobs.tracks import track_upload
-from mongo_manager import now
 from processors.readers import task_images
 
 PREFETCH_FRAMES = 32
@@ -34,8 +34,7 @@ def annotate_existing(job: dict, ctx: JobContext) -> None:
     params, mongo = job["params"], ctx.mongo
     version = params["auto_anno_version"]
     clock = RunClock(job)
-    mongo.uploads.update_upload(params["upload_id"], status=0, stage="annotating", startedAt=now(),
-                                errorMessage=None)
+    mongo.uploads.update_upload(params["upload_id"], **started_upload("annotating"))
     watchdog.progressed("annotating (loading the model)")
     detector = get_registry(ctx.config.annotation).detector(version)
     tasks = mongo.frames.tasks_of(params["upload_id"])
@@ -55,8 +54,7 @@ def annotate_existing(job: dict, ctx: JobContext) -> None:
     heartbeat.beat(1.0, force=True)
     tracks, timings = track_upload(job, ctx, tasks, {
         **clock.timings("annotating", done), "framesAnnotated": done})
-    fields = {"status": 1, "progress": 100, "stage": "done", "finishedAt": now(),
-              "errorMessage": None, "timings": timings, "tracks": tracks}
+    fields = completed_upload(timings, tracks=tracks)
     mongo.runs.complete_run(
         job["_id"], job["runId"], params["upload_id"], fields,
         [events.annotation_completed(params["upload_id"], version, len(tasks))])

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 
-from job_states import ACTIVE_JOB_STATES, JobKind, JobState
+from job_states import ACTIVE_JOB_STATES, JobKind, JobState, RequestType, started_upload
 from jobs import segments, watchdog
 from jobs.annotate import annotate_existing
 from jobs.context import Heartbeat, JobContext
@@ -22,7 +22,6 @@ from jobs.failure import run_guarded
 from jobs.publish import decide_progressive, publisher_for
 from jobs.staging import commit_tasks, discard, fail_upload, input_limits, run_paths, stage_pipeline
 from jobs.timings import RunClock
-from mongo_manager import now
 from processors.readers import VIDEO, open_source
 from storage.contents import RunPaths, remove_replaced
 
@@ -51,7 +50,7 @@ def fail_job(job: dict, ctx: JobContext, error: dict) -> None:
 
 def _run(job: dict, ctx: JobContext, paths: RunPaths) -> bool:
     """Do the run's work; False when it is not committed yet (its segments carry on)."""
-    if job["params"]["request_type"] == 2:
+    if job["params"]["request_type"] == RequestType.ANNOTATE:
         annotate_existing(job, ctx)
         return True
     if job.get("segments"):  # its segments are cut: the commit is left
@@ -63,8 +62,7 @@ def _cut(job: dict, ctx: JobContext, paths: RunPaths) -> bool:
     """Cut the upload in one pass and commit it; False when segment jobs took it."""
     params, mongo = job["params"], ctx.mongo
     clock = RunClock(job)
-    mongo.uploads.update_upload(params["upload_id"], status=0, stage="cutting", startedAt=now(),
-                                errorMessage=None)
+    mongo.uploads.update_upload(params["upload_id"], **started_upload("cutting"))
     watchdog.progressed("cutting (opening the video)" if params["content_type"] == VIDEO
                         else "cutting (reading the images)")
     progressive = decide_progressive(job, ctx)

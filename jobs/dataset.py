@@ -29,7 +29,7 @@ from datasets.formats import BoxStats
 from datasets.spec import VersionSpec, parse_version
 from events import dataset_stream
 from exceptions import DatasetError, DiskFull
-from job_states import JobKind, JobState
+from job_states import JobKind, JobState, UploadStatus, completed_version, failed_version
 from jobs import watchdog
 from jobs.context import Heartbeat, JobContext
 from jobs.failure import run_guarded
@@ -75,10 +75,9 @@ def _fail(job: dict, ctx: JobContext, error: dict) -> None:
     if ctx.mongo.datasets.get_version(version_id) is None:
         ctx.mongo.jobs.end_job(job["_id"], job["runId"], JobState.FAILED, error)
         return
-    fields = {"status": 2, "stage": "error", "error": error, "finishedAt": now(),
-              "taskStatus.state": "error"}
     ctx.mongo.jobs.end_run(job["_id"], job["runId"], JobState.FAILED, error,
-                           ("version", version_id, fields), dataset_stream(version_id),
+                           ("version", version_id, failed_version(error)),
+                           dataset_stream(version_id),
                            [events.dataset_failed(version_id, error)])
 
 
@@ -97,7 +96,8 @@ def _build(job: dict, ctx: JobContext, version_id: str) -> None:
     if store:
         store.check()  # a missing bucket or bad credentials: fail before any work
         store.start_listing(spec.s3_prefix)
-    mongo.datasets.update_version(version_id, status=0, progress=0, stage="exporting", error=None,
+    mongo.datasets.update_version(version_id, status=UploadStatus.IN_PROGRESS, progress=0,
+                                  stage="exporting", error=None,
                                   s3Prefix=spec.s3_prefix, startedAt=now(), finishedAt=None,
                                   taskStatus={"state": "pending", "tasks": [
                              {"task": t["_id"], "state": "pending", "error": None,
@@ -218,10 +218,7 @@ def _finish(spec: VersionSpec, exported: Export, manifest: dict | None, cache: C
         store.stats.deleted += len(stale)
     mongo = ctx.mongo
     mongo.datasets.set_dataset_version([to_id(t.task_id) for t in exported.tasks], version_id)
-    fields = {"status": 1, "progress": 100, "stage": "done", "error": None,
-              "finishedAt": now(), "counts": manifest["counts"],
-              "uploadStats": asdict(store.stats) if store else None,
-              "taskStatus.state": "complete"}
+    fields = completed_version(manifest["counts"], asdict(store.stats) if store else None)
     mongo.datasets.finish_version(version_id, fields, dataset_stream(version_id), [
         events.dataset_completed(version_id, manifest["counts"]["images"],
                                  spec.s3_prefix if store else None)])

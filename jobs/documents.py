@@ -1,6 +1,7 @@
 """The AnnotationTask and AnnotationFrame documents a run stages, and their boxes."""
 from __future__ import annotations
 
+from job_states import RequestType
 from mongo_manager import DocumentId, new_id, now, object_id_from, to_id
 from processors.pipeline import TaskOutput
 from processors.source import SourceInfo
@@ -24,7 +25,8 @@ def build_task(out: TaskOutput, info: SourceInfo, params: dict, paths: RunPaths,
     """The AnnotationTask and AnnotationFrame documents of one finished task."""
     task_id = task_object_id(run_id, out.number)
     name = f"task-{out.number}-{info.name}"
-    version = params["auto_anno_version"] if params["request_type"] == 1 else 0
+    annotated = params["request_type"] == RequestType.CUT_AND_ANNOTATE
+    version = params["auto_anno_version"] if annotated else 0
     frames = out.frames
     task = {
         "_id": task_id, "projectId": to_id(params["project_id"]),

@@ -12,13 +12,12 @@ from annotation.registry import get_registry
 from config import Config
 from events import upload_stream
 from exceptions import JobCancelled
-from job_states import JobState
+from job_states import JobState, RequestType, completed_upload, failed_upload
 from jobs import watchdog
 from jobs.context import Heartbeat, JobContext
 from jobs.documents import build_task
 from jobs.publish import Publisher
 from jobs.tracks import track_run
-from mongo_manager import now
 from processors.clip_writer import EncoderSettings
 from processors.input_guard import MIB, InputLimits, redact
 from processors.pipeline import OutputLayout, PipelineSettings, Progress, TaskOutput, run_pipeline
@@ -87,9 +86,7 @@ def commit_tasks(job: dict, ctx: JobContext, paths: RunPaths, task_count: int,
     place, then swaps its tasks in. ``source``: what the run cut, when it
     was cut in one pass (a plan of segments has no timeline to repair)."""
     params, run_id, mongo = job["params"], job["runId"], ctx.mongo
-    fields = {"status": 1, "progress": 100, "stage": "done", "finishedAt": now(),
-              "errorMessage": None, "timings": timings,
-              "timelineRepairs": timeline_repairs(source, params)}
+    fields = completed_upload(timings, timelineRepairs=timeline_repairs(source, params))
     lease = ctx.config.processing.lease_seconds
     if not mongo.jobs.renew_lease(job["_id"], run_id, ctx.owner, lease):
         raise JobCancelled("the run was replaced before its files were moved into place")
@@ -128,9 +125,8 @@ def fail_upload(job: dict, ctx: JobContext, paths: RunPaths, error: dict) -> Non
     error = {**error, "message": redact(str(error.get("message", "")), ctx.config.contents_dir)}
     log.warning("upload %s: %s", params["upload_id"], error["message"])
     discard(ctx, paths)
-    fields = {"status": 2, "stage": "error", "errorMessage": error, "finishedAt": now()}
     ctx.mongo.jobs.end_run(job["_id"], job["runId"], JobState.FAILED, error,
-                           ("upload", params["upload_id"], fields),
+                           ("upload", params["upload_id"], failed_upload(error)),
                            upload_stream(params["upload_id"]),
                            [events.failed(params["upload_id"], error)])
 
@@ -153,7 +149,8 @@ def input_limits(config: Config) -> InputLimits:
 def pipeline_settings(config: Config, params: dict) -> PipelineSettings:
     processing = config.processing
     annotate = None
-    if params["request_type"] == 1:  # annotate the sampled frames while cutting
+    # Annotate the sampled frames while cutting.
+    if params["request_type"] == RequestType.CUT_AND_ANNOTATE:
         annotate = get_registry(config.annotation).detector(params["auto_anno_version"]).detect
     return PipelineSettings(frame_rate=params["frame_rate"],
                             frames_per_task=params["frames_per_task"],

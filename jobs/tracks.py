@@ -15,6 +15,7 @@ import time
 
 from annotation.registry import get_registry
 from annotation.tracking import TrackBox, TrackerSettings, assign_tracks, fill_gaps
+from job_states import RequestType
 from jobs import watchdog
 from jobs.context import JobContext
 from jobs.timings import with_stage
@@ -50,7 +51,8 @@ def track_upload(job: dict, ctx: JobContext, tasks: list[dict], timings: dict) -
 
 def tracker_settings(params: dict, ctx: JobContext) -> TrackerSettings | None:
     """The tracker of a cutting run that auto-annotates a video (None: not tracked)."""
-    return _settings(params, ctx) if params["request_type"] == 1 else None
+    return _settings(params, ctx) if params["request_type"] == RequestType.CUT_AND_ANNOTATE \
+        else None
 
 
 def _settings(params: dict, ctx: JobContext) -> TrackerSettings | None:

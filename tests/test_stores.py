@@ -29,3 +29,21 @@ def test_a_due_job_is_taken_for_a_resend_once_and_spaced_by_the_delay(mongo):
     job = mongo.jobs.get_job("j")
     assert asked == [0] and job["sends"] == 1
     assert before + timedelta(seconds=299) < job["resendAt"] < now() + timedelta(seconds=301)
+
+
+def test_status_and_request_type_are_stored_and_shown_as_plain_integers():
+    """The enums (job_states) write the very integers MongoDB and the API held before."""
+    import json
+
+    import bson
+
+    from job_states import RequestType, UploadStatus, completed_upload, failed_upload
+
+    fields = {**failed_upload({"code": "x"}), "request_type": RequestType.ANNOTATE}
+    fields.pop("finishedAt")
+    assert bson.encode(fields) == bson.encode({**fields, "status": 2, "request_type": 2})
+    assert json.loads(json.dumps(fields)) == {"status": 2, "stage": "error",
+                                              "errorMessage": {"code": "x"}, "request_type": 2}
+    assert json.dumps(UploadStatus.COMPLETED) == "1" and f"{RequestType.CUT}" == "0"
+    assert list(completed_upload({}, tracks=None)) == [
+        "status", "progress", "stage", "finishedAt", "errorMessage", "timings", "tracks"]
