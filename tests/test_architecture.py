@@ -17,8 +17,8 @@ import pytest
 from conftest import ROOT
 
 PACKAGES = ("api", "intake", "engines", "jobs", "processors", "annotation", "datasets", "storage")
-BASICS = ("mongo_manager", "embedded_db", "config", "exceptions", "job_states", "events",
-          "processes", "logging_setup", "backoff")
+BASICS = ("mongo_manager", "embedded_db", "config", "exceptions", "job_states", "job_types",
+          "events", "processes", "logging_setup", "backoff")
 
 
 def lint_imports(folder: Path) -> subprocess.CompletedProcess:
