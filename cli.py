@@ -16,6 +16,7 @@ from exceptions import ServiceError
 from intake import uploads
 from intake.schemas import parse_process_request
 from job_states import RequestType, UploadStatus, upload_job_id
+from jobs.claims import claim
 from jobs.context import JobContext
 from jobs.runner import run_claimed
 from mongo_manager import get_mongo, new_id
@@ -64,8 +65,7 @@ def _run_with_progress(config: Config, upload_id: str) -> None:
         def show(fraction: float) -> None:
             bar.update(max(0, int(fraction * 100) - bar.n))
 
-        job = mongo.jobs.claim_job(owner_id(), config.processing.lease_seconds,
-                                   upload_job_id(upload_id))
+        job = claim(mongo, owner_id(), config.processing.lease_seconds, upload_job_id(upload_id))
         if job is not None:
             run_claimed(job, JobContext(mongo, config, owner_id(), on_progress=show))
             return

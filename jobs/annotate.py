@@ -19,6 +19,7 @@ import events
 from annotation.registry import get_registry
 from exceptions import ContentError
 from job_states import completed_upload, started_upload
+from job_types import ContentJob
 from jobs import watchdog
 from jobs.context import Heartbeat, JobContext
 from jobs.documents import box_documents
@@ -30,14 +31,13 @@ PREFETCH_FRAMES = 32
 _END = object()
 
 
-def annotate_existing(job: dict, ctx: JobContext) -> None:
-    params, mongo = job["params"], ctx.mongo
-    version = params["auto_anno_version"]
+def annotate_existing(job: ContentJob, ctx: JobContext) -> None:
+    upload_id, version, mongo = job.params.upload_id, job.params.auto_anno_version, ctx.mongo
     clock = RunClock(job)
-    mongo.uploads.update_upload(params["upload_id"], **started_upload("annotating"))
+    mongo.uploads.update_upload(upload_id, **started_upload("annotating"))
     watchdog.progressed("annotating (loading the model)")
     detector = get_registry(ctx.config.annotation).detector(version)
-    tasks = mongo.frames.tasks_of(params["upload_id"])
+    tasks = mongo.frames.tasks_of(upload_id)
     watchdog.progressed("annotating")
     total = sum(task.get("frameCount", 0) for task in tasks) or 1
     heartbeat, done = Heartbeat(job, ctx), 0
@@ -56,8 +56,8 @@ def annotate_existing(job: dict, ctx: JobContext) -> None:
         **clock.timings("annotating", done), "framesAnnotated": done})
     fields = completed_upload(timings, tracks=tracks)
     mongo.runs.complete_run(
-        job["_id"], job["runId"], params["upload_id"], fields,
-        [events.annotation_completed(params["upload_id"], version, len(tasks))])
+        job.id, job.run_id, upload_id, fields,
+        [events.annotation_completed(upload_id, version, len(tasks))])
 
 
 def _batches(task: dict, frames: list[dict],

@@ -18,7 +18,7 @@ How a job uses it::
     for segment in plan:  # one job per segment; its params carry the segment as JSON
         enqueue(..., segment=segment.to_dict())
     # in each segment's job:
-    segment = Segment.from_dict(params["segment"])
+    segment = Segment.from_dict(params.segment)
     source = open_segment(path, segment)  # a Source (info as VideoSource(path) has it)
     try:
         for event in run_pipeline(source, settings, layout, done_tasks,
