@@ -9,6 +9,7 @@ from exceptions import Conflict, NotFound
 from intake.schemas import ProcessRequest
 from intake.status import STATUS_TEXT, iso
 from job_states import JobKind, RequestType, UploadStatus, job_busy, upload_job_id
+from job_types import ContentParams
 from mongo_manager import MongoManager, new_id, to_id
 from storage.space import check_room
 
@@ -49,7 +50,7 @@ def accept(req: ProcessRequest, mongo: MongoManager, config: Config,
             raise Conflict("this upload is being processed now; wait for it to finish or "
                            "send force_write=1 to restart it", code="in_progress")
         check_room(config)  # a run is to start: not onto a full store (507)
-        if mongo.jobs.start_job(job_id, JobKind.CONTENT, params, run_id,
+        if mongo.jobs.start_job(job_id, JobKind.CONTENT, params.to_doc(), run_id,
                                 replace_active=bool(req.force_write), seen=seen):
             break
     else:  # the job kept changing under us: another request is handling it
@@ -64,15 +65,15 @@ def accept(req: ProcessRequest, mongo: MongoManager, config: Config,
                  "message": "accepted; processing in the background"}
 
 
-def queue_run(mongo: MongoManager, job_id: str, run_id: str, params: dict, fields: dict,
-              listed: bool) -> None:
+def queue_run(mongo: MongoManager, job_id: str, run_id: str, params: ContentParams,
+              fields: dict, listed: bool) -> None:
     """Make a started run claimable, with its upload document (status 0, queued,
     ``fields`` set) and its upload.accepted event."""
-    upload_id = params["upload_id"]
+    upload_id = params.upload_id
     mongo.jobs.queue_job(job_id, run_id, upload_stream(upload_id),
-                         [events.accepted(upload_id, params["request_type"],
-                                          int(params["force_write"]))],
-                         upload={"upload_id": upload_id, "project_id": params["project_id"],
+                         [events.accepted(upload_id, params.request_type,
+                                          int(params.force_write))],
+                         upload={"upload_id": upload_id, "project_id": params.project_id,
                                  "fields": fields, "listed": listed})
 
 
