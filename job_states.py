@@ -11,7 +11,7 @@ from __future__ import annotations
 import string
 from datetime import datetime, timedelta, timezone
 from enum import IntEnum, StrEnum
-from typing import Any
+from typing import Any, Mapping
 
 
 class JobState(StrEnum):
@@ -35,14 +35,17 @@ LEASED_JOB_STATES = [JobState.RUNNING, JobState.COMMITTED]
 ACCEPT_TIMEOUT = timedelta(seconds=60)
 
 
-def job_busy(job: dict | None) -> bool:
+def job_busy(doc: Mapping[str, Any] | None) -> bool:
     """A run of this job is active: a new one may start only by replacing it
-    (force_write). A request that died while accepting blocks only ACCEPT_TIMEOUT."""
-    if job is None or job.get("state") not in ACTIVE_JOB_STATES:
+    (force_write). A request that died while accepting blocks only ACCEPT_TIMEOUT.
+
+    ``doc``: the job's document as read (None: there is none), not a typed
+    ``Job``: the accept hands that very read to ``start_job``'s compare-and-set."""
+    if doc is None or doc.get("state") not in ACTIVE_JOB_STATES:
         return False
-    if job["state"] != JobState.ACCEPTING:
+    if doc["state"] != JobState.ACCEPTING:
         return True
-    created = job.get("createdAt")
+    created = doc.get("createdAt")
     return created is not None and created >= datetime.now(timezone.utc) - ACCEPT_TIMEOUT
 
 

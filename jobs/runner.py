@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from job_types import Job
+from job_types import ContentParams, Job
 from jobs.context import JobContext
 from jobs.kinds import JOB_KINDS
 from jobs.watchdog import Watchdog
@@ -23,7 +23,8 @@ def run_claimed(job: Job, ctx: JobContext) -> None:
 def _run_one(job: Job, ctx: JobContext) -> Job | None:
     kind = JOB_KINDS[job.kind]
     # Every line logged while running an upload's job carries its upload id.
-    with upload_context(getattr(job.params, "upload_id", None)):
+    upload_id = job.params.upload_id if isinstance(job.params, ContentParams) else None
+    with upload_context(upload_id):
         if job.attempts > ctx.config.processing.max_attempts:
             kind.fail(job, ctx, {"code": "crashed", "message": f"the job stopped its worker "
                                  f"{job.attempts - 1} times; giving up"})
