@@ -15,7 +15,8 @@ from engines.engine import get_notifier
 from exceptions import ServiceError
 from intake import uploads
 from intake.schemas import parse_process_request
-from job_states import upload_job_id
+from job_states import RequestType, UploadStatus, upload_job_id
+from jobs.claims import claim
 from jobs.context import JobContext
 from jobs.runner import run_claimed
 from mongo_manager import get_mongo, new_id
@@ -31,7 +32,7 @@ def process_local(config: Config, args: argparse.Namespace) -> int:
     content_path = _inside_contents(config, source)
     form = {"upload_id": args.upload_id or new_id(), "project_id": args.project_id,
             "frame_rate": args.frame_rate, "content_path": str(content_path),
-            "force_write": args.force_write, "request_type": 0,
+            "force_write": args.force_write, "request_type": RequestType.CUT,
             "content_type": args.content_type or guess_content_type(source)}
     mongo = get_mongo(config)
     try:
@@ -43,7 +44,7 @@ def process_local(config: Config, args: argparse.Namespace) -> int:
     if code == 202:
         _run_with_progress(config, req.upload_id)
     upload = uploads.status(mongo, req.upload_id)
-    if upload["status"] != 1:
+    if upload["status"] != UploadStatus.COMPLETED:
         print(f"error: {(upload['errorMessage'] or {}).get('message')}", file=sys.stderr)
         return 1
     print(f"upload {req.upload_id}: {upload['taskCount']} task clips")
@@ -64,13 +65,13 @@ def _run_with_progress(config: Config, upload_id: str) -> None:
         def show(fraction: float) -> None:
             bar.update(max(0, int(fraction * 100) - bar.n))
 
-        job = mongo.jobs.claim_job(owner_id(), config.processing.lease_seconds,
-                                   upload_job_id(upload_id))
+        job = claim(mongo, owner_id(), config.processing.lease_seconds, upload_job_id(upload_id))
         if job is not None:
             run_claimed(job, JobContext(mongo, config, owner_id(), on_progress=show))
             return
         # A running executor took the job first: follow its progress instead.
-        while (upload := mongo.uploads.get_upload(upload_id)) and upload.get("status") == 0:
+        while (upload := mongo.uploads.get_upload(upload_id)) \
+                and upload.get("status") == UploadStatus.IN_PROGRESS:
             show((upload.get("progress") or 0) / 100)
             time.sleep(0.5)
 

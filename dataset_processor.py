@@ -20,6 +20,7 @@ from tqdm import tqdm
 from config import load_config
 from exceptions import ServiceError
 from intake import dataset_builds
+from job_states import UploadStatus
 from logging_setup import configure_logging
 from mongo_manager import get_mongo
 
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report(state: dict) -> int:
-    if state["status"] != 1:
+    if state["status"] != UploadStatus.COMPLETED:
         error = state.get("error") or {}
         print(f"error: {error.get('message', 'the build did not finish')}", file=sys.stderr)
         return 1

@@ -18,19 +18,18 @@ from kombu.exceptions import OperationalError
 
 from config import Config, QueueConfig
 from engines.celery_setup import RUN_JOB, make_celery
-from job_states import JobKind
+from job_states import ANNOTATING_TYPES, JobKind
+from job_types import JobSend
 from mongo_manager import get_mongo
 
 log = logging.getLogger(__name__)
 
-ANNOTATION_REQUEST_TYPES = (1, 2)
 CUTTING_KINDS = (JobKind.CONTENT, JobKind.SEGMENT)  # a whole upload, or one segment of it
 
 
-def queue_for(job: dict, queues: QueueConfig) -> str:
+def queue_for(job: JobSend, queues: QueueConfig) -> str:
     """The queue a job goes to: annotation work is the only GPU work."""
-    request_type = (job.get("params") or {}).get("request_type")
-    if job.get("kind") in CUTTING_KINDS and request_type in ANNOTATION_REQUEST_TYPES:
+    if job.kind in CUTTING_KINDS and job.request_type in ANNOTATING_TYPES:
         return queues.gpu_queue
     return queues.cpu_queue
 
@@ -51,22 +50,22 @@ class CeleryNotifier:
 
     def notify(self, job_id: str) -> None:
         mongo = get_mongo(self.config)
-        job = mongo.jobs.note_sent(job_id, self.config.queue.resubmit_seconds)
-        if job is None:
+        doc = mongo.jobs.note_sent(job_id, self.config.queue.resubmit_seconds)
+        if doc is None:
             return
-        if not self.send(job):
+        if not self.send(JobSend.from_doc(doc)):
             mongo.jobs.resend_soon(job_id)
 
-    def send(self, job: dict) -> bool:
-        """Send one job's id to its queue; False when the broker cannot be reached."""
+    def send(self, job: JobSend) -> bool:
+        """Send one job's id to its queue (the message carries nothing else);
+        False when the broker cannot be reached."""
         queue = queue_for(job, self.config.queue)
         try:
-            self.app.send_task(RUN_JOB, args=[job["_id"]], queue=queue)
+            self.app.send_task(RUN_JOB, args=[job.id], queue=queue)
         except (OperationalError, redis.RedisError, OSError) as exc:
-            log.warning("job %s: broker unreachable, the sweeper will send it: %s",
-                        job["_id"], exc)
+            log.warning("job %s: broker unreachable, the sweeper will send it: %s", job.id, exc)
             return False
-        log.debug("job %s sent to %s", job["_id"], queue)
+        log.debug("job %s sent to %s", job.id, queue)
         return True
 
     def health(self) -> dict:

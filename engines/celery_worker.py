@@ -50,7 +50,7 @@ def run_job_here(task: Task, config: Config, job_id: str) -> str:
         if job is None:
             log.info("job %s: not run (%s)", job_id, why)
             return why
-        log.info("job %s: claimed by %s (attempt %d)", job_id, ctx.owner, job["attempts"])
+        log.info("job %s: claimed by %s (attempt %d)", job_id, ctx.owner, job.attempts)
         run_claimed(job, ctx)
         return "ran"
     except (DatabaseError, DatabaseUnavailable) as exc:

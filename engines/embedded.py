@@ -36,7 +36,7 @@ from typing import Any, Callable
 from annotation.registry import get_registry
 from config import Config, load_config
 from engines.control import executor_lock_path, wake_address, wake_executor
-from jobs.claims import release_orphans
+from jobs.claims import claim, release_orphans
 from jobs.context import JobContext
 from jobs.runner import run_claimed
 from jobs.watchdog import STALL_EXIT_CODE
@@ -66,7 +66,7 @@ def worker_loop(config: Config, stop: threading.Event, drain: bool = False,
     ran = 0
     while not stop.is_set():
         try:
-            job = mongo.jobs.claim_job(ctx.owner, config.processing.lease_seconds)
+            job = claim(mongo, ctx.owner, config.processing.lease_seconds)
             if job is None:
                 if drain or os.getppid() != parent:
                     return ran

@@ -24,6 +24,7 @@ from config import Config, QueueConfig, load_config
 from engines.celery_send import CeleryNotifier
 from events.deliverer import Deliverer
 from exceptions import DatabaseUnavailable
+from job_types import JobSend
 from jobs.claims import release_orphans
 from mongo_manager import DatabaseError, get_mongo
 from processes import helper_process_start, owner_id
@@ -45,12 +46,13 @@ def sweep_once(config: Config, notifier: CeleryNotifier) -> int:
     mongo = get_mongo(config)
     release_orphans(mongo)
     sent = 0
-    for job in mongo.jobs.take_resends(lambda sends: resend_delay(config.queue, sends)):
+    for doc in mongo.jobs.take_resends(lambda sends: resend_delay(config.queue, sends)):
+        job = JobSend.from_doc(doc)
         if notifier.send(job):
             sent += 1
-            log.info("job %s sent again (send %d)", job["_id"], (job.get("sends") or 0) + 1)
+            log.info("job %s sent again (send %d)", job.id, job.sends + 1)
         else:
-            mongo.jobs.resend_soon(job["_id"])
+            mongo.jobs.resend_soon(job.id)
             break  # the broker is away: the next sweep tries again
     return sent
 

@@ -6,8 +6,9 @@ from typing import Any, Callable
 from config import Config
 from exceptions import Conflict, NotFound
 from intake.status import STATUS_TEXT, iso
-from job_states import JobKind, dataset_job_id
-from jobs.claims import release_orphans
+from job_states import JobKind, UploadStatus, dataset_job_id, queued_version
+from job_types import DatasetParams, Job
+from jobs.claims import claim, release_orphans
 from jobs.context import JobContext
 from jobs.runner import run_claimed
 from mongo_manager import MongoManager, new_id
@@ -20,7 +21,8 @@ def start_build(mongo: MongoManager, version_id: str) -> tuple[str, str] | None:
     if mongo.datasets.get_version(version_id) is None:
         raise NotFound(f"no dataset version {version_id}", code="version_not_found")
     job_id, run_id = dataset_job_id(version_id), new_id()
-    if not mongo.jobs.start_job(job_id, JobKind.DATASET, {"version_id": str(version_id)}, run_id,
+    params = DatasetParams(version_id=str(version_id))
+    if not mongo.jobs.start_job(job_id, JobKind.DATASET, params.to_doc(), run_id,
                                 replace_active=False, seen=mongo.jobs.get_job(job_id)):
         return None
     return job_id, run_id
@@ -38,15 +40,16 @@ def build_here(mongo: MongoManager, config: Config, version_id: str,
     return True
 
 
-def _take(mongo: MongoManager, config: Config, version_id: str) -> dict | None:
+def _take(mongo: MongoManager, config: Config, version_id: str) -> Job | None:
     """This process's build run: a new one, or one whose holder died."""
     lease = config.processing.lease_seconds
     started = start_build(mongo, version_id)
     if started:
-        return mongo.jobs.take_job(*started, owner_id(), lease)
+        doc = mongo.jobs.take_job(*started, owner_id(), lease)
+        return Job.from_doc(doc) if doc is not None else None
     # A build killed on this host holds its lease until it runs out: release it now.
     release_orphans(mongo)
-    return mongo.jobs.claim_job(owner_id(), lease, dataset_job_id(version_id))
+    return claim(mongo, owner_id(), lease, dataset_job_id(version_id))
 
 
 def queue_build(mongo: MongoManager, config: Config, version_id: str, notifier: Any) -> dict:
@@ -59,14 +62,14 @@ def queue_build(mongo: MongoManager, config: Config, version_id: str, notifier: 
     job_id, run_id = started
     queue_run(mongo, job_id, run_id, version_id)
     notifier.notify(job_id)
-    return {"version_id": str(version_id), "status": 0, "stage": "queued",
+    return {"version_id": str(version_id), "status": UploadStatus.IN_PROGRESS, "stage": "queued",
             "status_url": f"/api/datasets/{version_id}",
             "message": "accepted; building in the background"}
 
 
 def queue_run(mongo: MongoManager, job_id: str, run_id: str, version_id: str) -> None:
     """Make a started build run claimable, the version showing it queued."""
-    mongo.datasets.update_version(version_id, status=0, progress=0, stage="queued", error=None)
+    mongo.datasets.update_version(version_id, **queued_version())
     mongo.jobs.queue_job(job_id, run_id)
 
 

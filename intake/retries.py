@@ -7,6 +7,7 @@ from config import Config
 from exceptions import DiskFull
 from intake import dataset_builds, uploads
 from job_states import JobKind
+from job_types import Job
 from mongo_manager import MongoManager, new_id
 from storage.space import below_floor
 
@@ -27,17 +28,17 @@ def retry_disk_full(mongo: MongoManager, config: Config) -> tuple[int, str | Non
         return 0, f"{why}: {len(failed)} upload(s) or dataset build(s) that ran out of " \
                   "space (disk_full) left for later"
     retried = 0
-    for job in failed:
-        params, run_id = job["params"], new_id()
-        if job["kind"] == JobKind.CONTENT and \
-                mongo.uploads.get_upload(params["upload_id"]) is None:
+    for doc in failed:
+        job, run_id = Job.from_doc(doc), new_id()
+        if job.kind == JobKind.CONTENT and \
+                mongo.uploads.get_upload(job.params.upload_id) is None:
             continue  # the backend deleted the upload since: nothing to redo
-        if not mongo.jobs.start_job(job["_id"], job["kind"], params, run_id, replace_active=False,
-                                    seen=job):
+        if not mongo.jobs.start_job(job.id, job.kind, job.params.to_doc(), run_id,
+                                    replace_active=False, seen=doc):
             continue  # retried by another warm start, or started again by a request
-        if job["kind"] == JobKind.DATASET:
-            dataset_builds.queue_run(mongo, job["_id"], run_id, params["version_id"])
+        if job.kind == JobKind.DATASET:
+            dataset_builds.queue_run(mongo, job.id, run_id, job.params.version_id)
         else:  # the upload keeps its request's fields and its project's list
-            uploads.queue_run(mongo, job["_id"], run_id, params, {}, listed=True)
+            uploads.queue_run(mongo, job.id, run_id, job.params, {}, listed=True)
         retried += 1
     return retried, None

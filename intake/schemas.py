@@ -16,17 +16,18 @@ from pathlib import Path
 from typing import Any, Collection, Mapping
 
 from exceptions import BadRequest, NotFound
-from job_states import canonical_id
+from job_states import ANNOTATING_TYPES, RequestType, canonical_id
+from job_types import ContentParams
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # ids become folder names
-REQUEST_TYPES = {0: "tasks only", 1: "tasks plus auto-annotations", 2: "auto-annotations only"}
+REQUEST_TYPES = {RequestType.CUT: "tasks only", RequestType.CUT_AND_ANNOTATE: "tasks plus "
+                 "auto-annotations", RequestType.ANNOTATE: "auto-annotations only"}
 CONTENT_TYPES = {1: "video", 2: "images"}
 MAX_FRAME_RATE = 120
 MAX_VERSION = 10**6
 # The request types that cut content, and so need frame_rate and content_path.
-CUTTING_TYPES = (0, 1)
-# The request types that annotate, and so need auto_anno_version >= 1.
-ANNOTATING_TYPES = (1, 2)
+CUTTING_TYPES = (RequestType.CUT, RequestType.CUT_AND_ANNOTATE)
+# The request types that annotate (ANNOTATING_TYPES) need auto_anno_version >= 1.
 
 
 @dataclass(frozen=True)
@@ -161,12 +162,12 @@ class ProcessRequest:
     content_path: str  # absolute, resolved, inside contents_dir
     force_write: int
     auto_anno_version: int
-    request_type: int
+    request_type: RequestType
     content_type: int
 
-    def as_params(self, frames_per_task: int) -> dict:
+    def as_params(self, frames_per_task: int) -> ContentParams:
         """What a job needs to run (and to resume identically)."""
-        return {**asdict(self), "frames_per_task": frames_per_task}
+        return ContentParams(**asdict(self), frames_per_task=frames_per_task)
 
 
 def parse_process_request(form: Mapping[str, Any], contents_dir: Path,
@@ -195,6 +196,7 @@ def parse_process_request(form: Mapping[str, Any], contents_dir: Path,
     if path is not None and not _exists(path):
         raise NotFound(f"content_path {form.get('content_path')!r} does not exist",
                        code="content_not_found")
+    values["request_type"] = RequestType(values["request_type"])
     return ProcessRequest(**values, content_path=str(path) if path else "")
 
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-STATUS_TEXT = {0: "in progress", 1: "completed", 2: "error"}
+from job_states import UploadStatus
+
+STATUS_TEXT = {UploadStatus.IN_PROGRESS: "in progress", UploadStatus.COMPLETED: "completed",
+               UploadStatus.ERROR: "error"}
 
 
 def iso(value: Any) -> str | None:

@@ -8,7 +8,8 @@ from events import upload_stream
 from exceptions import Conflict, NotFound
 from intake.schemas import ProcessRequest
 from intake.status import STATUS_TEXT, iso
-from job_states import JobKind, job_busy, upload_job_id
+from job_states import JobKind, RequestType, UploadStatus, job_busy, upload_job_id
+from job_types import ContentParams
 from mongo_manager import MongoManager, new_id, to_id
 from storage.space import check_room
 
@@ -49,7 +50,7 @@ def accept(req: ProcessRequest, mongo: MongoManager, config: Config,
             raise Conflict("this upload is being processed now; wait for it to finish or "
                            "send force_write=1 to restart it", code="in_progress")
         check_room(config)  # a run is to start: not onto a full store (507)
-        if mongo.jobs.start_job(job_id, JobKind.CONTENT, params, run_id,
+        if mongo.jobs.start_job(job_id, JobKind.CONTENT, params.to_doc(), run_id,
                                 replace_active=bool(req.force_write), seen=seen):
             break
     else:  # the job kept changing under us: another request is handling it
@@ -59,20 +60,20 @@ def accept(req: ProcessRequest, mongo: MongoManager, config: Config,
     listed = bool(existing) and existing.get("projectId") == to_id(req.project_id)
     queue_run(mongo, job_id, run_id, params, fields, listed)
     notifier.notify(job_id)
-    return 202, {"upload_id": req.upload_id, "status": 0, "stage": "queued",
+    return 202, {"upload_id": req.upload_id, "status": UploadStatus.IN_PROGRESS, "stage": "queued",
                  "status_url": f"/api/processContent/{req.upload_id}",
                  "message": "accepted; processing in the background"}
 
 
-def queue_run(mongo: MongoManager, job_id: str, run_id: str, params: dict, fields: dict,
-              listed: bool) -> None:
+def queue_run(mongo: MongoManager, job_id: str, run_id: str, params: ContentParams,
+              fields: dict, listed: bool) -> None:
     """Make a started run claimable, with its upload document (status 0, queued,
     ``fields`` set) and its upload.accepted event."""
-    upload_id = params["upload_id"]
+    upload_id = params.upload_id
     mongo.jobs.queue_job(job_id, run_id, upload_stream(upload_id),
-                         [events.accepted(upload_id, params["request_type"],
-                                          int(params["force_write"]))],
-                         upload={"upload_id": upload_id, "project_id": params["project_id"],
+                         [events.accepted(upload_id, params.request_type,
+                                          int(params.force_write))],
+                         upload={"upload_id": upload_id, "project_id": params.project_id,
                                  "fields": fields, "listed": listed})
 
 
@@ -80,15 +81,15 @@ def _already_done(req: ProcessRequest, fields: dict, existing: dict | None,
                   mongo: MongoManager) -> tuple[int, dict] | None:
     """(200, body) when this very request already completed; Conflict when the
     upload cannot take it; None when a run is to start."""
-    if req.request_type == 2:
+    if req.request_type == RequestType.ANNOTATE:
         _check_annotatable(existing, mongo, req.upload_id)
-    if not existing or existing.get("status") != 1 or req.force_write:
+    if not existing or existing.get("status") != UploadStatus.COMPLETED or req.force_write:
         return None
     if all(existing.get(k) == v for k, v in fields.items() if k in SAME_REQUEST_FIELDS) \
             and existing.get("projectId") == to_id(req.project_id):
         return 200, {**describe(existing), "message": "already processed; nothing redone "
                      "(send force_write=1 to process it again)"}
-    if req.request_type != 2:  # annotating existing tasks again needs no force
+    if req.request_type != RequestType.ANNOTATE:  # annotating existing tasks again needs no force
         raise Conflict("this upload was already processed with other parameters; "
                        "send force_write=1 to replace the result", code="already_processed")
     return None
@@ -102,9 +103,10 @@ def _check_annotatable(existing: dict | None, mongo: MongoManager, upload_id: st
         raise Conflict("this upload has no tasks to annotate; cut it first (request_type 0 "
                        "or 1)", code="no_tasks")
     # Complete, or its last request was an annotation, accepted on a complete cut.
-    if existing.get("status") == 1 or existing.get("request_type") == 2:
+    if existing.get("status") == UploadStatus.COMPLETED \
+            or existing.get("request_type") == RequestType.ANNOTATE:
         return
-    if existing.get("status") == 0:
+    if existing.get("status") == UploadStatus.IN_PROGRESS:
         raise Conflict("this upload is being cut now; annotate it once it completes",
                        code="in_progress")
     raise Conflict("this upload's cut did not complete; cut it again (force_write=1) "
@@ -115,7 +117,7 @@ def _upload_fields(req: ProcessRequest, config: Config) -> dict:
     fields = {"request_type": req.request_type,
               "request_annotation_version": req.auto_anno_version,
               "content_type": req.content_type, "force_write": req.force_write}
-    if req.request_type != 2:  # annotating existing tasks keeps the cutting parameters
+    if req.request_type != RequestType.ANNOTATE:  # keeps the cutting parameters
         fields.update({"frame_rate": req.frame_rate,
                        "frames_per_task": config.processing.frames_per_task,
                        "sourceFilePath": req.content_path, "taskCount": 0})

@@ -17,12 +17,13 @@ import numpy as np
 import events
 from annotation.registry import get_registry
 from exceptions import ContentError
+from job_states import completed_upload, started_upload
+from job_types import ContentJob
 from jobs import watchdog
 from jobs.context import Heartbeat, JobContext
 from jobs.documents import box_documents
 from jobs.timings import RunClock
 from jobs.tracks import track_upload
-from mongo_manager import now
 from naming import auto_box_source
 from processors.readers import task_images
 from processors.threads import context_thread, put_unless_stopped
@@ -31,15 +32,13 @@ PREFETCH_FRAMES = 32
 _END = object()
 
 
-def annotate_existing(job: dict, ctx: JobContext) -> None:
-    params, mongo = job["params"], ctx.mongo
-    version = params["auto_anno_version"]
+def annotate_existing(job: ContentJob, ctx: JobContext) -> None:
+    upload_id, version, mongo = job.params.upload_id, job.params.auto_anno_version, ctx.mongo
     clock = RunClock(job)
-    mongo.uploads.update_upload(params["upload_id"], status=0, stage="annotating", startedAt=now(),
-                                errorMessage=None)
+    mongo.uploads.update_upload(upload_id, **started_upload("annotating"))
     watchdog.progressed("annotating (loading the model)")
     detector = get_registry(ctx.config.annotation).detector(version)
-    tasks = mongo.frames.tasks_of(params["upload_id"])
+    tasks = mongo.frames.tasks_of(upload_id)
     watchdog.progressed("annotating")
     total = sum(task.get("frameCount", 0) for task in tasks) or 1
     heartbeat, done = Heartbeat(job, ctx), 0
@@ -56,11 +55,10 @@ def annotate_existing(job: dict, ctx: JobContext) -> None:
     heartbeat.beat(1.0, force=True)
     tracks, timings = track_upload(job, ctx, tasks, {
         **clock.timings("annotating", done), "framesAnnotated": done})
-    fields = {"status": 1, "progress": 100, "stage": "done", "finishedAt": now(),
-              "errorMessage": None, "timings": timings, "tracks": tracks}
+    fields = completed_upload(timings, tracks=tracks)
     mongo.runs.complete_run(
-        job["_id"], job["runId"], params["upload_id"], fields,
-        [events.annotation_completed(params["upload_id"], version, len(tasks))])
+        job.id, job.run_id, upload_id, fields,
+        [events.annotation_completed(upload_id, version, len(tasks))])
 
 
 def _batches(task: dict, frames: list[dict],

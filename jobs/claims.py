@@ -1,15 +1,24 @@
-"""Claims a process makes besides the engines' own loop: one job by id (a Celery
-message), and the release of jobs held by this host's dead processes."""
+"""A process's claims of jobs, typed: the next job (or one by id), one job by id
+for a Celery message, and the release of jobs held by this host's dead processes."""
 from __future__ import annotations
 
 from config import Config
 from job_states import LEASED_JOB_STATES
+from job_types import Job
 from mongo_manager import MongoManager, now
 from processes import owner_dead_here
 
 
+def claim(mongo: MongoManager, owner: str, lease_seconds: float,
+          job_id: str | None = None) -> Job | None:
+    """Claim the oldest queued job (or ``job_id``), or one whose holder's lease ran
+    out (``mongo.jobs.claim_job``), as the ``Job`` it is; None if there is none."""
+    doc = mongo.jobs.claim_job(owner, lease_seconds, job_id=job_id)
+    return Job.from_doc(doc) if doc is not None else None
+
+
 def claim_by_id(mongo: MongoManager, config: Config, job_id: str,
-                owner: str) -> tuple[dict | None, str]:
+                owner: str) -> tuple[Job | None, str]:
     """The claimed job, or None and why it is not to be run here.
 
     A job held by a live lease is left to its holder: if the holder dies, its
@@ -18,22 +27,22 @@ def claim_by_id(mongo: MongoManager, config: Config, job_id: str,
     once, so the redelivered message resumes the job without waiting.
     """
     lease = config.processing.lease_seconds
-    job = mongo.jobs.claim_job(owner, lease, job_id=job_id)
+    job = claim(mongo, owner, lease, job_id)
     if job is not None:
         return job, "claimed"
-    current = mongo.jobs.get_job(job_id)
-    if current is None:
+    doc = mongo.jobs.get_job(job_id)
+    if doc is None:
         return None, "no such job"
-    holder = current.get("owner")
-    if current["state"] in LEASED_JOB_STATES and owner_dead_here(holder):
-        mongo.jobs.release_jobs([holder])
-        job = mongo.jobs.claim_job(owner, lease, job_id=job_id)
+    current = Job.from_doc(doc)
+    if current.state in LEASED_JOB_STATES and owner_dead_here(current.owner):
+        mongo.jobs.release_jobs([current.owner])
+        job = claim(mongo, owner, lease, job_id)
         if job is not None:
             return job, "claimed"
-    if current["state"] in LEASED_JOB_STATES:
-        left = (current["leaseUntil"] - now()).total_seconds()
-        return None, f"held by {holder} for {left:.1f} s more"
-    return None, current["state"]
+    if current.state in LEASED_JOB_STATES and current.lease_until is not None:
+        left = (current.lease_until - now()).total_seconds()
+        return None, f"held by {current.owner} for {left:.1f} s more"
+    return None, current.state
 
 
 def release_orphans(mongo: MongoManager) -> int:

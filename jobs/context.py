@@ -7,6 +7,7 @@ from typing import Callable
 
 from config import Config
 from exceptions import JobCancelled
+from job_types import Job
 from jobs import watchdog
 from mongo_manager import MongoManager
 
@@ -32,7 +33,7 @@ class Heartbeat:
     moved on: it is what keeps the job's watchdog (jobs/watchdog.py) at bay.
     """
 
-    def __init__(self, job: dict, ctx: JobContext,
+    def __init__(self, job: Job, ctx: JobContext,
                  record: Callable[[int], None] | None = None) -> None:
         self.job, self.ctx = job, ctx
         self.last = 0.0
@@ -41,7 +42,7 @@ class Heartbeat:
         self.alive: Callable[[], None] = current.progressed if current else lambda: None
         # Where progress goes: the upload document unless the job says otherwise.
         self.record = record or (lambda progress: ctx.mongo.uploads.update_upload(
-            job["params"]["upload_id"], progress=progress))
+            job.params.upload_id, progress=progress))
 
     def beat(self, fraction: float, force: bool = False) -> None:
         self.alive()
@@ -58,6 +59,6 @@ class Heartbeat:
     def holding(self) -> None:
         """Renew the lease now; JobCancelled if this process no longer holds the run."""
         ctx, job = self.ctx, self.job
-        if not ctx.mongo.jobs.renew_lease(job["_id"], job["runId"], ctx.owner,
+        if not ctx.mongo.jobs.renew_lease(job.id, job.run_id, ctx.owner,
                                           ctx.config.processing.lease_seconds):
             raise JobCancelled("the run was replaced")

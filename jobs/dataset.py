@@ -29,7 +29,8 @@ from datasets.formats import BoxStats
 from datasets.spec import VersionSpec, parse_version
 from events import dataset_stream
 from exceptions import DatasetError, DiskFull
-from job_states import JobKind, JobState
+from job_states import JobKind, JobState, UploadStatus, completed_version, failed_version
+from job_types import DatasetJob
 from jobs import watchdog
 from jobs.context import Heartbeat, JobContext
 from jobs.failure import run_guarded
@@ -50,39 +51,38 @@ def dataset_dir(contents: Path, version_id: str) -> Path:
     return contents / "datasets" / str(version_id)
 
 
-def run_dataset_job(job: dict, ctx: JobContext) -> None:
-    version_id = job["params"]["version_id"]
+def run_dataset_job(job: DatasetJob, ctx: JobContext) -> None:
+    version_id = job.params.version_id
     if run_guarded(lambda: _build(job, ctx, version_id) or True, config=ctx.config,
                    doing="build",
                    fail=lambda error: _fail(job, ctx, {"retryable": False, **error}),
                    cancelled=lambda: log.info("dataset version %s: another process took the "
                                               "build over", version_id)):
-        ctx.mongo.jobs.end_job(job["_id"], job["runId"], JobState.DONE)
+        ctx.mongo.jobs.end_job(job.id, job.run_id, JobState.DONE)
 
 
-def fail_dataset_job(job: dict, ctx: JobContext, error: dict) -> None:
+def fail_dataset_job(job: DatasetJob, ctx: JobContext, error: dict) -> None:
     _fail(job, ctx, {**error, "retryable": False})
 
 
-def _fail(job: dict, ctx: JobContext, error: dict) -> None:
-    version_id = job["params"]["version_id"]
+def _fail(job: DatasetJob, ctx: JobContext, error: dict) -> None:
+    version_id = job.params.version_id
     log.warning("dataset version %s: %s", version_id, error["message"])
     # Out of space: its partial output goes, and the space it took, unless
     # another process holds the build now (the folder is the version's, not the run's).
     if error.get("code") == DiskFull.code and ctx.mongo.jobs.renew_lease(
-            job["_id"], job["runId"], ctx.owner, ctx.config.processing.lease_seconds):
+            job.id, job.run_id, ctx.owner, ctx.config.processing.lease_seconds):
         remove_tree(dataset_dir(ctx.config.contents_dir, version_id))
     if ctx.mongo.datasets.get_version(version_id) is None:
-        ctx.mongo.jobs.end_job(job["_id"], job["runId"], JobState.FAILED, error)
+        ctx.mongo.jobs.end_job(job.id, job.run_id, JobState.FAILED, error)
         return
-    fields = {"status": 2, "stage": "error", "error": error, "finishedAt": now(),
-              "taskStatus.state": "error"}
-    ctx.mongo.jobs.end_run(job["_id"], job["runId"], JobState.FAILED, error,
-                           ("version", version_id, fields), dataset_stream(version_id),
+    ctx.mongo.jobs.end_run(job.id, job.run_id, JobState.FAILED, error,
+                           ("version", version_id, failed_version(error)),
+                           dataset_stream(version_id),
                            [events.dataset_failed(version_id, error)])
 
 
-def _build(job: dict, ctx: JobContext, version_id: str) -> None:
+def _build(job: DatasetJob, ctx: JobContext, version_id: str) -> None:
     mongo = ctx.mongo
     doc = mongo.datasets.get_version(version_id)
     if doc is None:
@@ -97,7 +97,8 @@ def _build(job: dict, ctx: JobContext, version_id: str) -> None:
     if store:
         store.check()  # a missing bucket or bad credentials: fail before any work
         store.start_listing(spec.s3_prefix)
-    mongo.datasets.update_version(version_id, status=0, progress=0, stage="exporting", error=None,
+    mongo.datasets.update_version(version_id, status=UploadStatus.IN_PROGRESS, progress=0,
+                                  stage="exporting", error=None,
                                   s3Prefix=spec.s3_prefix, startedAt=now(), finishedAt=None,
                                   taskStatus={"state": "pending", "tasks": [
                              {"task": t["_id"], "state": "pending", "error": None,
@@ -218,10 +219,7 @@ def _finish(spec: VersionSpec, exported: Export, manifest: dict | None, cache: C
         store.stats.deleted += len(stale)
     mongo = ctx.mongo
     mongo.datasets.set_dataset_version([to_id(t.task_id) for t in exported.tasks], version_id)
-    fields = {"status": 1, "progress": 100, "stage": "done", "error": None,
-              "finishedAt": now(), "counts": manifest["counts"],
-              "uploadStats": asdict(store.stats) if store else None,
-              "taskStatus.state": "complete"}
+    fields = completed_version(manifest["counts"], asdict(store.stats) if store else None)
     mongo.datasets.finish_version(version_id, fields, dataset_stream(version_id), [
         events.dataset_completed(version_id, manifest["counts"]["images"],
                                  spec.s3_prefix if store else None)])

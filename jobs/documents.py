@@ -1,6 +1,8 @@
 """The AnnotationTask and AnnotationFrame documents a run stages, and their boxes."""
 from __future__ import annotations
 
+from job_states import RequestType
+from job_types import ContentParams
 from mongo_manager import DocumentId, new_id, now, object_id_from, to_id
 from naming import auto_box_source, task_frames_folder, task_name
 from processors.pipeline import TaskOutput
@@ -20,20 +22,21 @@ def task_object_id(run_id: str, number: int) -> DocumentId:
     return object_id_from(f"{run_id}:{number}")
 
 
-def build_task(out: TaskOutput, info: SourceInfo, params: dict, paths: RunPaths,
+def build_task(out: TaskOutput, info: SourceInfo, params: ContentParams, paths: RunPaths,
                run_id: str) -> tuple[dict, list[dict]]:
     """The AnnotationTask and AnnotationFrame documents of one finished task."""
     task_id = task_object_id(run_id, out.number)
     name = task_name(out.number, info.name)
-    version = params["auto_anno_version"] if params["request_type"] == 1 else 0
+    version = params.auto_anno_version \
+        if params.request_type == RequestType.CUT_AND_ANNOTATE else 0
     frames = out.frames
     task = {
-        "_id": task_id, "projectId": to_id(params["project_id"]),
-        "uploadId": to_id(params["upload_id"]), "taskName": name, "videoName": info.name,
+        "_id": task_id, "projectId": to_id(params.project_id),
+        "uploadId": to_id(params.upload_id), "taskName": name, "videoName": info.name,
         "videoPath": str(paths.clips / out.clip_path.name),
         "frameStart": frames[0].source_index, "frameEnd": frames[-1].source_index,
         "frameStartTime": frames[0].timestamp, "frameCount": len(frames),
-        "original_frames": [f.source_index for f in frames], "frameRate": params["frame_rate"],
+        "original_frames": [f.source_index for f in frames], "frameRate": params.frame_rate,
         "Originalframerate": info.fps, "videoResolutionWidth": info.width,
         "videoResolutionHeight": info.height, "videoDuration": info.duration,
         "taskStatus": 0, "auditStatus": 0, "AutoAnnotationVersion": version,

@@ -10,14 +10,15 @@ from dataclasses import dataclass
 from typing import Callable
 
 from job_states import JobKind
+from job_types import Job
 from jobs import content, dataset, segments
 from jobs.context import JobContext
 
 
 @dataclass(frozen=True)
 class KindRunner:
-    run: Callable[[dict, JobContext], dict | None]
-    fail: Callable[[dict, JobContext, dict], None]
+    run: Callable[[Job, JobContext], Job | None]
+    fail: Callable[[Job, JobContext, dict], None]
 
 
 JOB_KINDS: dict[str, KindRunner] = {

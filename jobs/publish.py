@@ -27,6 +27,7 @@ from pathlib import Path
 
 import events
 from annotation.tracking import FinalFrame, OnlineTracks
+from job_types import ContentJob, ContentParams
 from jobs import watchdog
 from jobs.context import JobContext
 from jobs.timings import with_stage
@@ -39,23 +40,24 @@ log = logging.getLogger(__name__)
 PUBLISH_SECONDS = 0.5
 
 
-def decide_and_record_progressive(job: dict, ctx: JobContext) -> bool:
+def decide_and_record_progressive(job: ContentJob, ctx: JobContext) -> bool:
     """Whether this run publishes its tasks as they are cut. Decided the first
     time and recorded on the job (so a resumed run decides the same); a
     progressive run also sets its upload's ``readyTaskCount`` to 0 then."""
-    if "progressive" not in job:
-        upload_id = job["params"]["upload_id"]
-        job["progressive"] = ctx.mongo.frames.count_tasks(upload_id) == 0
-        if job["progressive"]:
-            ctx.mongo.uploads.update_upload(upload_id, readyTaskCount=0)
-        ctx.mongo.jobs.set_job_fields(job["_id"], job["runId"], progressive=job["progressive"])
-    return bool(job["progressive"])
+    if job.progressive is not None:
+        return job.progressive
+    upload_id = job.params.upload_id
+    progressive = ctx.mongo.frames.count_tasks(upload_id) == 0
+    if progressive:
+        ctx.mongo.uploads.update_upload(upload_id, readyTaskCount=0)
+    ctx.mongo.jobs.set_job_fields(job.id, job.run_id, progressive=progressive)
+    return progressive
 
 
 _cached: dict[str, "Publisher"] = {}
 
 
-def publisher_for(job_id: str, params: dict, run_id: str, paths: RunPaths,
+def publisher_for(job_id: str, params: ContentParams, run_id: str, paths: RunPaths,
                   ctx: JobContext) -> "Publisher":
     """This process's publisher of the run: kept from one segment job to the
     next of the same run, so its tracker goes on rather than replaying."""
@@ -74,15 +76,15 @@ class Publisher:
     each publication on the run.
     """
 
-    def __init__(self, job_id: str, params: dict, run_id: str, paths: RunPaths,
+    def __init__(self, job_id: str, params: ContentParams, run_id: str, paths: RunPaths,
                  ctx: JobContext) -> None:
         self.job_id, self.params, self.run_id, self.paths, self.ctx = (
             job_id, params, run_id, paths, ctx)
-        self.upload_id = params["upload_id"]
+        self.upload_id = params.upload_id
         settings = tracker_settings(params, ctx)
-        self.tracks = (OnlineTracks(params["frame_rate"], settings)
+        self.tracks = (OnlineTracks(params.frame_rate, settings)
                        if settings is not None else None)
-        self.source = auto_box_source(params.get('auto_anno_version'))
+        self.source = auto_box_source(params.auto_anno_version)
         self.fed = 0  # tasks given to the tracker
         # frames pushed, not final yet (push order), with their own boxes
         self.waiting: list[tuple[dict, list[dict]]] = []

@@ -12,13 +12,13 @@ from annotation.registry import get_registry
 from config import Config
 from events import upload_stream
 from exceptions import JobCancelled
-from job_states import JobState
+from job_states import JobState, RequestType, completed_upload, failed_upload
+from job_types import ContentJob, ContentParams
 from jobs import watchdog
 from jobs.context import Heartbeat, JobContext
 from jobs.documents import build_task
 from jobs.publish import Publisher
 from jobs.tracks import track_run
-from mongo_manager import now
 from processors.clip_writer import EncoderSettings
 from processors.input_guard import MIB, InputLimits, redact
 from processors.pipeline import OutputLayout, PipelineSettings, Progress, TaskOutput, run_pipeline
@@ -29,13 +29,12 @@ from storage.contents import RunPaths, move_into_place, remove_staging
 log = logging.getLogger(__name__)
 
 
-def run_paths(config: Config, job: dict) -> RunPaths:
+def run_paths(config: Config, job: ContentJob) -> RunPaths:
     """The folders of a processContent (or segment) job's current run."""
-    params = job["params"]
-    return RunPaths(config.contents_dir, params["project_id"], params["upload_id"], job["runId"])
+    return RunPaths(config.contents_dir, job.params.project_id, job.params.upload_id, job.run_id)
 
 
-def stage_pipeline(job: dict, ctx: JobContext, paths: RunPaths, source: Source,
+def stage_pipeline(job: ContentJob, ctx: JobContext, paths: RunPaths, source: Source,
                    heartbeat: Heartbeat, first_sample: int = 0,
                    publisher: Publisher | None = None) -> tuple[set[int], int]:
     """Cut ``source`` (a whole video, or one segment of it from ``first_sample``)
@@ -43,8 +42,8 @@ def stage_pipeline(job: dict, ctx: JobContext, paths: RunPaths, source: Source,
     what can be, for a progressive run); tasks the run staged before are
     skipped. Returns the staged task numbers and how many frames this call
     sampled. Closes ``source``."""
-    params, run_id, mongo = job["params"], job["runId"], ctx.mongo
-    done = {doc["number"] for doc in mongo.runs.staged_tasks(params["upload_id"], run_id)}
+    params, run_id, mongo = job.params, job.run_id, ctx.mongo
+    done = {doc["number"] for doc in mongo.runs.staged_tasks(params.upload_id, run_id)}
     sampled = 0
     try:
         layout = FencedLayout(paths.staging(paths.clips),
@@ -54,8 +53,8 @@ def stage_pipeline(job: dict, ctx: JobContext, paths: RunPaths, source: Source,
                                   frozenset(done), first_sample=first_sample):
             if isinstance(event, TaskOutput):
                 task, frames = build_task(event, source.info, params, paths, run_id)
-                mongo.runs.stage_task(params["upload_id"], run_id, event.number, task, frames)
-                if mongo.runs.unstage_if_ended(params["upload_id"], run_id, task["_id"]):
+                mongo.runs.stage_task(params.upload_id, run_id, event.number, task, frames)
+                if mongo.runs.unstage_if_ended(params.upload_id, run_id, task["_id"]):
                     raise JobCancelled("the run ended while this task was staged")
                 done.add(event.number)
                 sampled += len(event.frames)
@@ -79,19 +78,17 @@ class FencedLayout(OutputLayout):
             super().make_roots()
 
 
-def commit_tasks(job: dict, ctx: JobContext, paths: RunPaths, task_count: int,
+def commit_tasks(job: ContentJob, ctx: JobContext, paths: RunPaths, task_count: int,
                  timings: dict, publisher: Publisher | None = None,
                  source: Source | None = None) -> None:
     """Commit the run (status 1). A progressive run publishes its last tasks
     with it; any other tracks its auto boxes, moves its staged folders into
     place, then swaps its tasks in. ``source``: what the run cut, when it
     was cut in one pass (a plan of segments has no timeline to repair)."""
-    params, run_id, mongo = job["params"], job["runId"], ctx.mongo
-    fields = {"status": 1, "progress": 100, "stage": "done", "finishedAt": now(),
-              "errorMessage": None, "timings": timings,
-              "timelineRepairs": timeline_repairs(source, params)}
+    params, run_id, mongo = job.params, job.run_id, ctx.mongo
+    fields = completed_upload(timings, timelineRepairs=timeline_repairs(source, params))
     lease = ctx.config.processing.lease_seconds
-    if not mongo.jobs.renew_lease(job["_id"], run_id, ctx.owner, lease):
+    if not mongo.jobs.renew_lease(job.id, run_id, ctx.owner, lease):
         raise JobCancelled("the run was replaced before its files were moved into place")
     if publisher is not None:
         if not publisher.finish(fields, task_count):
@@ -103,36 +100,34 @@ def commit_tasks(job: dict, ctx: JobContext, paths: RunPaths, task_count: int,
     move_into_place(paths)
     # The new tasks are all ready at once: one upload.task_ready each, as a
     # progressive run sends them, then upload.completed.
-    ready = [events.task_ready(params["upload_id"], doc["number"], doc["task"])
-             for doc in mongo.runs.staged_tasks(params["upload_id"], run_id)]
-    if not mongo.runs.commit_run(job["_id"], params["upload_id"], run_id, fields,
-                                 ready + [events.completed(params["upload_id"], task_count)]):
+    ready = [events.task_ready(params.upload_id, doc["number"], doc["task"])
+             for doc in mongo.runs.staged_tasks(params.upload_id, run_id)]
+    if not mongo.runs.commit_run(job.id, params.upload_id, run_id, fields,
+                                 ready + [events.completed(params.upload_id, task_count)]):
         raise JobCancelled("the run was replaced before it could be committed")
 
 
-def timeline_repairs(source: Source | None, params: dict) -> list[dict] | None:
+def timeline_repairs(source: Source | None, params: ContentParams) -> list[dict] | None:
     """The upload's ``timelineRepairs``: where a video's timestamps restarted or
     jumped and its frames were moved onto one timeline (processors.timeline);
     None for images."""
-    if params["content_type"] != VIDEO:
+    if params.content_type != VIDEO:
         return None
     return [repair.to_document() for repair in getattr(source, "timeline_repairs", ())]
 
 
-def fail_upload(job: dict, ctx: JobContext, paths: RunPaths, error: dict) -> None:
+def fail_upload(job: ContentJob, ctx: JobContext, paths: RunPaths, error: dict) -> None:
     """End the upload's run as failed: its partial outputs go, the upload shows
     the error (unless the run was replaced meanwhile)."""
-    params = job["params"]
+    upload_id = job.params.upload_id
     # Messages show paths relative to contents_dir, never the server's own
     # (an unexpected error's text may name a file it failed on).
     error = {**error, "message": redact(str(error.get("message", "")), ctx.config.contents_dir)}
-    log.warning("upload %s: %s", params["upload_id"], error["message"])
+    log.warning("upload %s: %s", upload_id, error["message"])
     discard(ctx, paths)
-    fields = {"status": 2, "stage": "error", "errorMessage": error, "finishedAt": now()}
-    ctx.mongo.jobs.end_run(job["_id"], job["runId"], JobState.FAILED, error,
-                           ("upload", params["upload_id"], fields),
-                           upload_stream(params["upload_id"]),
-                           [events.failed(params["upload_id"], error)])
+    ctx.mongo.jobs.end_run(job.id, job.run_id, JobState.FAILED, error,
+                           ("upload", upload_id, failed_upload(error)), upload_stream(upload_id),
+                           [events.failed(upload_id, error)])
 
 
 def discard(ctx: JobContext, paths: RunPaths) -> None:
@@ -150,13 +145,14 @@ def input_limits(config: Config) -> InputLimits:
                        max_zip_ratio=processing.max_zip_ratio)
 
 
-def pipeline_settings(config: Config, params: dict) -> PipelineSettings:
+def pipeline_settings(config: Config, params: ContentParams) -> PipelineSettings:
     processing = config.processing
     annotate = None
-    if params["request_type"] == 1:  # annotate the sampled frames while cutting
-        annotate = get_registry(config.annotation).detector(params["auto_anno_version"]).detect
-    return PipelineSettings(frame_rate=params["frame_rate"],
-                            frames_per_task=params["frames_per_task"],
+    # Annotate the sampled frames while cutting.
+    if params.request_type == RequestType.CUT_AND_ANNOTATE:
+        annotate = get_registry(config.annotation).detector(params.auto_anno_version).detect
+    return PipelineSettings(frame_rate=params.frame_rate,
+                            frames_per_task=params.frames_per_task,
                             keep_frames=processing.keep_frames,
                             jpeg_quality=processing.jpeg_quality,
                             encoder=EncoderSettings(processing.preset, processing.crf),

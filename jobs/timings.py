@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from job_types import Job
 from mongo_manager import now
 
 
 class RunClock:
     """Started when a run starts working; ``timings`` when it is done."""
 
-    def __init__(self, job: dict, started_at: datetime | None = None) -> None:
+    def __init__(self, job: Job, started_at: datetime | None = None) -> None:
         """``started_at``: when the run began working, if not now (a run cut in
         segments is committed by another process than the one that began it)."""
         self.job = job
@@ -26,14 +27,14 @@ class RunClock:
         many frames this run handled (a resumed run counts only its own);
         ``extra``: more counts (a segmented run's ``segments``)."""
         seconds = round(max(0.0, (now() - self.started_at).total_seconds()), 3)
-        return {"processingSeconds": seconds, "attempts": self.job.get("attempts", 1),
+        return {"processingSeconds": seconds, "attempts": self.job.attempts,
                 "frames": frames, **extra,
                 "framesPerSecond": round(frames / seconds, 3) if seconds > 0 else 0.0,
                 "stages": {"queued": self._queued_seconds(), stage: seconds}}
 
     def _queued_seconds(self) -> float:
         """From the request's acceptance to the start of this run's work."""
-        created = self.job.get("createdAt")
+        created = self.job.created_at
         if not isinstance(created, datetime):
             return 0.0
         return round(max(0.0, (self.started_at - _utc(created)).total_seconds()), 3)

@@ -15,6 +15,8 @@ import time
 
 from annotation.registry import get_registry
 from annotation.tracking import TrackBox, TrackerSettings, assign_tracks, fill_gaps
+from job_states import RequestType
+from job_types import ContentJob, ContentParams
 from jobs import watchdog
 from jobs.context import JobContext
 from jobs.timings import with_stage
@@ -25,39 +27,40 @@ from processors.readers import VIDEO  # image sets are not tracked
 Tracked = tuple[dict | None, dict]  # tracks per label (None: not tracked), timings
 
 
-def track_run(job: dict, ctx: JobContext, timings: dict) -> Tracked:
+def track_run(job: ContentJob, ctx: JobContext, timings: dict) -> Tracked:
     """Tracks over the staged tasks of a cutting run with auto-annotation: the
     number of tracks per label (None when the run is not tracked), and
     ``timings`` with the tracking stage."""
-    params = job["params"]
+    params = job.params
     settings = tracker_settings(params, ctx)
     if settings is None:
         return None, timings
-    staged = ctx.mongo.runs.staged_tasks(params["upload_id"], job["runId"])
-    return _track(ctx, [doc["_id"] for doc in staged], params["auto_anno_version"],
-                  params["frame_rate"], settings, timings)
+    staged = ctx.mongo.runs.staged_tasks(params.upload_id, job.run_id)
+    return _track(ctx, [doc["_id"] for doc in staged], params.auto_anno_version,
+                  params.frame_rate, settings, timings)
 
 
-def track_upload(job: dict, ctx: JobContext, tasks: list[dict], timings: dict) -> Tracked:
+def track_upload(job: ContentJob, ctx: JobContext, tasks: list[dict], timings: dict) -> Tracked:
     """Tracks over an upload's tasks (request type 2, after its boxes were
     replaced), as ``track_run`` returns them."""
-    settings = _settings(job["params"], ctx)
+    settings = _settings(job.params, ctx)
     if settings is None or not tasks:
         return None, timings
     # The rate the tasks were sampled at (the request carries none).
-    return _track(ctx, [task["_id"] for task in tasks], job["params"]["auto_anno_version"],
+    return _track(ctx, [task["_id"] for task in tasks], job.params.auto_anno_version,
                   tasks[0]["frameRate"], settings, timings)
 
 
-def tracker_settings(params: dict, ctx: JobContext) -> TrackerSettings | None:
+def tracker_settings(params: ContentParams, ctx: JobContext) -> TrackerSettings | None:
     """The tracker of a cutting run that auto-annotates a video (None: not tracked)."""
-    return _settings(params, ctx) if params["request_type"] == 1 else None
+    return _settings(params, ctx) if params.request_type == RequestType.CUT_AND_ANNOTATE \
+        else None
 
 
-def _settings(params: dict, ctx: JobContext) -> TrackerSettings | None:
-    if params.get("content_type") != VIDEO:
+def _settings(params: ContentParams, ctx: JobContext) -> TrackerSettings | None:
+    if params.content_type != VIDEO:
         return None
-    manifest = get_registry(ctx.config.annotation).check(params["auto_anno_version"])
+    manifest = get_registry(ctx.config.annotation).check(params.auto_anno_version)
     return manifest.tracker if manifest.tracker.enabled else None
 
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 from exceptions import JobCancelled
 from job_states import JobState
+from job_types import Job
 from mongo_manager import DatabaseError
 
 if TYPE_CHECKING:
@@ -73,8 +74,8 @@ def fenced() -> Iterator[None]:
 class Watchdog:
     """Watches one job run by this process, from ``with Watchdog(...):`` to its end."""
 
-    def __init__(self, job: dict, ctx: "JobContext",
-                 fail: Callable[[dict, "JobContext", dict], None]) -> None:
+    def __init__(self, job: Job, ctx: "JobContext",
+                 fail: Callable[[Job, "JobContext", dict], None]) -> None:
         self.job, self.ctx, self.fail = job, ctx, fail
         self.seconds = ctx.config.processing.stall_seconds
         self.doing = "starting"
@@ -121,10 +122,10 @@ class Watchdog:
         no longer this run's (replaced or taken over: its new holder renews it)."""
         job, ctx = self.job, self.ctx
         try:
-            return ctx.mongo.jobs.renew_lease(job["_id"], job["runId"], ctx.owner,
+            return ctx.mongo.jobs.renew_lease(job.id, job.run_id, ctx.owner,
                                               ctx.config.processing.lease_seconds)
         except DatabaseError as exc:
-            log.warning("job %s: lease not renewed: %s", job["_id"], exc)
+            log.warning("job %s: lease not renewed: %s", job.id, exc)
             return True
 
     def _stall(self) -> None:
@@ -135,12 +136,12 @@ class Watchdog:
             error = {"code": "stalled",
                      "message": f"no progress for {self.seconds:g} s while {self.doing}"}
             log.error("job %s: %s; failing it and ending this process (pid %d)",
-                      self.job["_id"], error["message"], os.getpid())
+                      self.job.id, error["message"], os.getpid())
             try:
                 if self._still_held():
                     self.fail(self.job, self.ctx, error)
             except Exception:  # the process ends anyway; its lease then runs out
-                log.exception("job %s: could not record the stall", self.job["_id"])
+                log.exception("job %s: could not record the stall", self.job.id)
             finally:
                 logging.shutdown()  # flush the lines above: os._exit skips it
                 os._exit(STALL_EXIT_CODE)
@@ -149,7 +150,7 @@ class Watchdog:
         """This run, held by this process and not yet committed (a committed
         run's tasks are in place: the stalled clean-up is redone by the next
         holder, the upload must not turn to an error)."""
-        current = self.ctx.mongo.jobs.get_job(self.job["_id"])
-        return (current is not None and current["runId"] == self.job["runId"]
-                and current.get("owner") == self.ctx.owner
-                and current["state"] == JobState.RUNNING)
+        doc = self.ctx.mongo.jobs.get_job(self.job.id)
+        current = Job.from_doc(doc) if doc is not None else None
+        return (current is not None and current.run_id == self.job.run_id
+                and current.owner == self.ctx.owner and current.state == JobState.RUNNING)

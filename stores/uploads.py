@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from job_states import accepted_upload
+from job_states import UploadStatus, accepted_upload
 from stores.common import Store, now, to_id
 
 
@@ -45,6 +45,7 @@ class UploadStore(Store):
 
     def recent_timings(self, since: datetime, limit: int) -> list[dict]:
         """``timings`` of the uploads completed since ``since``, newest first."""
-        cursor = self.c.uploads.find({"finishedAt": {"$gte": since}, "status": 1},
+        cursor = self.c.uploads.find({"finishedAt": {"$gte": since},
+                                      "status": UploadStatus.COMPLETED},
                                      {"timings": 1, "_id": 0}).sort("finishedAt", -1)
         return [doc["timings"] for doc in cursor.limit(limit) if doc.get("timings")]

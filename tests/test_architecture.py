@@ -19,7 +19,7 @@ from conftest import ROOT
 PACKAGES = ("api", "intake", "engines", "jobs", "processors", "annotation", "datasets", "storage",
             "events")
 BASICS = ("mongo_manager", "embedded_db", "config", "settings", "dev_key", "exceptions",
-          "job_states", "processes", "logging_setup", "backoff", "naming")
+          "job_states", "job_types", "processes", "logging_setup", "backoff", "naming")
 
 
 def lint_imports(folder: Path) -> subprocess.CompletedProcess:

@@ -217,6 +217,7 @@ def test_a_run_taken_over_keeps_its_staged_tasks(config, mongo, contents):
     discard the run's staged tasks: the new holder resumes from them."""
     from jobs.content import run_content_job
     from jobs.context import JobContext
+    from job_types import Job
     from jobs.documents import task_object_id
 
     make_videos(contents, 1, 60)
@@ -230,7 +231,7 @@ def test_a_run_taken_over_keeps_its_staged_tasks(config, mongo, contents):
     task = {"_id": task_object_id("run1", 1)}
     mongo.runs.stage_task("v0", "run1", 1, task, [{"taskId": task["_id"], "frameId": 0}])
     mongo.collections.jobs.update_one({"_id": job["_id"]}, {"$set": {"owner": "host:2"}})  # taken over
-    run_content_job(job, JobContext(mongo, config, "host:1"))
+    run_content_job(Job.from_doc(job), JobContext(mongo, config, "host:1"))
     assert 1 in [doc["number"] for doc in mongo.runs.staged_tasks("v0", "run1")]
     assert mongo.collections.frames.count_documents({"taskId": task["_id"]}) == 1
 

@@ -298,12 +298,13 @@ def test_a_single_pass_failing_after_its_run_was_replaced_just_stops(contents, p
     error that follows is the run's end (INFO), not a failure logged with a
     traceback, and the new run ends exact."""
     from jobs import content as content_jobs
+    from jobs.claims import claim
     from jobs.context import JobContext
     from mongo_manager import owner_id
 
     cfr_video(contents / "uploads" / "v.mp4", 60)
     assert post(content_path="uploads/v.mp4", frame_rate=5).status_code == 202
-    job = mongo.jobs.claim_job(owner_id(), 30, "processContent:u1")
+    job = claim(mongo, owner_id(), 30, "processContent:u1")
 
     def replaced_under_it(*_):
         assert post(content_path="uploads/v.mp4", frame_rate=15,
@@ -327,19 +328,20 @@ def test_a_run_that_ended_failed_under_its_cut_leaves_no_staging(contents, post,
     keeps its staging for the new holder."""
     from exceptions import JobCancelled
     from jobs import content as content_jobs
+    from jobs.claims import claim
     from jobs.context import JobContext
     from mongo_manager import owner_id
     from storage.contents import RunPaths
 
     cfr_video(contents / "uploads" / "v.mp4", 60)
     assert post(content_path="uploads/v.mp4", frame_rate=5).status_code == 202
-    job = mongo.jobs.claim_job(owner_id(), 30, "processContent:u1")
-    paths = RunPaths(config.contents_dir, "p1", "u1", job["runId"])
+    job = claim(mongo, owner_id(), 30, "processContent:u1")
+    paths = RunPaths(config.contents_dir, "p1", "u1", job.run_id)
 
     def failed_under_it(*_):
         for staging, _ in paths.pairs():
             staging.mkdir(parents=True)
-        assert mongo.jobs.end_job(job["_id"], job["runId"], "failed", {"code": "stalled"})
+        assert mongo.jobs.end_job(job.id, job.run_id, "failed", {"code": "stalled"})
         raise JobCancelled("the run ended while this task was staged")
     monkeypatch.setattr(content_jobs, "_cut", failed_under_it)
     content_jobs.run_content_job(job, JobContext(mongo, config, owner_id()))

@@ -78,10 +78,11 @@ def accept_in_segments(make_config, contents):
 def test_force_write_during_segments_replaces_the_run(make_config, mongo, contents):
     config, client, body = accept_in_segments(make_config, contents)
     # Run only the parent: it fans out and parks the run as "waiting".
+    from jobs.claims import claim
     from jobs.context import JobContext
     from jobs.runner import run_claimed
     from mongo_manager import owner_id
-    parent = mongo.jobs.claim_job(owner_id(), 30, "processContent:u1")
+    parent = claim(mongo, owner_id(), 30, "processContent:u1")
     run_claimed(parent, JobContext(mongo, config, owner_id()))
     assert mongo.jobs.get_job("processContent:u1")["state"] == "waiting"
     assert client.post("/api/processContent", json=body).status_code == 409
@@ -102,7 +103,7 @@ def test_force_write_during_segments_replaces_the_run(make_config, mongo, conten
 def test_a_run_whose_last_segment_died_before_the_commit_is_finished(make_config, mongo,
                                                                     contents):
     from jobs import segments as segment_jobs
-    from jobs.claims import release_orphans
+    from jobs.claims import claim, release_orphans
     from jobs.context import JobContext
     from jobs.runner import run_claimed
     from mongo_manager import owner_id
@@ -115,12 +116,12 @@ def test_a_run_whose_last_segment_died_before_the_commit_is_finished(make_config
         "auth_key": AUTH_KEY, "upload_id": "u1", "project_id": "p1", "frame_rate": 5,
         "content_path": str(video)}).status_code == 202
     ctx = JobContext(mongo, config, owner_id())
-    run_claimed(mongo.jobs.claim_job(owner_id(), 30, "processContent:u1"), ctx)
+    run_claimed(claim(mongo, owner_id(), 30, "processContent:u1"), ctx)
     for child in mongo.collections.jobs.find({"parent": "processContent:u1"}):
-        job = mongo.jobs.claim_job(owner_id(), 30, child["_id"])
-        paths = RunPaths(contents, "p1", "u1", job["runId"])
+        job = claim(mongo, owner_id(), 30, child["_id"])
+        paths = RunPaths(contents, "p1", "u1", job.run_id)
         segment_jobs._cut_segment(job, ctx, paths)  # cut, then "die" before the commit
-        mongo.jobs.end_job(job["_id"], job["runId"], "done")
+        mongo.jobs.end_job(job.id, job.run_id, "done")
     assert mongo.jobs.get_job("processContent:u1")["state"] == "waiting"
     assert worker_loop(config, threading.Event(), drain=True) == 0  # nothing takes it...
     assert release_orphans(mongo) == 1  # ...until the orphan scan queues its commit
@@ -134,15 +135,16 @@ def test_a_segment_failing_after_its_run_was_replaced_just_stops(make_config, mo
     cutting; the error that follows is the run's end (INFO), not a failure
     logged with a traceback, and the new run ends exact."""
     from jobs import segments as segment_jobs
+    from jobs.claims import claim
     from jobs.context import JobContext
     from jobs.runner import run_claimed
     from mongo_manager import owner_id
 
     config, client, body = accept_in_segments(make_config, contents)
     ctx = JobContext(mongo, config, owner_id())
-    run_claimed(mongo.jobs.claim_job(owner_id(), 30, "processContent:u1"), ctx)  # fans out
-    segment = mongo.jobs.claim_job(owner_id(), 30)
-    assert segment["kind"] == "contentSegment"
+    run_claimed(claim(mongo, owner_id(), 30, "processContent:u1"), ctx)  # fans out
+    segment = claim(mongo, owner_id(), 30)
+    assert segment.kind == "contentSegment"
 
     def replaced_under_it(*_):
         assert client.post("/api/processContent", json={**body, "force_write": 1}).status_code \

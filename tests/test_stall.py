@@ -33,6 +33,8 @@ from torch import nn
 from app import create_app
 from config import load_config
 from exceptions import ConfigError, JobCancelled
+from job_states import RequestType
+from job_types import ContentParams, Job
 from jobs import watchdog as watchdog_module
 from jobs.staging import FencedLayout
 from jobs.watchdog import Watchdog
@@ -214,12 +216,15 @@ def test_staging_folders_made_as_a_stall_cleans_up_are_never_left(tmp_path, monk
     failing, exits = threading.Event(), []
     monkeypatch.setattr(watchdog_module.os, "_exit", exits.append)  # keep pytest alive
     monkeypatch.setattr(watchdog_module.logging, "shutdown", lambda: None)  # and its logging
-    job = {"_id": "processContent:u1", "runId": "r1"}
+    params = ContentParams("u1", "p1", 5, "/v.mp4", 0, 0, RequestType.CUT, 1, 10)
+    doc = {"_id": "processContent:u1", "kind": "processContent", "runId": "r1",
+           "owner": "me", "state": "running", "params": params.to_doc()}
+    job = Job.from_doc(doc)
     ctx = SimpleNamespace(owner="me", config=SimpleNamespace(processing=SimpleNamespace(
         stall_seconds=0.2, lease_seconds=60)), mongo=SimpleNamespace(jobs=SimpleNamespace(
-        get_job=lambda _id: {**job, "owner": "me", "state": "running"})))
+        get_job=lambda _id: doc)))
 
-    def fail(job: dict, ctx, error: dict) -> None:  # the discard, slow on a busy disk
+    def fail(job: Job, ctx, error: dict) -> None:  # the discard, slow on a busy disk
         failing.set()
         time.sleep(0.5)
 
