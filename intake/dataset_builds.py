@@ -100,6 +100,6 @@ def status(mongo: MongoManager, version_id: str) -> dict:
         "taskStatus": {"state": state.get("state"), "tasks": [
             {**task, "task": str(task.get("task"))} for task in state.get("tasks", [])]},
         "counts": doc.get("counts"), "uploadStats": doc.get("uploadStats"),
-        "timings": doc.get("timings"),
+        "timings": doc.get("timings"), "report": doc.get("report"),
         "startedAt": iso(doc.get("startedAt")), "finishedAt": iso(doc.get("finishedAt")),
     }

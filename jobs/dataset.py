@@ -33,6 +33,7 @@ from job_states import JobKind, JobState, UploadStatus, completed_version, faile
 from job_types import DatasetJob
 from jobs import watchdog
 from jobs.context import Heartbeat, JobContext
+from jobs.dataset_report import write_report
 from jobs.failure import run_guarded
 from mongo_manager import MongoManager, now, to_id
 from storage.contents import remove_tree
@@ -43,8 +44,12 @@ log = logging.getLogger(__name__)
 KIND = JobKind.DATASET
 EXPORT_SHARE = 0.2  # of the progress bar; the upload is the rest
 MANIFEST = "manifest.json"
+# The health report (jobs/dataset_report.py): written beside the version and
+# uploaded with its files; the manifest lists it like any other object.
+REPORT = "report/index.html"
 # What a build writes under its prefix: nothing else there is ever deleted.
-OWN_FOLDERS, OWN_FILES = ("images/", "labels/", "annotations/"), ("data.yaml", MANIFEST)
+OWN_FOLDERS = ("images/", "labels/", "annotations/", "report/")
+OWN_FILES = ("data.yaml", MANIFEST)
 
 
 def dataset_dir(contents: Path, version_id: str) -> Path:
@@ -121,6 +126,7 @@ def _build(job: DatasetJob, ctx: JobContext, version_id: str) -> None:
     exported_at = time.monotonic()
     cache = ChecksumCache(root, ctx.config.s3.part_mb << 20)
     try:
+        _report(spec, exported, cache, store, ctx, version_id)
         manifest = _write_manifest(spec, exported, cache)
         if store:
             _drop_outdated_manifest(spec, store, cache.etag(MANIFEST) if manifest else None)
@@ -155,6 +161,23 @@ class _TaskRecorder:
     def task_done(self, index: int) -> None:
         self.mongo.datasets.set_version_task(self.version_id, index, state="complete",
                                              imageCount=self.tasks[index].image_count)
+
+
+def _report(spec: VersionSpec, exported: Export, cache: ChecksumCache, store: S3Store | None,
+            ctx: JobContext, version_id: str) -> None:
+    """Write the health report of a complete version (one pass over its labels;
+    duplicates found through the checksums the upload needs anyway) and record
+    where it is and what it flags on the version document."""
+    if any(task.error for task in exported.tasks):
+        return  # an incomplete version fails; its report would mislead
+    watchdog.progressed("writing the health report")
+    numbers = write_report(cache.root, cache.root / REPORT, title=f"Dataset health: {spec.name}",
+                           etag=cache.etag)
+    exported.version_files.append(REPORT)
+    ctx.mongo.datasets.update_version(version_id, report={
+        "path": str(cache.root / REPORT),
+        "s3Key": f"{spec.s3_prefix}/{REPORT}" if store else None,
+        "flags": numbers["flags"], "images": numbers["overall"].get("images")})
 
 
 def _item(spec: VersionSpec, cache: ChecksumCache, name: str) -> UploadItem:

@@ -112,7 +112,7 @@ def test_a_rebuild_that_fails_a_task_withdraws_the_manifest(make_config, mongo, 
     reject(mongo, tasks[1:])  # the auditor takes the broken task out
     state = build(config, mongo, version)
     assert state["uploadStats"]["deleted"] == 20
-    assert len(assert_exact(client, bucket, "f", root)["objects"]) == 20 + 4
+    assert len(assert_exact(client, bucket, "f", root)["objects"]) == 20 + 4 + 1  # + report
 
 
 def test_a_reader_never_finds_a_listed_object_missing(make_config, mongo, contents, s3_env,
@@ -214,7 +214,7 @@ def test_kill_during_a_rebuild_then_rerun_converges(env, make_config, mongo, con
     doc = mongo.datasets.get_version(version)
     assert doc["status"] == 1, doc.get("error")
     manifest = assert_exact(client, bucket, "k", dataset_dir(contents, version))
-    assert len(manifest["objects"]) == 5 * 20 * 2 + 4
+    assert len(manifest["objects"]) == 5 * 20 * 2 + 4 + 1  # + the health report
     assert doc["uploadStats"]["deleted"] == left - len(manifest["objects"]) - (now is not None)
     print(f"killed at '{moment}': {left} objects under the prefix, the warm start "
           f"deleted {doc['uploadStats']['deleted']}")

@@ -83,7 +83,7 @@ def test_warm_start_finishes_a_half_built_version(half_built, mongo, s3_env, s3_
     assert doc["status"] == 1 and doc["taskStatus"]["state"] == "complete"
     assert doc["uploadStats"]["skipped"] == len(present)
     assert len(s3_server.objects(s3_env["S3_BUCKET"], "v/")) == \
-        2 * TASKS * FRAMES + 4 + 1  # images, labels; data.yaml, 3 COCO files; manifest
+        2 * TASKS * FRAMES + 4 + 2  # images, labels; data.yaml, 3 COCO files; report, manifest
     assert "finished 0 job(s)" in warm_start(run_env)  # nothing left: safe to run again
 
 
@@ -112,7 +112,7 @@ def test_store_down_mid_build_ends_in_error_then_warm_start_completes(
         warm_start({**service_env(env), **s3})
         doc = mongo.datasets.get_version(version)
         assert doc["status"] == 1 and set(task_states(mongo, version)) == {"complete"}
-        assert len(server.objects(bucket, "v/")) == 2 * TASKS * FRAMES + 5
+        assert len(server.objects(bucket, "v/")) == 2 * TASKS * FRAMES + 6  # + the report
     finally:
         server.stop()
 

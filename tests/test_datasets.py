@@ -149,7 +149,13 @@ def test_upload_to_s3_then_rerun_sends_nothing(make_config, mongo, contents, s3_
     assert len(listed) == len(objects) - 1  # every object but the manifest itself
     assert all(objects[key]["ETag"].strip('"') == etag for key, etag in listed.items())
     assert state["uploadStats"]["sent"] == len(objects) and state["uploadStats"]["skipped"] == 0
-    again = build_here(config, mongo, version)
+    # The health report is one of the version's objects, locally and in the store.
+    report = state["report"]
+    assert report["s3Key"] == "exports/v1/report/index.html" and report["s3Key"] in objects
+    page = Path(report["path"]).read_text()
+    assert page.lower().startswith("<!doctype html>") and 'src="http' not in page
+    assert report["images"] == len(read_labels(root)) == manifest["counts"]["images"]
+    again = build_here(config, mongo, version)  # the same page: nothing to send
     assert again["uploadStats"]["sent"] == 0 and again["uploadStats"]["requests"] == 0
     assert again["uploadStats"]["skipped"] == len(objects)
 
@@ -162,8 +168,9 @@ def test_a_changed_label_is_sent_again(make_config, mongo, contents, s3_env):
     mongo.collections.frames.update_one({"taskId": task, "frameId": 2},
                                         {"$set": {"boxes": [box("person", 2, 2, 8, 8)]}})
     state = build_here(config, mongo, version)
-    # The label file, the COCO file of its split, and the manifest.
-    assert state["uploadStats"]["sent"] == 3, state["uploadStats"]
+    # The label file, the COCO file of its split, the health report (its
+    # counts changed), and the manifest.
+    assert state["uploadStats"]["sent"] == 4, state["uploadStats"]
 
 
 @pytest.mark.parametrize("fields, code", [
