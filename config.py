@@ -27,7 +27,8 @@ DEFAULT_CONFIG_FILE = ROOT / "config.cfg"
 # Every known key with its default, as the strings an INI file holds.
 DEFAULTS: dict[str, dict[str, str]] = {
     "server": {"auth_key": "", "host": "0.0.0.0", "port": "8081", "dev_mode": "false",
-               "max_body_bytes": "1048576", "health_timeout_seconds": "1.5"},
+               "max_body_bytes": "1048576", "health_timeout_seconds": "1.5",
+               "review_link_seconds": "86400"},
     "mongodb": {"uri": "embedded", "database": "AIData", "timeout_ms": "5000",
                 "connect_timeout_ms": "", "socket_timeout_ms": "0",
                 "request_timeout_ms": "3000", "job_wait_seconds": "120"},
@@ -65,6 +66,9 @@ class ServerConfig:
     # Each check of GET /api/health answers within this (a load balancer's
     # probe gives up after 1-5 s); one that did not is reported as down.
     health_timeout_seconds: float = 1.5
+    # How long a signed review link (``reviewUrl`` of the status) opens the
+    # review page; the default is read from DEFAULTS, not written twice.
+    review_link_seconds: float = float(DEFAULTS["server"]["review_link_seconds"])
 
 
 @dataclass(frozen=True)
@@ -248,7 +252,9 @@ def _validate(raw: dict[str, dict[str, str]], path: Path) -> Config:
                           dev_mode=get.boolean("server", "dev_mode"),
                           max_body_bytes=get.integer("server", "max_body_bytes", 1024, 1 << 30),
                           health_timeout_seconds=get.number("server", "health_timeout_seconds",
-                                                            0.1, 60))
+                                                            0.1, 60),
+                          review_link_seconds=get.number("server", "review_link_seconds",
+                                                         1, 366 * 86400))
     uri = get.text("mongodb", "uri")
     if uri != "embedded" and not uri.startswith(("mongodb://", "mongodb+srv://")):
         raise ConfigError("mongodb.uri must be 'embedded' or a mongodb:// URI")

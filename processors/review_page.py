@@ -1,0 +1,124 @@
+"""The review page of an upload's pre-labels, as one self-contained HTML page.
+
+Per task clip a contact sheet of its frames with the auto boxes drawn
+(processors/review_sheet.py), a track timeline per label over the whole upload
+(matplotlib, object API: no pyplot global state in a web worker), and the
+stage timings. Everything is inline (data: URIs), nothing is fetched: the page
+opens from a file as well as from the API. Its size is bounded for a long
+upload: at most ``per_task`` thumbnails per task and ``total`` in all (the
+page says so), and the timeline is a PNG whose size does not grow with the
+number of boxes.
+"""
+from __future__ import annotations
+
+import base64
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import jinja2
+import matplotlib
+from matplotlib.figure import Figure
+
+from processors.review_sheet import ReviewFrame, pick, thumbnails, track_colour
+
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
+    autoescape=True, trim_blocks=True, lstrip_blocks=True)
+_STYLE = {"font.size": 8}
+
+
+@dataclass(frozen=True)
+class ReviewTask:
+    number: int
+    name: str
+    clip: str | None
+    frames: Sequence[ReviewFrame]
+
+
+@dataclass(frozen=True)
+class ReviewUpload:
+    upload_id: str
+    status: str
+    tasks: Sequence[ReviewTask]
+    timings: dict | None = None
+    tracks: dict | None = None  # tracks per label, as the status shows them
+    # Shot boundaries in seconds (the shots issue): drawn on the timeline when
+    # the upload has them; none today.
+    shots: Sequence[float] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class Limits:
+    per_task: int = 12  # thumbnails of one task clip
+    total: int = 240  # thumbnails of the whole page
+    max_side: int = 240  # pixels, a thumbnail's longer side
+
+
+def render(upload: ReviewUpload, limits: Limits = Limits()) -> str:
+    """The page's HTML."""
+    per_task = max(1, min(limits.per_task, limits.total // max(1, len(upload.tasks))))
+    sheets = [_sheet(task, per_task, limits.max_side) for task in upload.tasks]
+    counts = {"tasks": len(upload.tasks),
+              "frames": sum(len(t.frames) for t in upload.tasks),
+              "boxes": sum(s["boxes"] for s in sheets),
+              "thumbnails": sum(len(s["thumbs"]) for s in sheets),
+              "tracks": len({(b.label, b.track_id) for t in upload.tasks for f in t.frames
+                             for b in f.boxes if b.track_id is not None})}
+    return _TEMPLATES.get_template("upload_review.html.j2").render(
+        upload=upload, counts=counts, sheets=sheets, per_task=per_task, limits=limits,
+        timeline=_timeline(upload), stages=_stages(upload.timings))
+
+
+def _sheet(task: ReviewTask, per_task: int, max_side: int) -> dict:
+    chosen = pick(len(task.frames), per_task)
+    images = thumbnails(task.frames, chosen, task.clip, max_side=max_side)
+    thumbs = [{"frame": task.frames[i], "src": _uri("image/jpeg", jpeg) if jpeg else None,
+               "boxes": len(task.frames[i].boxes)} for i, jpeg in zip(chosen, images)]
+    return {"task": task, "thumbs": thumbs, "boxes": sum(len(f.boxes) for f in task.frames)}
+
+
+def _stages(timings: dict | None) -> list[tuple[str, float]]:
+    stages = (timings or {}).get("stages") or {}
+    return [(name, seconds) for name, seconds in stages.items()
+            if isinstance(seconds, (int, float))]
+
+
+def _timeline(upload: ReviewUpload) -> str | None:
+    """One row of axes per label: each track a line from its first to its last
+    box, a dot per box, in the colour the sheets draw it; task starts dotted,
+    shot boundaries dashed."""
+    points: dict[str, dict[int, list[float]]] = {}
+    for task in upload.tasks:
+        for frame in task.frames:
+            for box in frame.boxes:
+                if box.track_id is not None:
+                    points.setdefault(box.label, {}).setdefault(box.track_id, []).append(
+                        frame.timestamp)
+    if not points:
+        return None
+    starts = [t.frames[0].timestamp for t in upload.tasks[1:] if t.frames]
+    with matplotlib.rc_context(_STYLE):
+        figure = Figure(figsize=(9, 0.6 + 1.8 * len(points)), layout="constrained")
+        for axes, label in zip(figure.subplots(len(points), 1, squeeze=False)[:, 0],
+                               sorted(points)):
+            for track, times in sorted(points[label].items()):
+                colour = track_colour(track)
+                axes.hlines(track, min(times), max(times), colors=colour, linewidth=1)
+                axes.scatter(times, [track] * len(times), s=6, color=colour)
+            for start in starts:
+                axes.axvline(start, color="#888", linestyle=":", linewidth=0.8)
+            for shot in upload.shots:
+                axes.axvline(shot, color="#c00", linestyle="--", linewidth=0.8)
+            axes.set_title(f"{label}: {len(points[label])} tracks", loc="left")
+            axes.set_ylabel("trackId")
+            axes.set_xlabel("time in the upload (s)")
+            axes.invert_yaxis()  # tracks are numbered by first appearance: first on top
+        out = io.BytesIO()
+        figure.savefig(out, format="png", dpi=100)
+    return _uri("image/png", out.getvalue())
+
+
+def _uri(mime: str, data: bytes) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
