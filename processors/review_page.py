@@ -19,7 +19,9 @@ from typing import Sequence
 
 import jinja2
 import matplotlib
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from processors.review_sheet import ReviewFrame, pick, thumbnails, track_colour
 
@@ -103,21 +105,33 @@ def _timeline(upload: ReviewUpload) -> str | None:
         figure = Figure(figsize=(9, 0.6 + 1.8 * len(points)), layout="constrained")
         for axes, label in zip(figure.subplots(len(points), 1, squeeze=False)[:, 0],
                                sorted(points)):
-            for track, times in sorted(points[label].items()):
-                colour = track_colour(track)
-                axes.hlines(track, min(times), max(times), colors=colour, linewidth=1)
-                axes.scatter(times, [track] * len(times), s=6, color=colour)
+            _draw_tracks(axes, label, points[label])
             for start in starts:
                 axes.axvline(start, color="#888", linestyle=":", linewidth=0.8)
             for shot in upload.shots:
                 axes.axvline(shot, color="#c00", linestyle="--", linewidth=0.8)
-            axes.set_title(f"{label}: {len(points[label])} tracks", loc="left")
-            axes.set_ylabel("trackId")
-            axes.set_xlabel("time in the upload (s)")
-            axes.invert_yaxis()  # tracks are numbered by first appearance: first on top
         out = io.BytesIO()
         figure.savefig(out, format="png", dpi=100)
     return _uri("image/png", out.getvalue())
+
+
+def _draw_tracks(axes: Axes, label: str, tracks: dict[int, list[float]]) -> None:
+    for track, times in sorted(tracks.items()):
+        colour = track_colour(track)
+        axes.hlines(track, min(times), max(times), colors=colour, linewidth=1)
+        axes.scatter(times, [track] * len(times), s=6, color=colour)
+    count = len(tracks)
+    axes.set_title(f"{label}: {count} track{'s' if count != 1 else ''}", loc="left")
+    axes.set_ylabel("trackId")
+    axes.set_xlabel("time in the upload (s)")
+    ids = sorted(tracks)
+    if len(ids) <= 20:
+        axes.set_yticks(ids)
+    else:
+        axes.yaxis.set_major_locator(MaxNLocator(integer=True))
+    # Tracks are numbered by first appearance: the first on top.
+    axes.set_ylim(ids[-1] + 0.7, ids[0] - 0.7)
+    axes.margins(x=0.02)
 
 
 def _uri(mime: str, data: bytes) -> str:
