@@ -81,7 +81,7 @@ def test_the_review_page_and_its_signed_link(aa_client, versions_env, mongo, con
     page = aa_client.get("/api/processContent/u1/review", headers=KEY)
     assert page.status_code == 200 and page.mimetype == "text/html"
     html = page.get_data(as_text=True)
-    assert page_counts(html) == expected
+    assert page_counts(html) == expected and "(unreadable)" not in html
     assert html.count('<section class="task"') == 3 and html.count('class="thumb"') == 30
     assert 'id="timeline"' in html and 'id="timings"' in html and ">cutting<" in html
     # Self-contained: nothing to fetch, and the browser is told to fetch nothing.
@@ -123,14 +123,17 @@ def test_the_cli_writes_the_review_page(versions_env, mongo, contents, tmp_path)
     done = subprocess.run(
         [sys.executable, "app.py", "process", str(video), "--frame-rate", "5", "--model", "2",
          "--upload-id", "cli1", "--review", str(out)],
-        cwd=ROOT, env=service_env({k: v for k, v in versions_env.items()
-                                   if k != "SERVER_AUTH_KEY"}),
+        # No JPEGs kept: the thumbnails are decoded from the task clip.
+        cwd=ROOT, env=service_env({**{k: v for k, v in versions_env.items()
+                                      if k != "SERVER_AUTH_KEY"},
+                                   "PROCESSING_KEEP_FRAMES": "false"}),
         capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     html = out.read_text()
     expected = expected_counts(mongo, "cli1")
     assert expected["tasks"] == 1 and expected["frames"] == 10 and expected["boxes"] >= 8
     assert page_counts(html) == expected and html.count('class="thumb"') == 10
+    assert "(unreadable)" not in html and not list(contents.glob("frames/**/*.jpg"))
 
 
 @needs_chromium
