@@ -19,7 +19,9 @@ from typing import Sequence
 
 import jinja2
 import matplotlib
+import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -31,7 +33,7 @@ _TEMPLATES = jinja2.Environment(
 _STYLE = {"font.size": 8}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ReviewTask:
     number: int
     name: str
@@ -61,7 +63,11 @@ class Limits:
 def render(upload: ReviewUpload, limits: Limits = Limits()) -> str:
     """The page's HTML."""
     per_task = max(1, min(limits.per_task, limits.total // max(1, len(upload.tasks))))
-    sheets = [_sheet(task, per_task, limits.max_side) for task in upload.tasks]
+    # More task clips than thumbnails allowed: one thumbnail for each of
+    # ``total`` clips spread evenly, the others listed with their counts only.
+    with_thumbnails = set(pick(len(upload.tasks), limits.total))
+    sheets = [_sheet(task, per_task if i in with_thumbnails else 0, limits.max_side)
+              for i, task in enumerate(upload.tasks)]
     counts = {"tasks": len(upload.tasks),
               "frames": sum(len(t.frames) for t in upload.tasks),
               "boxes": sum(s["boxes"] for s in sheets),
@@ -70,6 +76,7 @@ def render(upload: ReviewUpload, limits: Limits = Limits()) -> str:
                              for b in f.boxes if b.track_id is not None})}
     return _TEMPLATES.get_template("upload_review.html.j2").render(
         upload=upload, counts=counts, sheets=sheets, per_task=per_task, limits=limits,
+        all_tasks_shown=len(with_thumbnails) == len(upload.tasks),
         timeline=_timeline(upload), stages=_stages(upload.timings))
 
 
@@ -101,30 +108,41 @@ def _timeline(upload: ReviewUpload) -> str | None:
     if not points:
         return None
     starts = [t.frames[0].timestamp for t in upload.tasks[1:] if t.frames]
+    times = [f.timestamp for t in upload.tasks for f in t.frames]
+    span = (min(times), max(times))
     with matplotlib.rc_context(_STYLE):
         figure = Figure(figsize=(9, 0.6 + 1.8 * len(points)), layout="constrained")
         for axes, label in zip(figure.subplots(len(points), 1, squeeze=False)[:, 0],
                                sorted(points)):
-            _draw_tracks(axes, label, points[label])
-            for start in starts:
-                axes.axvline(start, color="#888", linestyle=":", linewidth=0.8)
-            for shot in upload.shots:
-                axes.axvline(shot, color="#c00", linestyle="--", linewidth=0.8)
+            _draw_tracks(axes, label, points[label], span)
+            # One call each (a call per line costs seconds for thousands of tasks).
+            axes.vlines(starts, 0, 1, transform=axes.get_xaxis_transform(), colors="#888",
+                        linestyles=":", linewidth=0.8)
+            axes.vlines(list(upload.shots), 0, 1, transform=axes.get_xaxis_transform(),
+                        colors="#c00", linestyles="--", linewidth=0.8)
         out = io.BytesIO()
         figure.savefig(out, format="png", dpi=100)
     return _uri("image/png", out.getvalue())
 
 
-def _draw_tracks(axes: Axes, label: str, tracks: dict[int, list[float]]) -> None:
-    for track, times in sorted(tracks.items()):
-        colour = track_colour(track)
-        axes.hlines(track, min(times), max(times), colors=colour, linewidth=1)
-        axes.scatter(times, [track] * len(times), s=6, color=colour)
+def _draw_tracks(axes: Axes, label: str, tracks: dict[int, list[float]],
+                 span: tuple[float, float]) -> None:
+    # One call each for all tracks: a call per track costs seconds for hundreds.
+    ids = sorted(tracks)
+    colours = [track_colour(track) for track in ids]
+    axes.hlines(ids, [min(tracks[t]) for t in ids], [max(tracks[t]) for t in ids],
+                colors=colours, linewidth=1)
+    # A dot per box, but no more than one per track and pixel column: drawing a
+    # long upload's every box would take Agg seconds and show nothing more.
+    dots = [_thinned(tracks[t], span) for t in ids]
+    counts = [len(d) for d in dots]
+    rgb = np.array([to_rgb(colour) for colour in colours])  # parsed once a track, not a box
+    axes.scatter(np.concatenate(dots), np.repeat(ids, counts), s=6,
+                 c=np.repeat(rgb, counts, axis=0))
     count = len(tracks)
     axes.set_title(f"{label}: {count} track{'s' if count != 1 else ''}", loc="left")
     axes.set_ylabel("trackId")
     axes.set_xlabel("time in the upload (s)")
-    ids = sorted(tracks)
     if len(ids) <= 20:
         axes.set_yticks(ids)
     else:
@@ -132,6 +150,13 @@ def _draw_tracks(axes: Axes, label: str, tracks: dict[int, list[float]]) -> None
     # Tracks are numbered by first appearance: the first on top.
     axes.set_ylim(ids[-1] + 0.7, ids[0] - 0.7)
     axes.margins(x=0.02)
+
+
+def _thinned(times: list[float], span: tuple[float, float], columns: int = 900) -> np.ndarray:
+    values = np.asarray(times)
+    width = max(span[1] - span[0], 1e-9)
+    _, first = np.unique(np.round((values - span[0]) / width * columns), return_index=True)
+    return values[first]
 
 
 def _uri(mime: str, data: bytes) -> str:

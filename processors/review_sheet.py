@@ -22,7 +22,7 @@ from PIL import Image
 PALETTE = sv.ColorPalette.DEFAULT
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: an hour's upload has ~10^5 boxes
 class ReviewBox:
     label: str
     x: float  # task-clip pixels, top left
@@ -33,7 +33,7 @@ class ReviewBox:
     confidence: float | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ReviewFrame:
     frame_id: int
     timestamp: float

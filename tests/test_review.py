@@ -25,6 +25,8 @@ from tiny_detector import ExportWrapper, train
 
 from api.review import signature
 from config import load_config
+from processors.review_page import Limits, ReviewTask, ReviewUpload, render
+from processors.review_sheet import ReviewBox, ReviewFrame
 
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed "
                                     "(install.sh dev installs it when run as root)")
@@ -168,3 +170,23 @@ def test_a_browser_opens_the_signed_link(versions_env, mongo, contents, tmp_path
     assert shot.stat().st_size > 10000 and shot.read_bytes()[:4] == b"\x89PNG"
     logged = access_log.read_text()
     assert "/api/processContent/u1/review" in logged and AUTH_KEY not in logged
+
+
+def test_a_long_upload_gets_a_bounded_page(tmp_path):
+    """More task clips than thumbnails allowed: the page keeps to its limit, says
+    so, and still counts every frame and box; broken frames show as unreadable."""
+    image = np.full((90, 160, 3), 90, np.uint8)
+    tasks = []
+    for t in range(8):
+        frames = []
+        for k in range(10):
+            path = tmp_path / f"{t}-{k}.jpg"
+            cv2.imwrite(str(path), image)
+            frames.append(ReviewFrame(k, t + k / 10, str(path),
+                                      (ReviewBox("car", 10, 10, 30, 20, track_id=t + 1),)))
+        tasks.append(ReviewTask(t + 1, f"task-{t + 1}", None, frames))
+    (tmp_path / "0-0.jpg").write_bytes(b"not a jpeg")
+    html = render(ReviewUpload("long", "completed", tasks), Limits(per_task=3, total=5))
+    assert page_counts(html) == {"tasks": 8, "frames": 80, "boxes": 80, "tracks": 8}
+    assert html.count('class="thumb"') + html.count("(unreadable)") == 5
+    assert html.count("(unreadable)") == 1 and "5 of the 8 task clips" in html
