@@ -2,6 +2,7 @@
 
     python app.py                                  serve the API and run jobs (development)
     python app.py process VIDEO --frame-rate 5     process a local file, with a progress bar
+        [--model N] [--review out.html]            auto-annotate; write the review page
 """
 from __future__ import annotations
 
@@ -44,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     process.add_argument("--project-id", default="local")
     process.add_argument("--upload-id", default=None)
     process.add_argument("--force-write", type=int, choices=(0, 1), default=0)
+    process.add_argument("--model", type=int, default=0, metavar="N",
+                         help="auto-annotate with registered model version N (0 = none)")
+    process.add_argument("--review", default=None, metavar="OUT.html",
+                         help="write the upload's review page (frames, boxes, tracks) here")
     args = parser.parse_args(argv)
     configure_logging()  # JSON lines on stderr, like every process of the service
     try:

@@ -14,12 +14,13 @@ from config import Config
 from engines.engine import get_notifier
 from exceptions import ServiceError
 from intake import uploads
+from intake.review import review_page
 from intake.schemas import parse_process_request
 from job_states import RequestType, UploadStatus, upload_job_id
 from jobs.claims import claim
 from jobs.context import JobContext
 from jobs.runner import run_claimed
-from mongo_manager import get_mongo, new_id
+from mongo_manager import MongoManager, get_mongo, new_id
 from processes import owner_id
 from processors.readers import guess_content_type
 
@@ -32,11 +33,13 @@ def process_local(config: Config, args: argparse.Namespace) -> int:
     content_path = _inside_contents(config, source)
     form = {"upload_id": args.upload_id or new_id(), "project_id": args.project_id,
             "frame_rate": args.frame_rate, "content_path": str(content_path),
-            "force_write": args.force_write, "request_type": RequestType.CUT,
+            "force_write": args.force_write,
+            "request_type": RequestType.CUT_AND_ANNOTATE if args.model else RequestType.CUT,
+            "auto_anno_version": args.model,
             "content_type": args.content_type or guess_content_type(source)}
     mongo = get_mongo(config)
     try:
-        req = parse_process_request(form, config.contents_dir)
+        req = parse_process_request(form, config.contents_dir, config.annotation.versions)
         code, body = uploads.accept(req, mongo, config, get_notifier(config))
     except ServiceError as exc:
         print(f"error: {exc.message} {getattr(exc, 'errors', '')}", file=sys.stderr)
@@ -56,7 +59,16 @@ def process_local(config: Config, args: argparse.Namespace) -> int:
               + (", ..." if len(repairs) > 5 else ""))
     for task in mongo.frames.tasks_of(req.upload_id):
         print(f"  {task['videoPath']}  ({task['frameCount']} frames)")
+    if args.review:
+        write_review(mongo, req.upload_id, Path(args.review))
     return 0
+
+
+def write_review(mongo: MongoManager, upload_id: str, out: Path) -> None:
+    """The review page the API serves, as a file (self-contained: it opens offline)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(review_page(mongo, upload_id), encoding="utf-8")
+    print(f"review page: {out}")
 
 
 def _run_with_progress(config: Config, upload_id: str) -> None:

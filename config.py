@@ -98,7 +98,9 @@ def _validate(raw: dict[str, dict[str, str]], path: Path) -> Config:
                           dev_mode=get.boolean("server", "dev_mode"),
                           max_body_bytes=get.integer("server", "max_body_bytes", 1024, 1 << 30),
                           health_timeout_seconds=get.number("server", "health_timeout_seconds",
-                                                            0.1, 60))
+                                                            0.1, 60),
+                          review_link_seconds=get.number("server", "review_link_seconds",
+                                                         1, 366 * 86400))
     uri = get.text("mongodb", "uri")
     if uri != "embedded" and not uri.startswith(("mongodb://", "mongodb+srv://")):
         raise ConfigError("mongodb.uri must be 'embedded' or a mongodb:// URI")

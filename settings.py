@@ -13,7 +13,8 @@ from pathlib import Path
 # place a default is written (the dataclasses below hold the checked values).
 DEFAULTS: dict[str, dict[str, str]] = {
     "server": {"auth_key": "", "host": "0.0.0.0", "port": "8081", "dev_mode": "false",
-               "max_body_bytes": "1048576", "health_timeout_seconds": "1.5"},
+               "max_body_bytes": "1048576", "health_timeout_seconds": "1.5",
+               "review_link_seconds": "86400"},
     "mongodb": {"uri": "embedded", "database": "AIData", "timeout_ms": "5000",
                 "connect_timeout_ms": "", "socket_timeout_ms": "0",
                 "request_timeout_ms": "3000", "job_wait_seconds": "120"},
@@ -51,6 +52,9 @@ class ServerConfig:
     # Each check of GET /api/health answers within this (a load balancer's
     # probe gives up after 1-5 s); one that did not is reported as down.
     health_timeout_seconds: float
+    # How long a signed review link (``reviewUrl`` of the status) opens the
+    # upload's review page (api/review.py).
+    review_link_seconds: float
 
 
 @dataclass(frozen=True)

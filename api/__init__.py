@@ -6,7 +6,7 @@ from typing import Callable, Iterable
 
 from flask import Flask
 
-from api import datasets, docs, errors, events, health, metrics, process_content
+from api import datasets, docs, errors, events, health, metrics, process_content, review
 from api.service import Service
 from config import Config, load_config, with_auth_key
 from logging_setup import set_upload_id
@@ -50,6 +50,7 @@ def _bound_database_work(app: Flask, seconds: float) -> None:
 
 def _register(app: Flask) -> None:
     app.register_blueprint(process_content.bp)
+    app.register_blueprint(review.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(datasets.bp)
     app.register_blueprint(events.bp)

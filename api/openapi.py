@@ -131,6 +131,26 @@ def _get_upload() -> dict[str, Any]:
     }
 
 
+def _get_review() -> dict[str, Any]:
+    signed = [{"name": name, "in": "query", "required": False, "description": text,
+               "schema": {"type": "string"}}
+              for name, text in (("expires", "The signed link's expiry (unix seconds)."),
+                                 ("sig", "The signed link's signature (the status's "
+                                         "reviewUrl has both); without them the key is "
+                                         "needed."))]
+    return {
+        "tags": ["uploads"], "operationId": "uploadReview", "security": KEY,
+        "summary": "An HTML page of the upload's frames, auto boxes, tracks and timings",
+        "parameters": [_path_id("upload_id", "The upload's id."), *signed],
+        "responses": {"200": {"description": "The page (self-contained HTML).",
+                              "content": {"text/html": {"schema": {"type": "string"}}}},
+                      "403": _json("Forbidden: the signed link is expired or altered.",
+                                   ref("Error")),
+                      **error_responses(Unauthorized, (NotFound, ["upload_not_found"]),
+                                        DatabaseUnavailable)},
+    }
+
+
 def _post_dataset_build() -> dict[str, Any]:
     return {
         "tags": ["datasets"], "operationId": "buildDataset", "security": KEY,
@@ -216,6 +236,7 @@ def _get_openapi() -> dict[str, Any]:
 OPERATIONS = [
     ("/api/processContent", "post", _post_process_content),
     ("/api/processContent/{upload_id}", "get", _get_upload),
+    ("/api/processContent/{upload_id}/review", "get", _get_review),
     ("/api/datasets/{version_id}/build", "post", _post_dataset_build),
     ("/api/datasets/{version_id}", "get", _get_dataset),
     ("/api/events", "get", _list_events),

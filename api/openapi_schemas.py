@@ -40,6 +40,9 @@ UPLOAD_STATUS = {
                         "[] when they did not; null for images or before the first cut "
                         "completes."),
     "message": ("string", "The status in words."),
+    "reviewUrl": ("string?", "A link to the upload's review page (GET), signed and good "
+                             "for server.review_link_seconds (24 h): it opens in a browser "
+                             "without the key. In the GET's answer only."),
 }
 TIMELINE_REPAIR = {
     "sourceFrame": ("integer", "The first frame of the part that was moved (source frame "

@@ -6,6 +6,7 @@ import logging
 from flask import Blueprint, jsonify
 
 from api.auth import check_key, request_body
+from api.review import review_url
 from api.service import service
 from intake import uploads
 from intake.schemas import parse_process_request
@@ -33,4 +34,4 @@ def upload_status(upload_id: str):
     check_key({})
     set_upload_id(upload_id)
     svc = service()
-    return jsonify(uploads.status(svc.mongo(), upload_id))
+    return jsonify({**uploads.status(svc.mongo(), upload_id), "reviewUrl": review_url(upload_id)})

@@ -1,5 +1,6 @@
 """A headless Chromium for tests that need a real browser: which frame a
-``<video>`` shows after a seek, as an annotation tool would see it.
+``<video>`` shows after a seek, as an annotation tool would see it; a page
+opened from a URL, its images checked and a screenshot taken (``open_page``).
 
 The DevTools protocol goes over a pipe (``--remote-debugging-pipe``: the
 browser reads commands on fd 3 and answers on fd 4, JSON messages ending in a
@@ -88,6 +89,7 @@ class Chromium:
         os.close(to_browser)
         os.close(from_browser)
         self._next_id, self._buffer = 0, b""
+        self.events: list[dict] = []  # protocol events (console messages, ...) seen so far
         try:
             target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
             self._session = self.call("Target.attachToTarget",
@@ -128,6 +130,8 @@ class Chromium:
                 if "error" in answer:
                     raise RuntimeError(f"{method}: {answer['error']}")
                 return answer["result"]
+            if "method" in answer and len(self.events) < 10000:
+                self.events.append(answer)
 
     def evaluate(self, expression: str) -> Any:
         """The value of a JavaScript expression in the page (awaited if a promise)."""
@@ -166,3 +170,63 @@ def frames_shown(browser: Chromium, clip: Path, times: Sequence[float]) -> list[
     shape = shown["h"], shown["w"]
     return [read_barcode(np.frombuffer(base64.b64decode(frame), np.uint8).reshape(shape))
             for frame in shown["frames"]]
+
+
+# Waits for every image of the page to load or fail; (id or alt, naturalWidth) of each.
+_IMAGES_JS = r"""
+(async () => {
+  const images = [...document.images];
+  await Promise.all(images.map(i => i.complete ? null :
+    new Promise(ok => { i.onload = ok; i.onerror = ok; })));
+  return images.map(i => [i.id || i.alt, i.naturalWidth]);
+})()
+"""
+
+
+def open_page(browser: Chromium, url: str, timeout: float = 60.0, width: int = 1280) -> list[str]:
+    """Load ``url`` in the page (a window ``width`` CSS pixels wide) and wait
+    until it has loaded; the errors it logged (console errors, uncaught
+    exceptions, failed or refused loads)."""
+    for domain in ("Page", "Runtime", "Log"):
+        browser.call(f"{domain}.enable", page=True)
+    browser.call("Emulation.setDeviceMetricsOverride", {
+        "width": width, "height": 800, "deviceScaleFactor": 1, "mobile": False}, page=True)
+    browser.events.clear()
+    answer = browser.call("Page.navigate", {"url": url}, page=True)
+    assert "errorText" not in answer, answer
+    deadline = time.monotonic() + timeout
+    while browser.evaluate("document.readyState") != "complete" \
+            or browser.evaluate("location.href") != url:
+        assert time.monotonic() < deadline, f"{url} did not load in {timeout:.0f} s"
+        time.sleep(0.1)
+    return console_errors(browser)
+
+
+def console_errors(browser: Chromium) -> list[str]:
+    errors = []
+    for event in browser.events:
+        params = event.get("params", {})
+        if event["method"] == "Runtime.exceptionThrown":
+            errors.append(str(params.get("exceptionDetails", {}).get("text")))
+        elif event["method"] == "Runtime.consoleAPICalled" and params.get("type") == "error":
+            errors.append(" ".join(str(a.get("value")) for a in params.get("args", [])))
+        elif event["method"] == "Log.entryAdded" and params["entry"].get("level") == "error":
+            errors.append(params["entry"].get("text", ""))
+    return errors
+
+
+def image_widths(browser: Chromium) -> list[tuple[str, int]]:
+    """(id or alt, naturalWidth) of every image of the page, once each has loaded
+    or failed: a broken image has width 0."""
+    return [tuple(pair) for pair in browser.evaluate(_IMAGES_JS)]
+
+
+def screenshot(browser: Chromium, path: Path) -> Path:
+    """The whole page (beyond the window) as a PNG."""
+    size = browser.call("Page.getLayoutMetrics", page=True)["cssContentSize"]
+    clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 16000),
+            "scale": 1}
+    shot = browser.call("Page.captureScreenshot", {"format": "png", "clip": clip,
+                                                   "captureBeyondViewport": True}, page=True)
+    path.write_bytes(base64.b64decode(shot["data"]))
+    return path
