@@ -221,12 +221,19 @@ def image_widths(browser: Chromium) -> list[tuple[str, int]]:
     return [tuple(pair) for pair in browser.evaluate(_IMAGES_JS)]
 
 
-def screenshot(browser: Chromium, path: Path) -> Path:
-    """The whole page (beyond the window) as a PNG."""
+def screenshot(browser: Chromium, path: Path, max_height: int = 16000) -> Path:
+    """The whole page (beyond the window, up to ``max_height``) as a PNG.
+
+    With ``SCREENSHOT_DIR`` set, a copy goes there too: the README's pictures
+    are made by the test run (``SCREENSHOT_DIR=docs/screenshots pytest -k browser``)."""
     size = browser.call("Page.getLayoutMetrics", page=True)["cssContentSize"]
-    clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 16000),
+    clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], max_height),
             "scale": 1}
     shot = browser.call("Page.captureScreenshot", {"format": "png", "clip": clip,
                                                    "captureBeyondViewport": True}, page=True)
     path.write_bytes(base64.b64decode(shot["data"]))
+    if os.environ.get("SCREENSHOT_DIR"):
+        folder = Path(os.environ["SCREENSHOT_DIR"])
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / path.name).write_bytes(path.read_bytes())
     return path

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from browser import CHROMIUM, Chromium, image_widths, open_page, screenshot
 from conftest import AUTH_KEY
 from dataset_data import HEIGHT, WIDTH, box, make_task, make_tasks, make_version
 from PIL import Image
@@ -272,3 +273,28 @@ def test_large_files_go_multipart_and_resume_by_etag(make_config, s3_env, s3_ser
     again.start_listing("m")
     again.upload([UploadItem(big, "m/big.json", etag)], lambda item: None)
     assert again.stats.sent == 0 and again.stats.skipped == 1
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (install.sh dev)")
+def test_a_browser_shows_the_health_report(config, mongo, contents, tmp_path):
+    """The built version's report in headless Chromium: every plot and sample
+    loads, no console error, and it shows the counts of the YOLO files."""
+    for n in range(1, 5):
+        make_task(mongo, contents, "u1", n, [
+            [box("car", 4 + 3 * k, 6 + k, 20 + k, 12), box("person", 40 - k, 20, 8, 16 + k)]
+            if k % 3 else [box("person", 10, 10 + k, 12, 20)] for k in range(12)])
+    version = make_version(mongo)
+    state = build_here(config, mongo, version)
+    assert state["status"] == 1, state
+    root = dataset_dir(contents, version)
+    labels = read_labels(root)
+    boxes = sum(len(text.splitlines()) for text in labels.values())
+    with Chromium(tmp_path / "chromium") as browser:
+        errors = open_page(browser, (root / "report" / "index.html").as_uri())
+        widths = image_widths(browser)
+        shown = browser.evaluate("document.body.innerText")
+        shot = screenshot(browser, tmp_path / "dataset-report.png", max_height=2400)
+    assert errors == []
+    assert len(widths) >= 5 + 12 and all(w > 0 for _, w in widths), widths  # plots, samples
+    assert f"{len(labels)} images, {boxes} boxes" in shown, shown[:400]
+    assert shot.stat().st_size > 10000

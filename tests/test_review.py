@@ -158,7 +158,7 @@ def test_a_browser_opens_the_signed_link(versions_env, mongo, contents, tmp_path
             errors = open_page(browser, url)
             widths = image_widths(browser)
             shown = browser.evaluate("document.getElementById('counts').innerText")
-            shot = screenshot(browser, tmp_path / "review.png")
+            shot = screenshot(browser, tmp_path / "upload-review.png", max_height=2400)
         assert requests.get(url.replace("sig=", "sig=x"), timeout=10).status_code == 403
     finally:
         server.stop()
