@@ -132,6 +132,9 @@ def run(config, mongo, store: SeaweedServer, bucket: str, args) -> None:
           f"{state['uploadStats']['bytes_sent'] / 2**20:.0f} MiB: total {first:.2f} s "
           f"(export {state['timings']['exportSeconds']:.2f} s, "
           f"upload {state['timings']['uploadSeconds']:.2f} s)")
+    report = state["report"]["seconds"]
+    print(f"health report: {report:.2f} s of the first build's {first:.2f} s: build with it / "
+          f"without it = {first / (first - report):.3f}")
     again, state = build(config, mongo, version)
     print(f"re-run, nothing changed: {again:.2f} s = {again / first:.1%} of the first run "
           f"(sent {state['uploadStats']['sent']}, skipped {state['uploadStats']['skipped']})")

@@ -171,13 +171,15 @@ def _report(spec: VersionSpec, exported: Export, cache: ChecksumCache, store: S3
     if any(task.error for task in exported.tasks):
         return  # an incomplete version fails; its report would mislead
     watchdog.progressed("writing the health report")
+    started = time.monotonic()
     numbers = write_report(cache.root, cache.root / REPORT, title=f"Dataset health: {spec.name}",
                            etag=cache.etag)
     exported.version_files.append(REPORT)
     ctx.mongo.datasets.update_version(version_id, report={
         "path": str(cache.root / REPORT),
         "s3Key": f"{spec.s3_prefix}/{REPORT}" if store else None,
-        "flags": numbers["flags"], "images": numbers["overall"].get("images")})
+        "flags": numbers["flags"], "images": numbers["overall"].get("images"),
+        "seconds": round(time.monotonic() - started, 3)})
 
 
 def _item(spec: VersionSpec, cache: ChecksumCache, name: str) -> UploadItem:
