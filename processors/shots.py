@@ -1,0 +1,275 @@
+"""Shot boundaries over the sampled frames, one frame at a time (issue 19).
+
+The pipeline hands each sampled frame (a yuv420p ``av.VideoFrame``, or an RGB
+array) to ``ShotDetector.push`` with its source frame number; the detector
+downscales it (``small_frame``: ~0.4 ms at 1080p through swscale's area
+filter) and runs PySceneDetect's per-frame detectors on the small copy. No
+second decode: the frames are the ones the pipeline already has.
+
+Methods (``ShotDetector(method=...)``; figures in BENCHMARKS.md, "Shots"):
+
+* ``content``: PySceneDetect's ContentDetector (HSV difference of two
+  consecutive sampled frames against a fixed threshold);
+* ``hash``: its HashDetector (DCT perceptual hash distance of two frames);
+* ``adaptive``: its AdaptiveDetector (ContentDetector's score over the mean
+  score of ``window_width`` frames on either side: it needs frames *after*
+  the candidate, so its decisions come ``delay`` frames late);
+* ``vote`` (default, chosen by measurement): a cut where at least two of
+  content, adaptive and hash agree. Content alone fires on fast motion and
+  flashes, hash alone on pans over fine texture; their errors rarely agree.
+
+Every method also runs ThresholdDetector (``fades=True``): a fade through
+black is one boundary, at the first frame that comes back above the black
+level (fade_bias=+1).
+
+Bounded, so that segments agree with one pass: every library detector is
+built with ``min_scene_len=0`` (their minimum-length filters remember the
+last cut, which may lie anywhere before), so the decision for frame ``i``
+depends only on sampled frames ``i - window`` .. ``i + delay``. A segment
+that starts at sampled frame ``s`` pushes frames ``s - window`` .. ``s - 1``
+first (its warm-up, whose results it ignores) and, at its end ``e``, frames
+up to ``e + delay`` (its look-ahead), or calls ``flush`` at the video's end.
+Then its cuts in ``[s, e)`` are exactly those of one pass over the video.
+``flush`` decides the last ``delay`` frames with what there is (the vote of
+the members that decided them), as one pass does at the video's end.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Sequence
+
+import av
+import cv2
+import numpy as np
+from scenedetect import (AdaptiveDetector, ContentDetector, FrameTimecode, HashDetector,
+                         ThresholdDetector)
+from scenedetect.detector import SceneDetector
+
+SMALL_WIDTH = 256  # pixels: enough for a cut, ~30x fewer than 1080p
+# method -> (members, votes a cut needs)
+METHODS: dict[str, tuple[tuple[str, ...], int]] = {
+    "content": (("content",), 1),
+    "adaptive": (("adaptive",), 1),
+    "hash": (("hash",), 1),
+    "vote": (("content", "adaptive", "hash"), 2),
+    "content+hash": (("content", "hash"), 2),
+    "adaptive+hash": (("adaptive", "hash"), 2),
+}
+DEFAULT_METHOD = "content+hash"
+# ThresholdDetector's default: mean 0..255 under which a frame counts as black.
+FADE_LEVEL = 12
+# Hard-cut votes between two frames of which one is darker than this (mean
+# 0..255) are dropped: in a fade the near-black frames are mostly noise, whose
+# hue and hash jump from frame to frame; the fade detector places that boundary.
+DIM_LEVEL = 16
+# Camera motion (bench: whip pans at 5 fps move the picture a tenth of its width
+# between two samples, which every library detector takes for a cut): a change
+# that a global shift of at most MOTION_LIMIT of the frame explains, leaving
+# under MOTION_RATIO of the difference, is not a cut.
+MOTION_LIMIT = 1 / 3
+MOTION_RATIO = 0.5
+MOTION_WIDTH = 128  # pixels of the grey frame the shift is measured on
+# The library needs a rate for its timecodes; with min_scene_len=0 it is never
+# used for a decision, so the sampled frames are simply numbered 0, 1, 2, ...
+_RATE = 30.0
+
+
+def small_frame(frame: av.VideoFrame | np.ndarray, width: int = SMALL_WIDTH,
+                order: str = "rgb") -> np.ndarray:
+    """``frame`` at most ``width`` pixels wide (aspect kept), as 8-bit BGR (the
+    library's format). ``order``: channel order of an array frame ("rgb" as the
+    pipeline's arrays, or "bgr"); a 2-D array is taken as grey. Frames already
+    narrower are not scaled up."""
+    if isinstance(frame, av.VideoFrame):
+        w, h = _size(frame.width, frame.height, width)
+        # PERFORMANCE: swscale's area filter straight from the yuv420p planes:
+        # ~0.4 ms at 1080p where to_ndarray + cv2.resize takes ~5 ms.
+        return frame.reformat(width=w, height=h, format="bgr24",
+                              interpolation="AREA").to_ndarray()
+    array = np.asarray(frame)
+    if array.dtype != np.uint8 or array.ndim not in (2, 3) or \
+            (array.ndim == 3 and array.shape[2] != 3):
+        raise ValueError(f"a frame must be uint8 HxW or HxWx3, not {array.dtype} {array.shape}")
+    if array.ndim == 2:
+        array = np.repeat(array[:, :, None], 3, axis=2)
+    elif order == "rgb":
+        array = array[:, :, ::-1]
+    elif order != "bgr":
+        raise ValueError(f"order must be 'rgb' or 'bgr', not {order!r}")
+    return _area_resize(np.ascontiguousarray(array), width)
+
+
+def _size(w: int, h: int, width: int) -> tuple[int, int]:
+    if w < 1 or h < 1:
+        raise ValueError(f"an empty frame ({w}x{h})")
+    if w <= width:
+        return w, h
+    return width, max(1, round(h * width / w))
+
+
+def _area_resize(bgr: np.ndarray, width: int) -> np.ndarray:
+    h, w = bgr.shape[:2]
+    new_w, new_h = _size(w, h, width)
+    if (new_w, new_h) == (w, h):
+        return bgr
+    return cv2.resize(bgr, (new_w, new_h), interpolation=cv2.INTER_AREA)
+
+
+@dataclass(frozen=True)
+class Params:
+    """The library's thresholds (its defaults unless measured better)."""
+
+    content_threshold: float = 27.0
+    hash_threshold: float = 0.35
+    adaptive_threshold: float = 3.0
+    adaptive_min_content: float = 15.0
+    window_width: int = 2  # AdaptiveDetector: frames each side
+
+
+class ShotDetector:
+    """Cuts between sampled frames: ``push`` each frame in order with its
+    source frame number; it returns the source frame numbers *before which* a
+    new shot starts, as they become final (at most ``delay`` frames late, in
+    ascending order). ``flush`` at the end of the input returns the rest.
+
+    ``window``: sampled frames before a frame that its decision needs (the
+    warm-up a segment decodes before its start); ``delay``: frames after it.
+    The first frame pushed never starts a shot (there is nothing before it).
+    """
+
+    def __init__(self, method: str = DEFAULT_METHOD, fades: bool = True,
+                 width: int = SMALL_WIDTH, params: Params = Params(),
+                 motion: bool = True) -> None:
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, not {method!r}")
+        if width < 8:
+            raise ValueError(f"width {width} is too small to see a cut")
+        self.method, self.width, self.params = method, width, params
+        self._members = _members(method, params)
+        self._fade = ThresholdDetector(threshold=FADE_LEVEL, fade_bias=1.0, min_scene_len=0) \
+            if fades else None
+        self.delay = max(delay for _, delay in self._members)
+        # Adaptive's score of its oldest window frame needs the frame before it.
+        self.window = params.window_width + 1 if self.delay else 1
+        self._seq = 0
+        self._frame_nos: deque[int] = deque()  # frame numbers not decided yet, from _first
+        self._first = 0  # sequence number of _frame_nos[0]
+        self._votes: dict[int, int] = {}
+        self._fade_cuts: set[int] = set()
+        self._last_no: int | None = None
+        self._motion = motion
+        self._grey: np.ndarray | None = None  # the last frame, for the camera-motion test
+        self._moved: set[int] = set()  # frames a camera move explains
+        self._means: dict[int, float] = {}  # mean brightness of frames not decided yet (and one before)
+
+    def push(self, frame_no: int, frame: av.VideoFrame | np.ndarray,
+             order: str = "rgb") -> list[int]:
+        """Take the next sampled frame; the cuts now decided (source frame numbers)."""
+        if self._last_no is not None and frame_no <= self._last_no:
+            raise ValueError(f"frame {frame_no} after frame {self._last_no}: frames go forward")
+        small = small_frame(frame, self.width, order)
+        self._means[self._seq] = float(small.mean())
+        if self._motion:
+            grey = _motion_grey(small)
+            if self._grey is not None and camera_moved(self._grey, grey):
+                self._moved.add(self._seq)
+            self._grey = grey
+        timecode = FrameTimecode(self._seq, fps=_RATE)
+        for detector, _ in self._members:
+            for cut in detector.process_frame(timecode, small):
+                self._vote(cut.frame_num)
+        if self._fade is not None:
+            self._fade_cuts.update(cut.frame_num for cut in self._fade.process_frame(timecode, small))
+        self._last_no = frame_no
+        self._frame_nos.append(frame_no)
+        self._seq += 1
+        return self._decide(self._seq - 1 - self.delay)
+
+    def flush(self) -> list[int]:
+        """The cuts among the last ``delay`` frames, decided by the members that
+        could (the adaptive member cannot see past the end)."""
+        decided = self._decide(self._seq - 1, at_end=True)
+        return decided
+
+    def _vote(self, seq: int) -> None:
+        if seq > 0:  # never before the first frame pushed
+            self._votes[seq] = self._votes.get(seq, 0) + 1
+
+    def _decide(self, through: int, at_end: bool = False) -> list[int]:
+        cuts = []
+        need = METHODS[self.method][1]
+        while self._frame_nos and self._first <= through:
+            seq, frame_no = self._first, self._frame_nos.popleft()
+            self._first += 1
+            votes = self._votes.pop(seq, 0)
+            if seq in self._moved or \
+                    (seq > 0 and min(self._means[seq - 1], self._means[seq]) < DIM_LEVEL):
+                votes = 0
+            self._moved.discard(seq)
+            self._means.pop(seq - 1, None)
+            if at_end and self.delay and seq > self._seq - 1 - self.delay:
+                need = min(need, len(self._members) - 1) or 1  # adaptive abstains here
+            if seq > 0 and (votes >= need or seq in self._fade_cuts):
+                cuts.append(frame_no)
+            self._fade_cuts.discard(seq)
+        return cuts
+
+
+def _motion_grey(small: np.ndarray) -> np.ndarray:
+    grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+    h, w = grey.shape
+    if w > MOTION_WIDTH:
+        grey = cv2.resize(grey, (MOTION_WIDTH, max(1, round(h * MOTION_WIDTH / w))),
+                          interpolation=cv2.INTER_AREA)
+    return grey.astype(np.float32)
+
+
+def camera_moved(before: np.ndarray, after: np.ndarray) -> bool:
+    """Whether a global shift of ``before`` (phase correlation) explains ``after``:
+    the shift is under MOTION_LIMIT of the frame and leaves, where the two
+    overlap, under MOTION_RATIO of their plain difference."""
+    h, w = after.shape
+    if h < 8 or w < 8 or before.shape != after.shape:
+        return False
+    (dx, dy), _ = cv2.phaseCorrelate(before, after, _hanning(w, h))
+    sx, sy = round(dx), round(dy)
+    if (sx, sy) == (0, 0) or abs(sx) > MOTION_LIMIT * w or abs(sy) > MOTION_LIMIT * h:
+        return False  # no camera move (objects moving at most), or too far for one
+    # after(x, y) ~ before(x - sx, y - sy): compare where both see the same place.
+    moved = after[max(0, sy):h + min(0, sy), max(0, sx):w + min(0, sx)]
+    still = before[max(0, -sy):h - max(0, sy), max(0, -sx):w - max(0, sx)]
+    plain = float(np.abs(after - before).mean())
+    return plain > 0 and float(np.abs(moved - still).mean()) < MOTION_RATIO * plain
+
+
+_HANNING: dict[tuple[int, int], np.ndarray] = {}
+
+
+def _hanning(w: int, h: int) -> np.ndarray:
+    if (w, h) not in _HANNING:
+        _HANNING[(w, h)] = cv2.createHanningWindow((w, h), cv2.CV_32F)
+    return _HANNING[(w, h)]
+
+
+def _members(method: str, p: Params) -> list[tuple[SceneDetector, int]]:
+    """The library detectors a method runs, each with its look-ahead in frames."""
+    made = {
+        "content": lambda: (ContentDetector(threshold=p.content_threshold, min_scene_len=0), 0),
+        "hash": lambda: (HashDetector(threshold=p.hash_threshold, min_scene_len=0), 0),
+        "adaptive": lambda: (AdaptiveDetector(adaptive_threshold=p.adaptive_threshold,
+                                              min_content_val=p.adaptive_min_content,
+                                              window_width=p.window_width, min_scene_len=0),
+                             p.window_width),
+    }
+    return [made[name]() for name in METHODS[method][0]]
+
+
+def detect_cuts(frames: Sequence[tuple[int, av.VideoFrame | np.ndarray]],
+                method: str = DEFAULT_METHOD, order: str = "rgb", **kwargs) -> list[int]:
+    """All cuts of ``(frame_no, frame)`` pairs in one pass (tests, benchmarks)."""
+    detector = ShotDetector(method, **kwargs)
+    cuts = []
+    for frame_no, frame in frames:
+        cuts += detector.push(frame_no, frame, order)
+    return cuts + detector.flush()
