@@ -4,6 +4,9 @@
 # facenet-pytorch is installed on its own with --no-deps: the service uses only
 # the MTCNN weights its wheel carries (the built-in face detector), and its
 # metadata pins old torch/numpy versions that would otherwise be pulled in.
+# scenedetect likewise (shot detection): its metadata requires opencv-python,
+# whose cv2 would replace opencv-python-headless's (the service needs no GUI);
+# its other dependencies are in requirements.txt.
 set -euo pipefail
 export PIP_ROOT_USER_ACTION=ignore
 cd "$(dirname "$0")"
@@ -23,4 +26,4 @@ if [ "${1:-}" = "dev" ]; then
 else
   "${pip[@]}" -r requirements.txt
 fi
-"${pip[@]}" --no-deps facenet-pytorch==2.6.0
+"${pip[@]}" --no-deps facenet-pytorch==2.6.0 scenedetect==0.7.2

@@ -36,7 +36,7 @@ from common import ROOT, machine, table  # noqa: E402
 sys.path.insert(0, str(ROOT / "tests"))
 from shot_scenes import Shot, decode, encode, still_scene, varied_scene  # noqa: E402
 
-from processors.shots import METHODS, ShotDetector  # noqa: E402
+from processors.shots import DEFAULT_METHOD, METHODS, ShotDetector  # noqa: E402
 from processors.still import DISTANCES, THRESHOLD, StillFilter, prepare  # noqa: E402
 
 
@@ -58,22 +58,30 @@ def score(found: list[int], expected: list[int], fades: list[tuple[int, int]],
 
 def cut_figures(videos: list[tuple[Path, object]]) -> list[list[object]]:
     rows = []
+    contenders = [(m, True) for m in METHODS] + [(DEFAULT_METHOD, False)]
     for step, slack, label in ((1, 1, "every frame, +-1"), (6, 0, "5 fps, exact")):
-        for method in METHODS:
-            totals = np.zeros(5, int)
-            fades = 0
-            for path, truth in videos:
-                frames = [(i, f) for i, f in decode(path) if i % step == 0]
-                sampled = [i for i, _ in frames]
-                detector = ShotDetector(method)
-                found = [c for i, f in frames for c in detector.push(i, f)] + detector.flush()
-                expected_fades = truth.expected_fades(sampled)
-                fades += len(expected_fades)
-                totals += score(found, truth.expected_cuts(sampled), expected_fades, slack)
-            tp, fp, fn, fade_found, in_fade = totals
+        totals = {c: np.zeros(5, int) for c in contenders}
+        fades = 0
+        for path, truth in videos:
+            # One decode feeds every contender.
+            detectors = {c: ShotDetector(c[0], motion=c[1]) for c in contenders}
+            found = {c: [] for c in contenders}
+            sampled = []
+            for i, frame in decode(path):
+                if i % step == 0:
+                    sampled.append(i)
+                    for c, detector in detectors.items():
+                        found[c] += detector.push(i, frame)
+            expected_fades = truth.expected_fades(sampled)
+            fades += len(expected_fades)
+            for c, detector in detectors.items():
+                totals[c] += score(found[c] + detector.flush(), truth.expected_cuts(sampled),
+                                   expected_fades, slack)
+        for (method, motion), (tp, fp, fn, fade_found, in_fade) in totals.items():
             p, r = tp / max(1, tp + fp), tp / max(1, tp + fn)
-            rows.append([label, method, tp + fn, tp, fp, fn, f"{p:.3f}", f"{r:.3f}",
-                         f"{2 * p * r / max(1e-9, p + r):.3f}", f"{fade_found}/{fades}", in_fade])
+            rows.append([label, method + ("" if motion else " (no motion test)"), tp + fn, tp, fp,
+                         fn, f"{p:.3f}", f"{r:.3f}", f"{2 * p * r / max(1e-9, p + r):.3f}",
+                         f"{fade_found}/{fades}", in_fade])
     return rows
 
 

@@ -226,21 +226,60 @@ def _motion_grey(small: np.ndarray) -> np.ndarray:
 
 
 def camera_moved(before: np.ndarray, after: np.ndarray) -> bool:
-    """Whether a global shift of ``before`` (phase correlation) explains ``after``:
-    the shift is under MOTION_LIMIT of the frame and leaves, where the two
-    overlap, under MOTION_RATIO of their plain difference."""
+    """Whether a global shift of ``before`` explains ``after``: the shift is
+    under MOTION_LIMIT of the frame and leaves, where the two overlap, a median
+    difference under MOTION_RATIO of the plain one. The shift is measured by
+    phase correlation over the whole frame and over each quarter, as a large
+    moving object can outweigh the background in the whole; the median lets
+    such an object be (a minority of the pixels) without spoiling the fit."""
     h, w = after.shape
-    if h < 8 or w < 8 or before.shape != after.shape:
+    if h < 16 or w < 16 or before.shape != after.shape:
         return False
-    (dx, dy), _ = cv2.phaseCorrelate(before, after, _hanning(w, h))
-    sx, sy = round(dx), round(dy)
-    if (sx, sy) == (0, 0) or abs(sx) > MOTION_LIMIT * w or abs(sy) > MOTION_LIMIT * h:
-        return False  # no camera move (objects moving at most), or too far for one
-    # after(x, y) ~ before(x - sx, y - sy): compare where both see the same place.
-    moved = after[max(0, sy):h + min(0, sy), max(0, sx):w + min(0, sx)]
-    still = before[max(0, -sy):h - max(0, sy), max(0, -sx):w - max(0, sx)]
-    plain = float(np.abs(after - before).mean())
-    return plain > 0 and float(np.abs(moved - still).mean()) < MOTION_RATIO * plain
+    plain = float(np.median(np.abs(after - before)))
+    if plain == 0:
+        return False
+    best = plain
+    for sx, sy in _shifts(before, after):
+        if (sx, sy) == (0, 0) or abs(sx) > MOTION_LIMIT * w or abs(sy) > MOTION_LIMIT * h:
+            continue  # no camera move (objects moving at most), or too far for one
+        # after(x, y) ~ before(x - sx, y - sy): compare where both see the same place.
+        moved = after[max(0, sy):h + min(0, sy), max(0, sx):w + min(0, sx)]
+        still = before[max(0, -sy):h - max(0, sy), max(0, -sx):w - max(0, sx)]
+        best = min(best, float(np.median(np.abs(moved - still))))
+    return best < MOTION_RATIO * plain
+
+
+def _shifts(before: np.ndarray, after: np.ndarray, peaks: int = 6) -> list[tuple[int, int]]:
+    """Candidate shifts of ``after`` against ``before``: the highest peaks of
+    their phase correlation (not only the highest, which a large moving object
+    may hold while the background's peak comes second)."""
+    h, w = after.shape
+    window = _hanning(w, h)
+    spectrum = np.fft.rfft2(after * window) * np.conj(np.fft.rfft2(before * window))
+    surface = np.fft.irfft2(spectrum / np.maximum(np.abs(spectrum), 1e-9), s=(h, w))
+    surface = surface.astype(np.float32)
+    tops = surface == cv2.dilate(surface, np.ones((3, 3), np.uint8))
+    ys, xs = np.nonzero(tops)
+    order = np.argsort(surface[ys, xs])[::-1][:peaks]
+    # a peak at (y, x) is a shift of y (or y - h) rows and x (or x - w) columns
+    found = [(int(x - w if x > w // 2 else x), int(y - h if y > h // 2 else y))
+             for y, x in zip(ys[order], xs[order])]
+    return found + _tracked_shift(before, after)
+
+
+def _tracked_shift(before: np.ndarray, after: np.ndarray) -> list[tuple[int, int]]:
+    """The median motion of a grid of points followed by pyramidal Lucas-Kanade:
+    where the background is smooth, phase correlation finds only the movers."""
+    h, w = after.shape
+    ys, xs = np.mgrid[h // 10:h:h // 5, w // 16:w:w // 8]
+    points = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float32).reshape(-1, 1, 2)
+    moved, status, _ = cv2.calcOpticalFlowPyrLK(before.astype(np.uint8), after.astype(np.uint8),
+                                                points, None, winSize=(21, 21), maxLevel=3)
+    kept = status.ravel() == 1
+    if kept.sum() < len(points) // 2:
+        return []
+    dx, dy = np.median((moved - points)[kept].reshape(-1, 2), axis=0)
+    return [(round(float(dx)), round(float(dy)))]
 
 
 _HANNING: dict[tuple[int, int], np.ndarray] = {}

@@ -166,9 +166,9 @@ def _background(seed: int, width: int, height: int, fine: bool) -> np.ndarray:
     base_w, base_h = max(width, 1600), max(height, 1000)
     low = rng.integers(20, 236, (base_h // 120 + 2, base_w // 120 + 2, 3)).astype(np.float32)
     image = cv2.resize(low, (base_w, base_h), interpolation=cv2.INTER_CUBIC)
-    for _ in range(60):
+    for _ in range(400):  # texture, as real places have (a bare gradient hides any pan)
         x, y = int(rng.integers(0, base_w)), int(rng.integers(0, base_h))
-        w, h = int(rng.integers(10, 120)), int(rng.integers(10, 120))
+        w, h = int(rng.integers(6, 80)), int(rng.integers(6, 80))
         image[y:y + h, x:x + w] = rng.integers(0, 256, 3)
     if fine:
         stripes = (np.arange(base_w) // 3 % 2 * 40 - 20).astype(np.float32)
