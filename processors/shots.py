@@ -14,13 +14,20 @@ Methods (``ShotDetector(method=...)``; figures in BENCHMARKS.md, "Shots"):
 * ``adaptive``: its AdaptiveDetector (ContentDetector's score over the mean
   score of ``window_width`` frames on either side: it needs frames *after*
   the candidate, so its decisions come ``delay`` frames late);
-* ``vote`` (default, chosen by measurement): a cut where at least two of
-  content, adaptive and hash agree. Content alone fires on fast motion and
-  flashes, hash alone on pans over fine texture; their errors rarely agree.
+* ``vote``: a cut where two of content, adaptive and hash agree;
+* ``content+hash`` (default, chosen by measurement) and ``adaptive+hash``:
+  a cut where both agree. Content and adaptive fire on flashes (the hash,
+  normalised by the frame's brightest value, does not), the hash alone on
+  some fast motion; adaptive misses short shots (a cut raises its own
+  window's mean). content+hash decides at once (``delay`` 0).
 
 Every method also runs ThresholdDetector (``fades=True``): a fade through
 black is one boundary, at the first frame that comes back above the black
-level (fade_bias=+1).
+level (fade_bias=+1); hard-cut votes between near-black frames (DIM_LEVEL)
+are dropped, as they are noise. And with ``motion=True`` a vote is dropped
+where a camera move explains the change (``camera_moved``): at 5 fps a fast
+pan moves the picture a tenth of its width between samples, which every
+library detector takes for a cut.
 
 Bounded, so that segments agree with one pass: every library detector is
 built with ``min_scene_len=0`` (their minimum-length filters remember the
@@ -63,9 +70,7 @@ FADE_LEVEL = 12
 # 0..255) are dropped: in a fade the near-black frames are mostly noise, whose
 # hue and hash jump from frame to frame; the fade detector places that boundary.
 DIM_LEVEL = 16
-# Camera motion (bench: whip pans at 5 fps move the picture a tenth of its width
-# between two samples, which every library detector takes for a cut): a change
-# that a global shift of at most MOTION_LIMIT of the frame explains, leaving
+# Camera motion: a change that a global shift of at most MOTION_LIMIT of the frame explains, leaving
 # under MOTION_RATIO of the difference, is not a cut.
 MOTION_LIMIT = 1 / 3
 MOTION_RATIO = 0.5

@@ -21,6 +21,12 @@ import cv2
 import numpy as np
 
 
+# Pixels an object (or the camera) must move, from the last kept frame, for a
+# frame to count as changed: at 640x360 a 160-pixel-wide comparison sees a
+# move of 4 source pixels as one of its own, of 1 pixel as a quarter.
+MIN_MOVE = 2
+
+
 @dataclass(frozen=True)
 class Mover:
     """A filled rectangle, ``size`` (w, h) pixels, from ``start`` (x, y) at
@@ -69,8 +75,27 @@ class Truth:
         each new shot (a shot no sample falls in merges with the next)."""
         return _first_after(self.hard_cuts, sampled)
 
+    def change(self, i: int, kept: int, least: int = MIN_MOVE) -> str:
+        """"still" (frame ``i`` shows what frame ``kept`` showed, noise aside),
+        "changed" (an object appeared, left, or moved at least ``least`` pixels;
+        the camera moved as far; a flash; a fade step) or "subtle" (something
+        moved less: a filter may keep the frame or not, and the move adds up)."""
+        a, b = self.keys[i], self.keys[kept]
+        if a == b:
+            return "still"
+        if a[0] != b[0] or a[3:] != b[3:] or _far(a[1], b[1], least):
+            return "changed"
+        for one, other in zip(a[2], b[2]):
+            if (one is None) != (other is None) or (one is not None and _far(one, other, least)):
+                return "changed"
+        return "subtle"
+
     def expected_fades(self, sampled: Sequence[int]) -> list[tuple[int, int]]:
         return [(a, b) for a, b in self.fades if any(a <= s < b for s in sampled)]
+
+
+def _far(a: tuple[int, ...], b: tuple[int, ...], least: int) -> bool:
+    return max(abs(x - y) for x, y in zip(a, b)) >= least
 
 
 def _first_after(cuts: Sequence[int], sampled: Sequence[int]) -> list[int]:
