@@ -140,7 +140,13 @@ class ShotDetector:
 
     ``window``: sampled frames before a frame that its decision needs (the
     warm-up a segment decodes before its start); ``delay``: frames after it.
+    The default (content+hash) has window 1 and delay 0: ``push`` returns
+    ``[frame_no]`` when a shot starts at this very frame, else ``[]``.
     The first frame pushed never starts a shot (there is nothing before it).
+
+    In the pipeline: push every sampled frame (after ``normalize``, the
+    yuv420p frame the clip gets) with its source index; a segment pushes the
+    ``window`` sampled frames before its first one and drops their cuts.
     """
 
     def __init__(self, method: str = DEFAULT_METHOD, fades: bool = True,

@@ -24,8 +24,8 @@ between the frame and the last kept one:
   pixel to pixel) while an object fills its block. Still pairs measured up to
   12 levels (320x180 at sigma 4, across a keyframe: the least averaging), a
   change of >= 2 source pixels down to 5.6 (a dim object in a dark shot).
-  ``THRESHOLD`` 8: at 5 fps it left out 96.7 % of the still frames and kept
-  every changed one; sampling every frame, 99.1 % and 99.8 % (the 4 lost: a
+  ``THRESHOLD`` 8: at 5 fps it left out 97.4 % of the still frames and kept
+  every changed one; sampling every frame, 99.2 % and 99.8 % (the 4 lost: a
   2-pixel step of a dim object in a dark shot, whose next step was kept, as
   moves add up against the last kept frame). 10 and 12 leave out more
   (98-100 %) but lose more changes: when in doubt, keep.
