@@ -153,7 +153,7 @@ class ShotDetector:
                  width: int = SMALL_WIDTH, params: Params = Params(),
                  motion: bool = True) -> None:
         if method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, not {method!r}")
+            raise ValueError(f"method must be one of {tuple(METHODS)}, not {method!r}")
         if width < 8:
             raise ValueError(f"width {width} is too small to see a cut")
         self.method, self.width, self.params = method, width, params
@@ -200,8 +200,7 @@ class ShotDetector:
     def flush(self) -> list[int]:
         """The cuts among the last ``delay`` frames, decided by the members that
         could (the adaptive member cannot see past the end)."""
-        decided = self._decide(self._seq - 1, at_end=True)
-        return decided
+        return self._decide(self._seq - 1, at_end=True)
 
     def _vote(self, seq: int) -> None:
         if seq > 0:  # never before the first frame pushed
