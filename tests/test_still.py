@@ -147,3 +147,22 @@ def test_bad_settings_are_refused(kwargs, message):
 def test_empty_frame_is_refused():
     with pytest.raises(ValueError, match="empty"):
         StillFilter().keep(np.zeros((0, 4, 3), np.uint8))
+
+
+def test_a_segment_starting_on_a_grid_line_decides_as_one_pass(still_video):
+    """The caller resets at each shot and each grid line (every 30 samples
+    here): a segment that starts on one then needs nothing from before it."""
+    frames, _ = still_video
+
+    def decisions(start: int) -> list[bool]:
+        still, out = StillFilter(), []
+        for i, frame in frames[start:]:
+            if i % 30 == 0:
+                still.reset()
+            out.append(still.keep(frame))
+        return out
+
+    whole = decisions(0)
+    assert sum(whole) < len(whole) / 2  # most of this footage is left out...
+    for start in (60, 150, 180):  # ...and segments agree, in the quiet and where the box enters
+        assert decisions(start) == whole[start:]
