@@ -6,6 +6,9 @@
 # files unpacked beside models/mtcnn/model.json, not installed. Its metadata pins
 # torch<2.3 and numpy<2, which pip would report as a conflict at every install
 # (and `pip check` as a broken environment) although nothing imports it.
+# scenedetect (shot detection) is installed --no-deps: its metadata requires
+# opencv-python, whose cv2 would replace opencv-python-headless's (the service
+# needs no GUI); its other dependencies are in requirements.txt.
 set -euo pipefail
 export PIP_ROOT_USER_ACTION=ignore
 cd "$(dirname "$0")"
@@ -25,6 +28,7 @@ if [ "${1:-}" = "dev" ]; then
 else
   "${pip[@]}" -r requirements.txt
 fi
+"${pip[@]}" --no-deps scenedetect==0.7.2
 weights=models/mtcnn
 if ! [ -s "$weights/pnet.pt" ] || ! [ -s "$weights/rnet.pt" ] || ! [ -s "$weights/onet.pt" ]; then
   mkdir -p "$weights"

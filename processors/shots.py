@@ -1,0 +1,324 @@
+"""Shot boundaries over the sampled frames, one frame at a time (issue 19).
+
+The pipeline hands each sampled frame (a yuv420p ``av.VideoFrame``, or an RGB
+array) to ``ShotDetector.push`` with its source frame number; the detector
+downscales it (``small_frame``: ~0.4 ms at 1080p through swscale's area
+filter) and runs PySceneDetect's per-frame detectors on the small copy. No
+second decode: the frames are the ones the pipeline already has.
+
+Methods (``ShotDetector(method=...)``; figures in BENCHMARKS.md, "Shots"):
+
+* ``content``: PySceneDetect's ContentDetector (HSV difference of two
+  consecutive sampled frames against a fixed threshold);
+* ``hash``: its HashDetector (DCT perceptual hash distance of two frames);
+* ``adaptive``: its AdaptiveDetector (ContentDetector's score over the mean
+  score of ``window_width`` frames on either side: it needs frames *after*
+  the candidate, so its decisions come ``delay`` frames late);
+* ``vote``: a cut where two of content, adaptive and hash agree;
+* ``content+hash`` (default, chosen by measurement) and ``adaptive+hash``:
+  a cut where both agree. Content and adaptive fire on flashes (the hash,
+  normalised by the frame's brightest value, does not), the hash alone on
+  some fast motion; adaptive misses short shots (a cut raises its own
+  window's mean). content+hash decides at once (``delay`` 0).
+
+Every method also runs ThresholdDetector (``fades=True``): a fade through
+black is one boundary, at the first frame that comes back above the black
+level (fade_bias=+1); hard-cut votes between near-black frames (DIM_LEVEL)
+are dropped, as they are noise. And with ``motion=True`` a vote is dropped
+where a camera move explains the change (``camera_moved``): at 5 fps a fast
+pan moves the picture a tenth of its width between samples, which every
+library detector takes for a cut.
+
+Bounded, so that segments agree with one pass: every library detector is
+built with ``min_scene_len=0`` (their minimum-length filters remember the
+last cut, which may lie anywhere before), so the decision for frame ``i``
+depends only on sampled frames ``i - window`` .. ``i + delay``. A segment
+that starts at sampled frame ``s`` pushes frames ``s - window`` .. ``s - 1``
+first (its warm-up, whose results it ignores) and, at its end ``e``, frames
+up to ``e + delay`` (its look-ahead), or calls ``flush`` at the video's end.
+Then its cuts in ``[s, e)`` are exactly those of one pass over the video.
+``flush`` decides the last ``delay`` frames with what there is (the vote of
+the members that decided them), as one pass does at the video's end.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Sequence
+
+import av
+import cv2
+import numpy as np
+from scenedetect import (AdaptiveDetector, ContentDetector, FrameTimecode, HashDetector,
+                         ThresholdDetector)
+from scenedetect.detector import SceneDetector
+
+SMALL_WIDTH = 256  # pixels: enough for a cut, ~30x fewer than 1080p
+# method -> (members, votes a cut needs)
+METHODS: dict[str, tuple[tuple[str, ...], int]] = {
+    "content": (("content",), 1),
+    "adaptive": (("adaptive",), 1),
+    "hash": (("hash",), 1),
+    "vote": (("content", "adaptive", "hash"), 2),
+    "content+hash": (("content", "hash"), 2),
+    "adaptive+hash": (("adaptive", "hash"), 2),
+}
+DEFAULT_METHOD = "content+hash"
+# ThresholdDetector's default: mean 0..255 under which a frame counts as black.
+FADE_LEVEL = 12
+# Hard-cut votes between two frames of which one is darker than this (mean
+# 0..255) are dropped: in a fade the near-black frames are mostly noise, whose
+# hue and hash jump from frame to frame; the fade detector places that boundary.
+DIM_LEVEL = 16
+# Camera motion: a change that a global shift of at most MOTION_LIMIT of the frame explains, leaving
+# under MOTION_RATIO of the difference, is not a cut.
+MOTION_LIMIT = 1 / 3
+MOTION_RATIO = 0.5
+MOTION_WIDTH = 128  # pixels of the grey frame the shift is measured on
+# The library needs a rate for its timecodes; with min_scene_len=0 it is never
+# used for a decision, so the sampled frames are simply numbered 0, 1, 2, ...
+_RATE = 30.0
+
+
+def small_frame(frame: av.VideoFrame | np.ndarray, width: int = SMALL_WIDTH,
+                order: str = "rgb") -> np.ndarray:
+    """``frame`` at most ``width`` pixels wide (aspect kept), as 8-bit BGR (the
+    library's format). ``order``: channel order of an array frame ("rgb" as the
+    pipeline's arrays, or "bgr"); a 2-D array is taken as grey. Frames already
+    narrower are not scaled up."""
+    if isinstance(frame, av.VideoFrame):
+        w, h = _size(frame.width, frame.height, width)
+        # PERFORMANCE: swscale's area filter straight from the yuv420p planes:
+        # ~0.4 ms at 1080p where to_ndarray + cv2.resize takes ~5 ms.
+        return frame.reformat(width=w, height=h, format="bgr24",
+                              interpolation="AREA").to_ndarray()
+    array = np.asarray(frame)
+    if array.dtype != np.uint8 or array.ndim not in (2, 3) or \
+            (array.ndim == 3 and array.shape[2] != 3):
+        raise ValueError(f"a frame must be uint8 HxW or HxWx3, not {array.dtype} {array.shape}")
+    if array.ndim == 2:
+        array = np.repeat(array[:, :, None], 3, axis=2)
+    elif order == "rgb":
+        array = array[:, :, ::-1]
+    elif order != "bgr":
+        raise ValueError(f"order must be 'rgb' or 'bgr', not {order!r}")
+    return _area_resize(np.ascontiguousarray(array), width)
+
+
+def _size(w: int, h: int, width: int) -> tuple[int, int]:
+    if w < 1 or h < 1:
+        raise ValueError(f"an empty frame ({w}x{h})")
+    if w <= width:
+        return w, h
+    return width, max(1, round(h * width / w))
+
+
+def _area_resize(bgr: np.ndarray, width: int) -> np.ndarray:
+    h, w = bgr.shape[:2]
+    new_w, new_h = _size(w, h, width)
+    if (new_w, new_h) == (w, h):
+        return bgr
+    return cv2.resize(bgr, (new_w, new_h), interpolation=cv2.INTER_AREA)
+
+
+@dataclass(frozen=True)
+class Params:
+    """The library's thresholds (its defaults unless measured better)."""
+
+    content_threshold: float = 27.0
+    hash_threshold: float = 0.35
+    adaptive_threshold: float = 3.0
+    adaptive_min_content: float = 15.0
+    window_width: int = 2  # AdaptiveDetector: frames each side
+
+
+class ShotDetector:
+    """Cuts between sampled frames: ``push`` each frame in order with its
+    source frame number; it returns the source frame numbers *before which* a
+    new shot starts, as they become final (at most ``delay`` frames late, in
+    ascending order). ``flush`` at the end of the input returns the rest.
+
+    ``window``: sampled frames before a frame that its decision needs (the
+    warm-up a segment decodes before its start); ``delay``: frames after it.
+    The default (content+hash) has window 1 and delay 0: ``push`` returns
+    ``[frame_no]`` when a shot starts at this very frame, else ``[]``.
+    The first frame pushed never starts a shot (there is nothing before it).
+
+    In the pipeline: push every sampled frame (after ``normalize``, the
+    yuv420p frame the clip gets) with its source index; a segment pushes the
+    ``window`` sampled frames before its first one and drops their cuts.
+    """
+
+    def __init__(self, method: str = DEFAULT_METHOD, fades: bool = True,
+                 width: int = SMALL_WIDTH, params: Params = Params(),
+                 motion: bool = True) -> None:
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {tuple(METHODS)}, not {method!r}")
+        if width < 8:
+            raise ValueError(f"width {width} is too small to see a cut")
+        self.method, self.width, self.params = method, width, params
+        self._members = _members(method, params)
+        self._fade = ThresholdDetector(threshold=FADE_LEVEL, fade_bias=1.0, min_scene_len=0) \
+            if fades else None
+        self.delay = max(delay for _, delay in self._members)
+        # Adaptive's score of its oldest window frame needs the frame before it.
+        self.window = params.window_width + 1 if self.delay else 1
+        self._seq = 0
+        self._frame_nos: deque[int] = deque()  # frame numbers not decided yet, from _first
+        self._first = 0  # sequence number of _frame_nos[0]
+        self._votes: dict[int, int] = {}
+        self._fade_cuts: set[int] = set()
+        self._last_no: int | None = None
+        self._motion = motion
+        self._grey: np.ndarray | None = None  # the last frame, for the camera-motion test
+        self._moved: set[int] = set()  # frames a camera move explains
+        self._means: dict[int, float] = {}  # mean brightness of frames not decided yet (and one before)
+
+    def push(self, frame_no: int, frame: av.VideoFrame | np.ndarray,
+             order: str = "rgb") -> list[int]:
+        """Take the next sampled frame; the cuts now decided (source frame numbers)."""
+        if self._last_no is not None and frame_no <= self._last_no:
+            raise ValueError(f"frame {frame_no} after frame {self._last_no}: frames go forward")
+        small = small_frame(frame, self.width, order)
+        self._means[self._seq] = float(small.mean())
+        if self._motion:
+            grey = _motion_grey(small)
+            if self._grey is not None and camera_moved(self._grey, grey):
+                self._moved.add(self._seq)
+            self._grey = grey
+        timecode = FrameTimecode(self._seq, fps=_RATE)
+        for detector, _ in self._members:
+            for cut in detector.process_frame(timecode, small):
+                self._vote(cut.frame_num)
+        if self._fade is not None:
+            self._fade_cuts.update(cut.frame_num for cut in self._fade.process_frame(timecode, small))
+        self._last_no = frame_no
+        self._frame_nos.append(frame_no)
+        self._seq += 1
+        return self._decide(self._seq - 1 - self.delay)
+
+    def flush(self) -> list[int]:
+        """The cuts among the last ``delay`` frames, decided by the members that
+        could (the adaptive member cannot see past the end)."""
+        return self._decide(self._seq - 1, at_end=True)
+
+    def _vote(self, seq: int) -> None:
+        if seq > 0:  # never before the first frame pushed
+            self._votes[seq] = self._votes.get(seq, 0) + 1
+
+    def _decide(self, through: int, at_end: bool = False) -> list[int]:
+        cuts = []
+        need = METHODS[self.method][1]
+        while self._frame_nos and self._first <= through:
+            seq, frame_no = self._first, self._frame_nos.popleft()
+            self._first += 1
+            votes = self._votes.pop(seq, 0)
+            if seq in self._moved or \
+                    (seq > 0 and min(self._means[seq - 1], self._means[seq]) < DIM_LEVEL):
+                votes = 0
+            self._moved.discard(seq)
+            self._means.pop(seq - 1, None)
+            if at_end and self.delay and seq > self._seq - 1 - self.delay:
+                need = min(need, len(self._members) - 1) or 1  # adaptive abstains here
+            if seq > 0 and (votes >= need or seq in self._fade_cuts):
+                cuts.append(frame_no)
+            self._fade_cuts.discard(seq)
+        return cuts
+
+
+def _motion_grey(small: np.ndarray) -> np.ndarray:
+    grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+    h, w = grey.shape
+    if w > MOTION_WIDTH:
+        grey = cv2.resize(grey, (MOTION_WIDTH, max(1, round(h * MOTION_WIDTH / w))),
+                          interpolation=cv2.INTER_AREA)
+    return grey.astype(np.float32)
+
+
+def camera_moved(before: np.ndarray, after: np.ndarray) -> bool:
+    """Whether a global shift of ``before`` explains ``after``: the shift is
+    under MOTION_LIMIT of the frame and leaves, where the two overlap, a median
+    difference under MOTION_RATIO of the plain one. The shift is measured by
+    phase correlation over the whole frame and over each quarter, as a large
+    moving object can outweigh the background in the whole; the median lets
+    such an object be (a minority of the pixels) without spoiling the fit."""
+    h, w = after.shape
+    if h < 16 or w < 16 or before.shape != after.shape:
+        return False
+    plain = float(np.median(np.abs(after - before)))
+    if plain == 0:
+        return False
+    best = plain
+    for sx, sy in _shifts(before, after):
+        if (sx, sy) == (0, 0) or abs(sx) > MOTION_LIMIT * w or abs(sy) > MOTION_LIMIT * h:
+            continue  # no camera move (objects moving at most), or too far for one
+        # after(x, y) ~ before(x - sx, y - sy): compare where both see the same place.
+        moved = after[max(0, sy):h + min(0, sy), max(0, sx):w + min(0, sx)]
+        still = before[max(0, -sy):h - max(0, sy), max(0, -sx):w - max(0, sx)]
+        best = min(best, float(np.median(np.abs(moved - still))))
+    return best < MOTION_RATIO * plain
+
+
+def _shifts(before: np.ndarray, after: np.ndarray, peaks: int = 6) -> list[tuple[int, int]]:
+    """Candidate shifts of ``after`` against ``before``: the highest peaks of
+    their phase correlation (not only the highest, which a large moving object
+    may hold while the background's peak comes second)."""
+    h, w = after.shape
+    window = _hanning(w, h)
+    spectrum = np.fft.rfft2(after * window) * np.conj(np.fft.rfft2(before * window))
+    surface = np.fft.irfft2(spectrum / np.maximum(np.abs(spectrum), 1e-9), s=(h, w))
+    surface = surface.astype(np.float32)
+    tops = surface == cv2.dilate(surface, np.ones((3, 3), np.uint8))
+    ys, xs = np.nonzero(tops)
+    order = np.argsort(surface[ys, xs])[::-1][:peaks]
+    # a peak at (y, x) is a shift of y (or y - h) rows and x (or x - w) columns
+    found = [(int(x - w if x > w // 2 else x), int(y - h if y > h // 2 else y))
+             for y, x in zip(ys[order], xs[order])]
+    return found + _tracked_shift(before, after)
+
+
+def _tracked_shift(before: np.ndarray, after: np.ndarray) -> list[tuple[int, int]]:
+    """The median motion of a grid of points followed by pyramidal Lucas-Kanade:
+    where the background is smooth, phase correlation finds only the movers."""
+    h, w = after.shape
+    ys, xs = np.mgrid[h // 10:h:h // 5, w // 16:w:w // 8]
+    points = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float32).reshape(-1, 1, 2)
+    moved, status, _ = cv2.calcOpticalFlowPyrLK(before.astype(np.uint8), after.astype(np.uint8),
+                                                points, None, winSize=(21, 21), maxLevel=3)
+    kept = status.ravel() == 1
+    if kept.sum() < len(points) // 2:
+        return []
+    dx, dy = np.median((moved - points)[kept].reshape(-1, 2), axis=0)
+    return [(round(float(dx)), round(float(dy)))]
+
+
+_HANNING: dict[tuple[int, int], np.ndarray] = {}
+
+
+def _hanning(w: int, h: int) -> np.ndarray:
+    if (w, h) not in _HANNING:
+        _HANNING[(w, h)] = cv2.createHanningWindow((w, h), cv2.CV_32F)
+    return _HANNING[(w, h)]
+
+
+def _members(method: str, p: Params) -> list[tuple[SceneDetector, int]]:
+    """The library detectors a method runs, each with its look-ahead in frames."""
+    made = {
+        "content": lambda: (ContentDetector(threshold=p.content_threshold, min_scene_len=0), 0),
+        "hash": lambda: (HashDetector(threshold=p.hash_threshold, min_scene_len=0), 0),
+        "adaptive": lambda: (AdaptiveDetector(adaptive_threshold=p.adaptive_threshold,
+                                              min_content_val=p.adaptive_min_content,
+                                              window_width=p.window_width, min_scene_len=0),
+                             p.window_width),
+    }
+    return [made[name]() for name in METHODS[method][0]]
+
+
+def detect_cuts(frames: Sequence[tuple[int, av.VideoFrame | np.ndarray]],
+                method: str = DEFAULT_METHOD, order: str = "rgb", **kwargs) -> list[int]:
+    """All cuts of ``(frame_no, frame)`` pairs in one pass (tests, benchmarks)."""
+    detector = ShotDetector(method, **kwargs)
+    cuts = []
+    for frame_no, frame in frames:
+        cuts += detector.push(frame_no, frame, order)
+    return cuts + detector.flush()
