@@ -22,8 +22,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from processors.review_page import Limits, ReviewTask, ReviewUpload, render  # noqa: E402
-from processors.review_sheet import ReviewBox, ReviewFrame, pick  # noqa: E402
+from processors.review_model import Limits, ReviewBox, ReviewFrame, ReviewTask, ReviewUpload  # noqa: E402
+from processors.review_page import render  # noqa: E402
+from processors.review_sheet import pick  # noqa: E402
 
 
 def picture(width: int = 1920, height: int = 1080) -> np.ndarray:

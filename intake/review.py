@@ -9,8 +9,7 @@ from __future__ import annotations
 from exceptions import NotFound
 from intake.status import STATUS_TEXT
 from mongo_manager import MongoManager
-from processors.review_page import Limits, ReviewTask, ReviewUpload, render
-from processors.review_sheet import ReviewBox, ReviewFrame
+from processors.review_model import Limits, ReviewBox, ReviewFrame, ReviewTask, ReviewUpload
 
 
 def review_page(mongo: MongoManager, upload_id: str, limits: Limits = Limits()) -> str:
@@ -18,6 +17,10 @@ def review_page(mongo: MongoManager, upload_id: str, limits: Limits = Limits()) 
     upload = mongo.uploads.get_upload(upload_id)
     if upload is None:
         raise NotFound(f"no upload {upload_id}", code="upload_not_found")
+    # Imported here: drawing loads matplotlib and supervision (~80 MiB), which
+    # a web worker or a CLI run that draws no page should not carry.
+    from processors.review_page import render
+
     tasks = [_task(mongo, number, task)
              for number, task in enumerate(mongo.frames.tasks_of(upload_id), start=1)]
     return render(ReviewUpload(

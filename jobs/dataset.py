@@ -33,7 +33,6 @@ from job_states import JobKind, JobState, UploadStatus, completed_version, faile
 from job_types import DatasetJob
 from jobs import watchdog
 from jobs.context import Heartbeat, JobContext
-from jobs.dataset_report import write_report
 from jobs.failure import run_guarded
 from mongo_manager import MongoManager, now, to_id
 from storage.contents import remove_tree
@@ -170,6 +169,10 @@ def _report(spec: VersionSpec, exported: Export, cache: ChecksumCache, store: S3
     where it is and what it flags on the version document."""
     if any(task.error for task in exported.tasks):
         return  # an incomplete version fails; its report would mislead
+    # Imported here: the report loads matplotlib and supervision (~80 MiB),
+    # which every job process (most of them cut videos) should not carry.
+    from jobs.dataset_report import write_report
+
     watchdog.progressed("writing the health report")
     started = time.monotonic()
     numbers = write_report(cache.root, cache.root / REPORT, title=f"Dataset health: {spec.name}",

@@ -25,39 +25,13 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from processors.review_sheet import ReviewFrame, pick, thumbnails, track_colour
+from processors.review_model import Limits, ReviewTask, ReviewUpload
+from processors.review_sheet import pick, thumbnails, track_colour
 
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
     autoescape=True, trim_blocks=True, lstrip_blocks=True)
 _STYLE = {"font.size": 8}
-
-
-@dataclass(frozen=True, slots=True)
-class ReviewTask:
-    number: int
-    name: str
-    clip: str | None
-    frames: Sequence[ReviewFrame]
-
-
-@dataclass(frozen=True)
-class ReviewUpload:
-    upload_id: str
-    status: str
-    tasks: Sequence[ReviewTask]
-    timings: dict | None = None
-    tracks: dict | None = None  # tracks per label, as the status shows them
-    # Shot boundaries in seconds (the shots issue): drawn on the timeline when
-    # the upload has them; none today.
-    shots: Sequence[float] = field(default_factory=tuple)
-
-
-@dataclass(frozen=True)
-class Limits:
-    per_task: int = 12  # thumbnails of one task clip
-    total: int = 240  # thumbnails of the whole page
-    max_side: int = 240  # pixels, a thumbnail's longer side
 
 
 def render(upload: ReviewUpload, limits: Limits = Limits()) -> str:

@@ -19,26 +19,9 @@ import numpy as np
 import supervision as sv
 from PIL import Image
 
+from processors.review_model import ReviewBox, ReviewFrame
+
 PALETTE = sv.ColorPalette.DEFAULT
-
-
-@dataclass(frozen=True, slots=True)  # slots: an hour's upload has ~10^5 boxes
-class ReviewBox:
-    label: str
-    x: float  # task-clip pixels, top left
-    y: float
-    w: float
-    h: float
-    track_id: int | None = None
-    confidence: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ReviewFrame:
-    frame_id: int
-    timestamp: float
-    image_path: str | None
-    boxes: Sequence[ReviewBox] = field(default_factory=tuple)
 
 
 def track_colour(track_id: int | None) -> str:

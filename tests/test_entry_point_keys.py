@@ -50,10 +50,10 @@ def test_dataset_commands_as_documented_need_no_server_key(env, mongo, contents,
     assert command == ["python", "dataset_processor.py", "-v", "<dataset-version-id>"]
     done = run([version if arg == "<dataset-version-id>" else arg for arg in command], run_env)
     assert done.returncode == 0, done.stderr
-    # 30 frames' images and labels; data.yaml, 3 COCO files; the manifest
-    assert "uploaded 65 objects" in done.stdout
+    # 30 frames' images and labels; data.yaml, 3 COCO files; the report; the manifest
+    assert "uploaded 66 objects" in done.stdout
     assert mongo.datasets.get_version(version)["status"] == 1
-    assert len(s3_server.objects(s3_env["S3_BUCKET"], "doc/")) == 65
+    assert len(s3_server.objects(s3_env["S3_BUCKET"], "doc/")) == 66
     mongo.jobs.queue_job(*start_build(mongo, version))  # something for the warm start to do
     done = run(readme_command("python dataset_creation_warm_start.py"), run_env)
     assert done.returncode == 0 and "finished 1 job(s)" in done.stdout, done.stderr

@@ -25,8 +25,8 @@ from tiny_detector import ExportWrapper, train
 
 from api.review import signature
 from config import load_config
-from processors.review_page import Limits, ReviewTask, ReviewUpload, render
-from processors.review_sheet import ReviewBox, ReviewFrame
+from processors.review_model import Limits, ReviewBox, ReviewFrame, ReviewTask, ReviewUpload
+from processors.review_page import render
 
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed "
                                     "(install.sh dev installs it when run as root)")
