@@ -43,7 +43,7 @@ class SegmentParams(ContentParams):
     parent: str  # the upload's job id
     segments: int  # how many segments the run was cut in
     total_tasks: int  # the run's task count
-    segment: dict[str, Any]  # processors.segments.Segment.to_dict()
+    segment: dict[str, Any]  # processors.segment_plan.Segment.to_dict()
 
 
 @dataclass(frozen=True)
