@@ -223,10 +223,10 @@ def test_mot_and_coco_exports_carry_the_stored_tracks(config, mongo, contents):
     version = make_version(mongo, exportFormats=["YOLO", "COCO", "MOT"],
                            splitCount=[{"type": "train", "percentage": 100}])
     assert build_here(config, mongo, version)["status"] == 1
-    root = dataset_dir(contents, version) / "mot" / "u1"
+    root = dataset_dir(contents, version) / "mot" / "u1-s0"  # no shots recorded: one
     info = dict(line.split("=", 1) for line in (root / "seqinfo.ini").read_text().splitlines()
                 if "=" in line)
-    assert info == {"name": "u1", "imDir": "img1", "frameRate": "5", "seqLength": "5",
+    assert info == {"name": "u1-s0", "imDir": "img1", "frameRate": "5", "seqLength": "5",
                     "imWidth": str(WIDTH), "imHeight": str(HEIGHT), "imExt": ".jpg"}
     assert sorted(p.name for p in (root / "img1").iterdir()) == \
         [f"{n:06d}.jpg" for n in range(1, 6)]
@@ -245,6 +245,7 @@ def test_mot_and_coco_exports_carry_the_stored_tracks(config, mongo, contents):
     coco = json.loads((dataset_dir(contents, version) / "annotations" / "train.json").read_text())
     assert sorted(image["frame_index"] for image in coco["images"]) == list(range(5))
     assert {image["video"] for image in coco["images"]} == {"u1"}
+    assert {image["shot"] for image in coco["images"]} == {0}
     tracks = Counter(a.get("track_id") for a in coco["annotations"])
     assert tracks == Counter({1: 5, 2: 2, 3: 2, None: 2})
 
