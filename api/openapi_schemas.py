@@ -99,6 +99,8 @@ DATASET_STATUS = {
     "counts": ("object?", "Images and boxes per split."),
     "uploadStats": ("object?", "Objects sent to and skipped in the store."),
     "timings": ("object?", "exportSeconds and uploadSeconds of the last build."),
+    "report": ("object?", "The dataset health report of the last build: {path, s3Key} "
+                          "(an HTML page at <s3Prefix>/report/index.html)."),
     "startedAt": ("date-time?", "When the last build started."),
     "finishedAt": ("date-time?", "When the last build ended."),
 }
