@@ -94,6 +94,18 @@ def test_a_track_lost_at_a_turn_is_joined_to_its_continuation():
     assert assign_tracks(far, 5)[-1] == [2]
 
 
+def test_a_shot_boundary_ends_every_track():
+    """A car parked at one place on both sides of a cut: two tracks; nor is a
+    track lost just before the cut joined to one starting after it."""
+    frames = [[TrackBox("car", 100, 50, 40, 20, 0.9)] for _ in range(10)]
+    cut = [i == 5 for i in range(10)]
+    assert {row[0] for row in assign_tracks(frames, 5)} == {1}
+    assert [row[0] for row in assign_tracks(frames, 5, new_shots=cut)] == [1] * 5 + [2] * 5
+    gap = frames[:4] + [[]] + frames[5:]
+    assert [row[0] for row in assign_tracks(gap, 5) if row] == [1] * 9
+    assert [row[0] for row in assign_tracks(gap, 5, new_shots=cut) if row] == [1] * 4 + [2] * 5
+
+
 def test_two_classes_never_share_a_track():
     """A car and a person on the very same spot: two tracks."""
     frames = [[TrackBox("car", 10 + 4 * i, 10, 40, 40, 0.9),
