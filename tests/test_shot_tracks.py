@@ -78,6 +78,32 @@ def check_tracks(boxes: list[tuple], starts: list[int]) -> None:
     assert len(parked) == 3, boxes
 
 
+def test_a_resumed_pass_finds_the_cut_on_the_first_task_it_redoes(tmp_path):
+    """The pipeline alone: tasks skipped (staged by a run that died) are decoded
+    but not written; the frame before the first task redone is still shown to
+    the shot detector, so the cut on that task's first frame is found."""
+    from processors.pipeline import OutputLayout, PipelineSettings, TaskOutput, run_pipeline
+    from processors.video_source import VideoSource
+    encode(tmp_path / "shots.mp4", SHOTS)
+    settings = PipelineSettings(frame_rate=5, frames_per_task=10, keep_frames=False,
+                                detect_shots=True)
+
+    def cuts(skip: frozenset[int]) -> dict[int, tuple[int, ...]]:
+        source = VideoSource(tmp_path / "shots.mp4")
+        try:
+            layout = OutputLayout(tmp_path / f"clips-{sorted(skip)}", None, "shots")
+            return {event.number: event.cuts for event in run_pipeline(source, settings, layout,
+                                                                       skip)
+                    if isinstance(event, TaskOutput)}
+        finally:
+            source.close()
+
+    assert cuts(frozenset()) == {1: (), 2: (60, 108), 3: (138,), 4: ()}
+    assert cuts(frozenset({1})) == {2: (60, 108), 3: (138,), 4: ()}
+    assert cuts(frozenset({1, 2})) == {3: (138,), 4: ()}
+    assert cuts(frozenset({1, 3})) == {2: (60, 108), 4: ()}
+
+
 def test_one_pass_segments_and_a_rerun_find_the_same_shots_and_tracks(shots_env, mongo):
     from app import create_app
     client = create_app(load_config(env=shots_env)).test_client()
