@@ -53,6 +53,7 @@ from typing import Sequence
 import av
 import cv2
 import numpy as np
+from av.video.reformatter import VideoReformatter
 from scenedetect import (AdaptiveDetector, ContentDetector, FrameTimecode, HashDetector,
                          ThresholdDetector)
 from scenedetect.detector import SceneDetector
@@ -91,17 +92,21 @@ _RATE = 30.0
 
 
 def small_frame(frame: av.VideoFrame | np.ndarray, width: int = SMALL_WIDTH,
-                order: str = "rgb") -> np.ndarray:
+                order: str = "rgb", reformatter: VideoReformatter | None = None) -> np.ndarray:
     """``frame`` at most ``width`` pixels wide (aspect kept), as 8-bit BGR (the
     library's format). ``order``: channel order of an array frame ("rgb" as the
     pipeline's arrays, or "bgr"); a 2-D array is taken as grey. Frames already
-    narrower are not scaled up."""
+    narrower are not scaled up. ``reformatter``: the caller's own swscale
+    context (a thread that shares the frame with others must bring one)."""
     if isinstance(frame, av.VideoFrame):
         w, h = _size(frame.width, frame.height, width)
         # PERFORMANCE: swscale's area filter straight from the yuv420p planes:
         # ~0.4 ms at 1080p where to_ndarray + cv2.resize takes ~5 ms.
-        return frame.reformat(width=w, height=h, format="bgr24",
-                              interpolation="AREA").to_ndarray()
+        # frame.reformat would use the frame's own cached context, which another
+        # stage (annotation's to_ndarray) may be using on the same frame at the
+        # same time: two threads in one swscale context deadlock.
+        return (reformatter or VideoReformatter()).reformat(
+            frame, width=w, height=h, format="bgr24", interpolation="AREA").to_ndarray()
     array = np.asarray(frame)
     if array.dtype != np.uint8 or array.ndim not in (2, 3) or \
             (array.ndim == 3 and array.shape[2] != 3):
@@ -183,6 +188,7 @@ class ShotDetector:
         self._grey: np.ndarray | None = None  # the last frame, for the camera-motion test
         self._moved: set[int] = set()  # frames a camera move explains
         self._means: dict[int, float] = {}  # mean brightness of frames not decided yet (and one before)
+        self._reformatter = VideoReformatter()  # this detector's own (see small_frame)
         self._coarse: np.ndarray | None = None  # the last frame, 16 pixels wide, grey
         self._alike: set[int] = set()  # frames whose coarse picture is the one before's
 
@@ -191,7 +197,7 @@ class ShotDetector:
         """Take the next sampled frame; the cuts now decided (source frame numbers)."""
         if self._last_no is not None and frame_no <= self._last_no:
             raise ValueError(f"frame {frame_no} after frame {self._last_no}: frames go forward")
-        small = small_frame(frame, self.width, order)
+        small = small_frame(frame, self.width, order, self._reformatter)
         self._means[self._seq] = float(small.mean())
         coarse = _coarse(small)
         if self._coarse is not None and \
