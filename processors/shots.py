@@ -185,8 +185,10 @@ class ShotDetector:
         self._fade_cuts: set[int] = set()
         self._last_no: int | None = None
         self._motion = motion
-        self._grey: np.ndarray | None = None  # the last frame, for the camera-motion test
-        self._moved: set[int] = set()  # frames a camera move explains
+        # Grey frames not decided yet (and the one before), for the camera-motion
+        # test: run only where the detectors vote a cut (PERFORMANCE: it is two
+        # thirds of a push, ~2 ms at 1080p, and most frames get no vote).
+        self._greys: dict[int, np.ndarray] = {}
         self._means: dict[int, float] = {}  # mean brightness of frames not decided yet (and one before)
         self._reformatter = VideoReformatter()  # this detector's own (see small_frame)
         self._coarse: np.ndarray | None = None  # the last frame, 16 pixels wide, grey
@@ -205,10 +207,7 @@ class ShotDetector:
             self._alike.add(self._seq)
         self._coarse = coarse
         if self._motion:
-            grey = _motion_grey(small)
-            if self._grey is not None and camera_moved(self._grey, grey):
-                self._moved.add(self._seq)
-            self._grey = grey
+            self._greys[self._seq] = _motion_grey(small)
         timecode = FrameTimecode(self._seq, fps=_RATE)
         for detector, _ in self._members:
             for cut in detector.process_frame(timecode, small):
@@ -225,6 +224,10 @@ class ShotDetector:
         could (the adaptive member cannot see past the end)."""
         return self._decide(self._seq - 1, at_end=True)
 
+    def _camera_moved(self, seq: int) -> bool:
+        """Whether a camera move explains the change into frame ``seq``."""
+        return self._motion and seq > 0 and camera_moved(self._greys[seq - 1], self._greys[seq])
+
     def _vote(self, seq: int) -> None:
         if seq > 0:  # never before the first frame pushed
             self._votes[seq] = self._votes.get(seq, 0) + 1
@@ -236,14 +239,14 @@ class ShotDetector:
             seq, frame_no = self._first, self._frame_nos.popleft()
             self._first += 1
             votes = self._votes.pop(seq, 0)
-            if seq in self._moved or seq in self._alike or \
-                    (seq > 0 and min(self._means[seq - 1], self._means[seq]) < DIM_LEVEL):
-                votes = 0
-            self._moved.discard(seq)
-            self._alike.discard(seq)
-            self._means.pop(seq - 1, None)
             if at_end and self.delay and seq > self._seq - 1 - self.delay:
                 need = min(need, len(self._members) - 1) or 1  # adaptive abstains here
+            if votes >= need and (seq in self._alike or self._camera_moved(seq) or (
+                    seq > 0 and min(self._means[seq - 1], self._means[seq]) < DIM_LEVEL)):
+                votes = 0
+            self._alike.discard(seq)
+            self._means.pop(seq - 1, None)
+            self._greys.pop(seq - 1, None)
             if seq > 0 and (votes >= need or seq in self._fade_cuts):
                 cuts.append(frame_no)
             self._fade_cuts.discard(seq)
