@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import av
 import numpy as np
@@ -25,9 +25,11 @@ from naming import frame_file_name, task_clip_name, task_frames_folder
 from processors.clip_writer import ClipWriter, EncoderSettings
 from processors.frame_ops import encode_jpeg, normalize
 from processors.sampling import TimestampSampler, task_number
-from processors.shots import ShotDetector
 from processors.source import Source, SourceInfo
 from processors.threads import context_thread, put_unless_stopped
+
+if TYPE_CHECKING:
+    from processors.shots import ShotDetector
 
 QUEUE_FRAMES = 24  # frames in flight per queue: ~75 MB of yuv420p at 1080p
 # ... but no more than this many bytes of frames per queue, down to QUEUE_MIN
@@ -206,6 +208,9 @@ def _stage_threads(run: _Run, source: Source, settings: PipelineSettings,
         sides["annotate"] = (queue.Queue(depth), _annotate_stage)
     warm = None  # (the shot stage's queue, the sampled frames a decision looks back on)
     if settings.detect_shots:
+        # Imported here: PySceneDetect and its dependencies are ~12 MiB that a
+        # job refused before cutting (a frame too large) should not pay.
+        from processors.shots import ShotDetector
         detector = ShotDetector()
         if detector.delay:  # a segment's last cuts would need frames past its end
             raise ValueError("the pipeline's shot detector must decide each frame at once")

@@ -59,7 +59,6 @@ from processors.input_guard import InputLimits
 from processors.packet_scan import PacketScan, scan_packets
 from processors.pipeline import OutputLayout, PipelineSettings, Progress, TaskOutput, run_pipeline
 from processors.sampling import TimestampSampler
-from processors.shots import ShotDetector
 from processors.source import Source, SourceFrame
 from processors.video_source import (
     VideoSource,
@@ -179,6 +178,7 @@ def plan_segments(path: str | os.PathLike, frame_rate: int, frames_per_task: int
     (not a video, no frames, ...), ValueError for a bad argument.
     """
     if warmup is None:
+        from processors.shots import ShotDetector  # here: see pipeline._stage_threads
         warmup = ShotDetector().window
     for name, value in (("frame_rate", frame_rate), ("frames_per_task", frames_per_task),
                         ("segments", segments)):
