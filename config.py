@@ -149,6 +149,7 @@ def _processing(get: "_Getter") -> ProcessingConfig:
     return ProcessingConfig(
         frames_per_task=get.integer("processing", "frames_per_task", 1, 100000),
         workers=workers, keep_frames=get.boolean("processing", "keep_frames"), preset=preset,
+        detect_shots=get.boolean("processing", "detect_shots"),
         crf=get.integer("processing", "crf", 0, 51),
         jpeg_quality=get.integer("processing", "jpeg_quality", 1, 100),
         lease_seconds=get.number("processing", "lease_seconds", 2, 3600),

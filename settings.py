@@ -24,7 +24,8 @@ DEFAULTS: dict[str, dict[str, str]] = {
                    "lease_seconds": "30", "max_attempts": "3", "poll_seconds": "0.5",
                    "segment_seconds": "300", "stall_seconds": "300",
                    "max_frame_pixels": str(4096 * 4096), "max_image_mb": "256",
-                   "max_zip_mb": "16384", "max_zip_ratio": "200", "min_free_mb": "1024"},
+                   "max_zip_mb": "16384", "max_zip_ratio": "200", "min_free_mb": "1024",
+                   "detect_shots": "true"},
     "annotation": {"device": "auto", "threads": "1", "batch_size": "8"},
     "s3": {"endpoint_url": "", "bucket": "", "region": "", "upload_threads": "16",
            "max_attempts": "8", "part_mb": "8", "connect_timeout_seconds": "5",
@@ -99,6 +100,9 @@ class ProcessingConfig:
     # Free space (MiB) the contents store keeps: below it new work is refused
     # (507), health reports storage down (storage/space.py); 0 = no floor.
     min_free_mb: int
+    # Find a video's shot boundaries while cutting (processors/shots.py): tracks
+    # end at them, the upload lists its shots. Off only to measure its cost.
+    detect_shots: bool = True
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,10 @@ library's tracks: a track that starts is joined to one that ended shortly
 before near where it was (``OnlineTracks._join``), and short gaps are filled
 (``_Filler``).
 
+Tracks end at shot boundaries (issue 19): a frame pushed with ``new_shot``
+starts the trackers afresh, and no track is joined across it, so no id holds
+boxes on both sides of a cut; ids stay unique over the upload.
+
 It runs online (``OnlineTracks``): frames are pushed one at a time while the
 video is still being cut, and each frame's ids and filled boxes are returned
 once no later frame can change them, a bounded ``horizon`` of frames later
@@ -80,11 +84,15 @@ class TrackerSettings:
 
 
 def assign_tracks(frames: Sequence[Sequence[TrackBox]], frame_rate: float,
-                  settings: TrackerSettings = TrackerSettings()) -> list[list[int | None]]:
+                  settings: TrackerSettings = TrackerSettings(),
+                  new_shots: Sequence[bool] = ()) -> list[list[int | None]]:
     """A track id (None only when nothing is tracked) for each box of each frame;
-    ``frames`` in sample order, ``frame_rate`` the sampling rate."""
+    ``frames`` in sample order, ``frame_rate`` the sampling rate; ``new_shots``:
+    per frame, whether a new shot starts at it (no track spans it)."""
     online = OnlineTracks(frame_rate, settings)
-    done = [final for boxes in frames for final in online.push(boxes)] + online.finish()
+    starts = list(new_shots) + [False] * (len(frames) - len(new_shots))
+    done = [final for boxes, new in zip(frames, starts) for final in online.push(boxes, new)]
+    done += online.finish()
     return [final.ids for final in done]
 
 
@@ -141,6 +149,7 @@ class OnlineTracks:
         self._finished = False
         self._lost = self._join_wait = 0
         self._own = 0  # tracks of our own started (keyed -1, -2, ...)
+        self._shot = 0  # shots begun: tracks are keyed by (shot, library id)
         if settings.enabled:
             # The library's own count, whatever rounding it does of frame_rate.
             self._lost = library_tracker(settings, frame_rate).maximum_frames_without_update
@@ -153,11 +162,19 @@ class OnlineTracks:
         """Frames a frame waits before it is final (0 when nothing is tracked)."""
         return self._join_wait + self._filler.most
 
-    def push(self, boxes: Sequence[TrackBox]) -> list[FinalFrame]:
-        """The next frame's boxes; returns the frames that became final, in order."""
+    def push(self, boxes: Sequence[TrackBox], new_shot: bool = False) -> list[FinalFrame]:
+        """The next frame's boxes (``new_shot``: a shot starts at it); returns the
+        frames that became final, in order."""
         if self._finished:
             raise RuntimeError("push after finish")
         number, self._next = self._next, self._next + 1
+        if new_shot and number:
+            # The library's trackers start afresh (as if the shot were the
+            # video): none of their tracks is matched across the cut. The
+            # tracks before stay known until settled, for joins within their
+            # own shot (``_join`` keeps to one shot).
+            self._shot += 1
+            self._trackers = {}
         tracks = self._observe(number, boxes)
         self._seen.append((number, boxes, tracks))
         starting = sorted((t for t in tracks if t is not None and t.first == number),
@@ -188,7 +205,8 @@ class OnlineTracks:
             # Created when the label first shows: a tracker with no tracks given
             # no boxes is left as it was, as if it had seen the empty frames.
             self._trackers[label] = library_tracker(self._settings, self._rate)
-            self._tracks[label], self._orders[label] = {}, 0
+            self._tracks.setdefault(label, {})
+            self._orders.setdefault(label, 0)
         for label, tracker in self._trackers.items():
             picked = [i for i, box in enumerate(boxes) if box.label == label]
             tracked = tracker.update(to_detections(boxes, picked))
@@ -211,9 +229,11 @@ class OnlineTracks:
         return found
 
     def _track(self, label: str, raw: int, number: int, box: TrackBox) -> _Track:
-        track = self._tracks[label].get(raw)
+        key = (self._shot, raw)  # a new shot's library may number its tracks anew
+        track = self._tracks[label].get(key)
         if track is None:
-            track = self._tracks[label][raw] = _Track(label, self._orders[label], number, box)
+            track = self._tracks[label][key] = _Track(label, self._orders[label], number, box,
+                                                      self._shot)
             self._orders[label] += 1
         else:
             track.last, track.last_box = number, box
@@ -241,7 +261,7 @@ class OnlineTracks:
             # (The batch code also skipped an old track already joined to this
             # one: it cannot be, since it ended before this one started.)
             gap = track.first - old.last
-            if old.continued or not 0 < gap <= most:
+            if old.continued or old.shot != track.shot or not 0 < gap <= most:
                 continue
             distance = _distance(old.last_box, track.first_box)
             if distance <= self._settings.join_reach * gap:
@@ -293,8 +313,10 @@ class _Chain:
 class _Track:
     """One of the library's tracks: its first and (so far) last box."""
 
-    def __init__(self, label: str, order: int, number: int, box: TrackBox) -> None:
+    def __init__(self, label: str, order: int, number: int, box: TrackBox,
+                 shot: int = 0) -> None:
         self.key = (label, order)  # sorts as the library's (label, id) would
+        self.shot = shot
         self.first, self.first_box = number, box
         self.last, self.last_box = number, box
         self.chain = _Chain()

@@ -39,6 +39,11 @@ UPLOAD_STATUS = {
                         "stream) and its frames were moved onto one continuous timeline; "
                         "[] when they did not; null for images or before the first cut "
                         "completes."),
+    "shots": ("Shot[]?", "The completed video's shots, in order: a new shot starts at "
+                         "each hard cut or fade found in the sampled frames; tracks end "
+                         "at them. null for images or before the first cut completes."),
+    "stillFramesLeftOut": ("integer", "Sampled frames left out as showing nothing new "
+                                      "(0 unless skip_still)."),
     "message": ("string", "The status in words."),
     "reviewUrl": ("string?", "A link to the upload's review page (GET), signed and good "
                              "for server.review_link_seconds (24 h): it opens in a browser "
@@ -51,6 +56,12 @@ TIMELINE_REPAIR = {
                      "frame (the timestamp its frame document has)."),
     "shift": ("number", "Seconds the part was moved: its frames' timestamps are their own "
                         "time in the file, from the file's first frame, plus this."),
+}
+SHOT = {
+    "start": ("integer", "Its first sampled source frame (source frame numbers count "
+                         "decoded frames from 0, in file order)."),
+    "end": ("integer", "Its last sampled source frame."),
+    "startTime": ("number", "The start frame's timestamp, in seconds."),
 }
 TIMINGS = {
     "processingSeconds": ("number", "Working time of the run that completed."),
@@ -121,7 +132,8 @@ EVENT = {
 }
 
 
-NESTED = {"ErrorMessage": ERROR, "Timings": TIMINGS, "TimelineRepair": TIMELINE_REPAIR}
+NESTED = {"ErrorMessage": ERROR, "Timings": TIMINGS, "TimelineRepair": TIMELINE_REPAIR,
+          "Shot": SHOT}
 
 
 def ref(name: str) -> dict[str, str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from bisect import bisect_right
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,17 +51,40 @@ class TaskFrames:
 
     task: dict
     frames: list[dict]
+    # The first sampled source frame of each of its upload's shots (the
+    # upload's ``shots``; none recorded: one shot).
+    shot_starts: tuple[int, ...] = ()
+
+    def shot_of(self, frame: dict) -> int:
+        """The index of the upload's shot that holds ``frame``."""
+        return max(0, bisect_right(self.shot_starts, int(frame["sourceFrame"])) - 1)
+
+
+class _Sequences:
+    """The MOT sequences, one per upload and shot (a tracker-training sequence
+    never spans a cut), and each upload's frames so far (sample order)."""
+
+    def __init__(self) -> None:
+        self.mot: dict[str, MotSequence] = {}
+        self.frames: Counter = Counter()  # upload -> frames exported
+
+    def of(self, task: dict, shot: int) -> MotSequence:
+        name = f"{task['uploadId']}-s{shot}"
+        if name not in self.mot:
+            self.mot[name] = MotSequence(name, float(task.get("frameRate") or 1),
+                                         int(task["videoResolutionWidth"]),
+                                         int(task["videoResolutionHeight"]))
+        return self.mot[name]
 
 
 def export_version(spec: VersionSpec, root: Path, selection: Iterable[TaskFrames],
                    on_task: Callable[[], None] = lambda: None) -> Export:
     root.mkdir(parents=True, exist_ok=True)
     coco = {kind: CocoSplit(spec.labels) for kind, _ in spec.splits}
-    sequences: dict[str, MotSequence] = {}  # per upload: its frames in sample order
+    sequences = _Sequences()
     result = Export([], [], Counter(), defaultdict(BoxStats))
     for item in selection:  # an upload's tasks come in sample order (dataset_tasks)
-        result.tasks.append(_export_task(spec, root, item, coco, result,
-                                         _sequence(sequences, item.task)))
+        result.tasks.append(_export_task(spec, root, item, coco, result, sequences))
         on_task()
     splits = [kind for kind, _ in spec.splits]
     if "YOLO" in spec.formats:
@@ -69,26 +93,17 @@ def export_version(spec: VersionSpec, root: Path, selection: Iterable[TaskFrames
         result.version_files += [_write(root, f"annotations/{kind}.json", coco[kind].to_json())
                                  for kind in splits]
     if "MOT" in spec.formats:
-        for upload, sequence in sequences.items():
-            result.version_files += [_write(root, f"mot/{upload}/gt/gt.txt", sequence.gt()),
-                                     _write(root, f"mot/{upload}/seqinfo.ini",
+        for name, sequence in sequences.mot.items():
+            result.version_files += [_write(root, f"mot/{name}/gt/gt.txt", sequence.gt()),
+                                     _write(root, f"mot/{name}/seqinfo.ini",
                                             sequence.seqinfo())]
     keep = {name for task in result.tasks for name in task.files} | set(result.version_files)
     _remove_stale(root, keep)
     return result
 
 
-def _sequence(sequences: dict[str, MotSequence], task: dict) -> MotSequence:
-    upload = str(task["uploadId"])
-    if upload not in sequences:
-        sequences[upload] = MotSequence(upload, float(task.get("frameRate") or 1),
-                                        int(task["videoResolutionWidth"]),
-                                        int(task["videoResolutionHeight"]))
-    return sequences[upload]
-
-
 def _export_task(spec: VersionSpec, root: Path, item: TaskFrames, coco: dict[str, CocoSplit],
-                 result: Export, sequence: MotSequence) -> ExportedTask:
+                 result: Export, sequences: _Sequences) -> ExportedTask:
     task = item.task
     out = ExportedTask(str(task["_id"]))
     width, height = int(task["videoResolutionWidth"]), int(task["videoResolutionHeight"])
@@ -98,8 +113,10 @@ def _export_task(spec: VersionSpec, root: Path, item: TaskFrames, coco: dict[str
         out.error = (f"{len(missing)} frame image(s) missing on disk, e.g. frame "
                      f"{missing[0].get('frameId')}: {missing[0].get('imagePath')}")
         return out
+    upload = str(task["uploadId"])
     written = []  # COCO entries and counts only once the whole task is written
-    for index, (frame, image) in enumerate(zip(item.frames, images), sequence.length):
+    pending: Counter = Counter()  # frames of this task per MOT sequence
+    for index, (frame, image) in enumerate(zip(item.frames, images), sequences.frames[upload]):
         split = assign_split(f"{task['uploadId']}:{frame['sourceFrame']}", spec.splits)
         stem = frame_stem(task["uploadId"], task["taskName"], int(frame["frameId"]))
         name = f"images/{split}/{stem}{os.path.splitext(image)[1].lower()}"
@@ -109,15 +126,20 @@ def _export_task(spec: VersionSpec, root: Path, item: TaskFrames, coco: dict[str
         if "YOLO" in spec.formats:
             out.files.append(_write(root, f"labels/{split}/{stem}.txt",
                                     yolo_lines(boxes, width, height)))
-        if "MOT" in spec.formats:  # img1/000001.jpg...: frames in sample order
-            out.files.append(f"mot/{sequence.name}/img1/{index + 1:06d}.jpg")
+        shot = item.shot_of(frame)
+        sequence = sequences.of(task, shot)
+        pending[sequence.name] += 1
+        if "MOT" in spec.formats:  # img1/000001.jpg...: the shot's frames in sample order
+            number = sequence.length + pending[sequence.name]
+            out.files.append(f"mot/{sequence.name}/img1/{number:06d}.jpg")
             _link(image, os.path.join(root, out.files[-1]))
-        written.append((split, name, boxes, stats, index))
-    for split, name, boxes, stats, index in written:
-        coco[split].add(name, width, height, boxes, sequence.name, index)
+        written.append((split, name, boxes, stats, index, shot, sequence))
+    for split, name, boxes, stats, index, shot, sequence in written:
+        coco[split].add(name, width, height, boxes, upload, index, shot)
         sequence.add(boxes)
         result.images_per_split[split] += 1
         result.boxes[split].add(stats)
+    sequences.frames[upload] += len(written)
     out.image_count = len(written)
     return out
 

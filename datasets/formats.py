@@ -105,8 +105,9 @@ def data_yaml(labels: Sequence[str], splits: Iterable[str]) -> str:
 class CocoSplit:
     """Builds one ``annotations/<split>.json``: ids unique and dense from 1.
 
-    Images carry their ``video`` (the upload), ``video_id`` and ``frame_index``
-    (sample order within the upload); a tracked box's annotation carries
+    Images carry their ``video`` (the upload), ``video_id``, ``frame_index``
+    (sample order within the upload) and ``shot`` (the index of the upload's
+    shot that holds the frame); a tracked box's annotation carries
     ``track_id``, dense from 1 across the split, one per object of a video.
     """
 
@@ -119,12 +120,12 @@ class CocoSplit:
         self.tracks: dict[tuple, int] = {}
 
     def add(self, file_name: str, width: int, height: int, boxes: Iterable[PixelBox],
-            video: str, frame_index: int) -> None:
+            video: str, frame_index: int, shot: int = 0) -> None:
         image_id = len(self.images) + 1
         self.images.append({"id": image_id, "file_name": file_name, "width": width,
                             "height": height, "video": video,
                             "video_id": self.videos.setdefault(video, len(self.videos) + 1),
-                            "frame_index": frame_index})
+                            "frame_index": frame_index, "shot": shot})
         for b in boxes:
             annotation = {
                 "id": len(self.annotations) + 1, "image_id": image_id,

@@ -1,4 +1,6 @@
-"""MOTChallenge sequences: one per upload, frames numbered in sample order.
+"""MOTChallenge sequences: one per upload and shot (``<uploadId>-s<k>``, k the
+index of the upload's shot: a sequence never spans a cut), frames numbered in
+sample order.
 
 ``gt/gt.txt`` holds ``frame,id,x,y,w,h,conf,class,visibility`` per box (conf 1:
 the box counts; class: the version's label index from 1; visibility 1) and

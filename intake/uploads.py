@@ -141,4 +141,5 @@ def describe(upload: dict) -> dict:
         "createdAt": iso(upload.get("createdAt")), "startedAt": iso(upload.get("startedAt")),
         "finishedAt": iso(upload.get("finishedAt")), "timings": upload.get("timings"),
         "tracks": upload.get("tracks"), "timelineRepairs": upload.get("timelineRepairs"),
+        "shots": upload.get("shots"), "stillFramesLeftOut": upload.get("stillFramesLeftOut", 0),
     }

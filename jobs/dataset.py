@@ -22,6 +22,7 @@ import os
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import events
 from datasets.export import Export, TaskFrames, export_version
@@ -114,8 +115,10 @@ def _build(job: DatasetJob, ctx: JobContext, version_id: str) -> None:
     root = dataset_dir(ctx.config.contents_dir, version_id)
     (root / MANIFEST).unlink(missing_ok=True)  # the folder is about to change
     exported_tasks = itertools.count(1)
+    starts = _ShotStarts(mongo)
     exported = export_version(
-        spec, root, (TaskFrames(t, mongo.frames.frames_of(t["_id"])) for t in tasks),
+        spec, root, (TaskFrames(t, mongo.frames.frames_of(t["_id"]), starts.of(t["uploadId"]))
+                     for t in tasks),
         lambda: heartbeat.beat(EXPORT_SHARE * next(exported_tasks) / len(tasks)))
     for index, task in enumerate(exported.tasks):
         if task.error:
@@ -137,6 +140,22 @@ def _build(job: DatasetJob, ctx: JobContext, version_id: str) -> None:
     mongo.datasets.update_version(version_id, timings={  # upload: checksums, listing, sending
         "exportSeconds": round(exported_at - started, 3),
         "uploadSeconds": round(time.monotonic() - exported_at, 3)})
+
+
+class _ShotStarts:
+    """Each upload's shot starts (its ``shots``), read once per build: the MOT
+    sequence and COCO ``shot`` of a frame (datasets/export.py)."""
+
+    def __init__(self, mongo: MongoManager) -> None:
+        self.mongo = mongo
+        self.known: dict[str, tuple[int, ...]] = {}
+
+    def of(self, upload_id: Any) -> tuple[int, ...]:
+        key = str(upload_id)
+        if key not in self.known:
+            upload = self.mongo.uploads.get_upload(upload_id) or {}
+            self.known[key] = tuple(shot["start"] for shot in upload.get("shots") or [])
+        return self.known[key]
 
 
 class _TaskRecorder:

@@ -30,9 +30,11 @@ from annotation.tracking import FinalFrame, OnlineTracks
 from job_types import ContentJob, ContentParams
 from jobs import watchdog
 from jobs.context import JobContext
+from jobs.shots import cut_frames, shot_plan
 from jobs.timings import with_stage
 from jobs.tracks import own_boxes, track_input, tracker_settings, with_tracks
 from naming import auto_box_source
+from processors.readers import VIDEO
 from storage.contents import RunPaths, publish_task_files, remove_staging
 
 log = logging.getLogger(__name__)
@@ -156,6 +158,10 @@ class Publisher:
     def _publish(self, staged: list[dict], ready: int, count: int, fields: dict,
                  extra: list, final: bool = False) -> bool:
         chosen = staged[ready:count]
+        if self.params.content_type == VIDEO:  # the shots each holds, final already
+            _, task_shots = shot_plan(staged[:count])
+            chosen = [{**doc, "task": {**doc["task"], "shots": shots}}
+                      for doc, shots in zip(chosen, task_shots[ready:count])]
         watchdog.progressed(f"publishing tasks {ready + 1}-{count}")
         for doc in chosen:
             publish_task_files(self.paths, Path(doc["task"]["videoPath"]).name, doc["number"])
@@ -175,11 +181,13 @@ class Publisher:
         if new:
             watchdog.progressed("tracking")
             frames = self.ctx.mongo.frames.boxes_of([doc["_id"] for doc in new])
+            cuts = cut_frames(new)  # tracks end at them
             self.fed = len(staged)
             for frame in frames:
                 own = own_boxes(frame, self.source)
                 self.waiting.append((frame, own))
-                self._keep(self.tracks.push(track_input(own)))
+                self._keep(self.tracks.push(track_input(own),
+                                            frame.get("sourceFrame") in cuts))
         if finish:
             self._keep(self.tracks.finish())
         self.seconds += time.monotonic() - started

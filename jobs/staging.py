@@ -18,6 +18,7 @@ from jobs import watchdog
 from jobs.context import Heartbeat, JobContext
 from jobs.documents import build_task
 from jobs.publish import Publisher
+from jobs.shots import shot_plan, task_cuts
 from jobs.tracks import track_run
 from processors.clip_writer import EncoderSettings
 from processors.input_guard import MIB, InputLimits, redact
@@ -53,7 +54,8 @@ def stage_pipeline(job: ContentJob, ctx: JobContext, paths: RunPaths, source: So
                                   frozenset(done), first_sample=first_sample):
             if isinstance(event, TaskOutput):
                 task, frames = build_task(event, source.info, params, paths, run_id)
-                mongo.runs.stage_task(params.upload_id, run_id, event.number, task, frames)
+                mongo.runs.stage_task(params.upload_id, run_id, event.number, task, frames,
+                                      task_cuts(event))
                 if mongo.runs.unstage_if_ended(params.upload_id, run_id, task["_id"]):
                     raise JobCancelled("the run ended while this task was staged")
                 done.add(event.number)
@@ -86,7 +88,10 @@ def commit_tasks(job: ContentJob, ctx: JobContext, paths: RunPaths, task_count: 
     place, then swaps its tasks in. ``source``: what the run cut, when it
     was cut in one pass (a plan of segments has no timeline to repair)."""
     params, run_id, mongo = job.params, job.run_id, ctx.mongo
-    fields = completed_upload(timings, timelineRepairs=timeline_repairs(source, params))
+    staged = mongo.runs.staged_tasks(params.upload_id, run_id)
+    shots, task_shots = shot_plan(staged) if params.content_type == VIDEO else (None, [])
+    fields = completed_upload(timings, timelineRepairs=timeline_repairs(source, params),
+                              shots=shots, stillFramesLeftOut=0)
     lease = ctx.config.processing.lease_seconds
     if not mongo.jobs.renew_lease(job.id, run_id, ctx.owner, lease):
         raise JobCancelled("the run was replaced before its files were moved into place")
@@ -100,10 +105,11 @@ def commit_tasks(job: ContentJob, ctx: JobContext, paths: RunPaths, task_count: 
     move_into_place(paths)
     # The new tasks are all ready at once: one upload.task_ready each, as a
     # progressive run sends them, then upload.completed.
-    ready = [events.task_ready(params.upload_id, doc["number"], doc["task"])
-             for doc in mongo.runs.staged_tasks(params.upload_id, run_id)]
+    ready = [events.task_ready(params.upload_id, doc["number"], doc["task"]) for doc in staged]
     if not mongo.runs.commit_run(job.id, params.upload_id, run_id, fields,
-                                 ready + [events.completed(params.upload_id, task_count)]):
+                                 ready + [events.completed(params.upload_id, task_count)],
+                                 {doc["number"]: {"shots": shots}
+                                  for doc, shots in zip(staged, task_shots)}):
         raise JobCancelled("the run was replaced before it could be committed")
 
 
@@ -156,4 +162,6 @@ def pipeline_settings(config: Config, params: ContentParams) -> PipelineSettings
                             keep_frames=processing.keep_frames,
                             jpeg_quality=processing.jpeg_quality,
                             encoder=EncoderSettings(processing.preset, processing.crf),
-                            annotate=annotate, annotate_batch=config.annotation.batch_size)
+                            annotate=annotate, annotate_batch=config.annotation.batch_size,
+                            detect_shots=processing.detect_shots
+                            and params.content_type == VIDEO)

@@ -8,6 +8,8 @@ over the same boxes in the same order, so a single pass, segments cut by
 several workers and a run resumed after a kill -9 all get the same ids.
 Re-annotating (request type 2) tracks the upload's tasks again for that
 version. Only the version's own boxes get ids; user boxes keep theirs.
+Tracks end at the upload's shot boundaries (jobs/shots.py): the cuts the
+staged tasks recorded, or, re-annotating, the shots the upload lists.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from job_states import RequestType
 from job_types import ContentJob, ContentParams
 from jobs import watchdog
 from jobs.context import JobContext
+from jobs.shots import cut_frames, shot_starts
 from jobs.timings import with_stage
 from mongo_manager import new_id
 from naming import auto_box_source
@@ -37,7 +40,7 @@ def track_run(job: ContentJob, ctx: JobContext, timings: dict) -> Tracked:
         return None, timings
     staged = ctx.mongo.runs.staged_tasks(params.upload_id, job.run_id)
     return _track(ctx, [doc["_id"] for doc in staged], params.auto_anno_version,
-                  params.frame_rate, settings, timings)
+                  params.frame_rate, settings, timings, cut_frames(staged))
 
 
 def track_upload(job: ContentJob, ctx: JobContext, tasks: list[dict], timings: dict) -> Tracked:
@@ -47,8 +50,9 @@ def track_upload(job: ContentJob, ctx: JobContext, tasks: list[dict], timings: d
     if settings is None or not tasks:
         return None, timings
     # The rate the tasks were sampled at (the request carries none).
+    cuts = shot_starts(ctx.mongo.uploads.get_upload(job.params.upload_id))
     return _track(ctx, [task["_id"] for task in tasks], job.params.auto_anno_version,
-                  tasks[0]["frameRate"], settings, timings)
+                  tasks[0]["frameRate"], settings, timings, cuts)
 
 
 def tracker_settings(params: ContentParams, ctx: JobContext) -> TrackerSettings | None:
@@ -65,20 +69,23 @@ def _settings(params: ContentParams, ctx: JobContext) -> TrackerSettings | None:
 
 
 def _track(ctx: JobContext, task_ids: list, version: int, frame_rate: float,
-           settings: TrackerSettings, timings: dict) -> Tracked:
+           settings: TrackerSettings, timings: dict, cuts: set[int]) -> Tracked:
     started = time.monotonic()
     watchdog.progressed("tracking")
     frames = ctx.mongo.frames.boxes_of(task_ids)
-    updates, counts = tracked_boxes(frames, auto_box_source(version), frame_rate, settings)
+    updates, counts = tracked_boxes(frames, auto_box_source(version), frame_rate, settings,
+                                    cuts)
     watchdog.progressed("tracking (writing the track ids)")
     ctx.mongo.frames.set_boxes(updates)
     return counts, with_stage(timings, "tracking", time.monotonic() - started)
 
 
 def tracked_boxes(frames: list[dict], source: str, frame_rate: float,
-                  settings: TrackerSettings) -> tuple[list[tuple], dict[str, int]]:
+                  settings: TrackerSettings,
+                  cuts: set[int] = frozenset()) -> tuple[list[tuple], dict[str, int]]:
     """(frame id, its new boxes) for each frame the tracks change, and the number
-    of tracks per label; ``frames`` in sample order.
+    of tracks per label; ``frames`` in sample order, ``cuts`` the source frames
+    where a shot starts (no track spans one).
 
     The boxes of ``source`` get their ``trackId``; boxes interpolated into a
     track's short gaps are added (``"interpolated": true``). Boxes an earlier
@@ -87,7 +94,8 @@ def tracked_boxes(frames: list[dict], source: str, frame_rate: float,
     """
     own = [own_boxes(frame, source) for frame in frames]
     found = [track_input(boxes) for boxes in own]
-    ids = assign_tracks(found, frame_rate, settings)
+    ids = assign_tracks(found, frame_rate, settings,
+                        [frame.get("sourceFrame") in cuts for frame in frames])
     fills = fill_gaps(found, ids, frame_rate, settings.fill_seconds)
     updates, labels = [], {}
     for frame, boxes, track_ids, filled in zip(frames, own, ids, fills):

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections import deque
 from dataclasses import dataclass, field, replace
+from functools import partial
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import av
 import numpy as np
@@ -23,8 +25,11 @@ from naming import frame_file_name, task_clip_name, task_frames_folder
 from processors.clip_writer import ClipWriter, EncoderSettings
 from processors.frame_ops import encode_jpeg, normalize
 from processors.sampling import TimestampSampler, task_number
-from processors.source import Source
+from processors.source import Source, SourceInfo
 from processors.threads import context_thread, put_unless_stopped
+
+if TYPE_CHECKING:
+    from processors.shots import ShotDetector
 
 QUEUE_FRAMES = 24  # frames in flight per queue: ~75 MB of yuv420p at 1080p
 # ... but no more than this many bytes of frames per queue, down to QUEUE_MIN
@@ -45,6 +50,8 @@ class PipelineSettings:
     # Annotate sampled frames while cutting: RGB frames in, one result per frame out.
     annotate: Callable[[list[np.ndarray]], list[list]] | None = None
     annotate_batch: int = 8
+    # Find shot boundaries (processors/shots.py) on the sampled frames (videos).
+    detect_shots: bool = False
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,9 @@ class TaskOutput:
     number: int
     clip_path: Path
     frames: list[FrameRecord]
+    # Source frames of the task where a new shot starts (detect_shots): the
+    # cuts one pass over the whole video finds there, whatever part was cut.
+    cuts: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -102,6 +112,7 @@ class _Sample:
     source_index: int
     timestamp: Fraction
     frame: av.VideoFrame
+    warmup: bool = False  # for the shot detector only (not a sample of a task)
 
 
 class _Run:
@@ -115,6 +126,7 @@ class _Run:
         # (stage, task) -> frames of the task that the JPEG / annotation stage finished
         self.done: dict[tuple[str, int], int] = {}
         self.boxes: dict[int, list] = {}  # sample -> annotation result
+        self.cuts: set[int] = set()  # source frames starting a shot, not reported yet
         self.cond = threading.Condition()
 
     def mark_done(self, stage: str, task: int, count: int = 1) -> None:
@@ -183,8 +195,9 @@ def run_pipeline(source: Source, settings: PipelineSettings, layout: OutputLayou
 def _stage_threads(run: _Run, source: Source, settings: PipelineSettings,
                    layout: OutputLayout, events: queue.Queue,
                    span: tuple[frozenset[int], int, float]) -> list[threading.Thread]:
-    """The decoder, the encoder and the side stages (JPEG, annotation), joined by
-    bounded queues; ``span``: the tasks to skip, the first sample, the end time."""
+    """The decoder, the encoder and the side stages (JPEG, annotation, shots),
+    joined by bounded queues; ``span``: the tasks to skip, the first sample, the
+    end time."""
     depth = queue_depth(source.info.width, source.info.height)
     encode_q: queue.Queue = queue.Queue(depth)
     # Side stages: each gets every sampled frame and reports per task.
@@ -193,10 +206,20 @@ def _stage_threads(run: _Run, source: Source, settings: PipelineSettings,
         sides["jpeg"] = (queue.Queue(depth), _jpeg_stage)
     if settings.annotate:
         sides["annotate"] = (queue.Queue(depth), _annotate_stage)
+    warm = None  # (the shot stage's queue, the sampled frames a decision looks back on)
+    if settings.detect_shots:
+        # Imported here: PySceneDetect and its dependencies are ~12 MiB that a
+        # job refused before cutting (a frame too large) should not pay.
+        from processors.shots import ShotDetector
+        detector = ShotDetector()
+        if detector.delay:  # a segment's last cuts would need frames past its end
+            raise ValueError("the pipeline's shot detector must decide each frame at once")
+        sides["shots"] = (queue.Queue(depth), partial(_shots_stage, detector))
+        warm = (sides["shots"][0], detector.window)
     return [
         context_thread(_guard(run, _decode_stage), name="decode",
                        args=(run, source, settings, *span,
-                             [encode_q] + [q for q, _ in sides.values()])),
+                             [encode_q] + [q for q, _ in sides.values()], warm)),
         context_thread(_guard(run, _encode_stage), name="encode",
                        args=(run, source, settings, layout, encode_q, events, list(sides))),
     ] + [context_thread(_guard(run, stage), name=name, args=(run, settings, layout, side_q))
@@ -255,11 +278,14 @@ def _guard(run: _Run, stage: Callable) -> Callable:
 
 def _decode_stage(run: _Run, source: Source, settings: PipelineSettings,
                   skip: frozenset[int], first_sample: int, end: float,
-                  outputs: list[queue.Queue]) -> None:
+                  outputs: list[queue.Queue], warm: tuple[queue.Queue, int] | None) -> None:
     info = source.info
     sampler = TimestampSampler(settings.frame_rate,
                                slack=getattr(source, "sampling_slack", Fraction(0)))
     sample = first_sample  # global: a segment's samples follow those before it
+    # Sampled frames the shot detector has not seen, that the next frame it
+    # sees looks back on: a segment's warm-up, the end of a task skipped.
+    behind: deque = deque(maxlen=warm[1] if warm else 0)
     skip_unsampled = getattr(source, "skip_unsampled", None)
     if skip_unsampled is not None and not source.samples_every_frame:
         # PERFORMANCE: a video source may then leave undecoded the frames
@@ -275,12 +301,18 @@ def _decode_stage(run: _Run, source: Source, settings: PipelineSettings,
                 return
             run.position = float(item.timestamp)
             run.moves += 1
+            if item.warmup:
+                behind.append(item)
+                continue
             if not source.samples_every_frame and not sampler.accept(item.timestamp):
                 continue
             task = task_number(sample, settings.frames_per_task)
             sample += 1
             if task in skip:
+                behind.append(item)
                 continue
+            if behind and not _warm_up(run, warm[0], behind, info, task):
+                return
             frame = normalize(item.frame, info.rotation, info.width, info.height)
             work = _Sample(sample - 1, task, item.index, item.timestamp, frame)
             if not all(run.put(q, work) for q in outputs):
@@ -289,6 +321,19 @@ def _decode_stage(run: _Run, source: Source, settings: PipelineSettings,
     finally:
         for q in outputs:
             run.put(q, _END)
+
+
+def _warm_up(run: _Run, shots_q: queue.Queue, behind: deque, info: SourceInfo,
+             task: int) -> bool:
+    """Hand the shot detector the frames before the next one it decides on (the
+    same pixels one pass gives it: normalised); False when the run stopped."""
+    while behind:
+        item = behind.popleft()
+        frame = normalize(item.frame, info.rotation, info.width, info.height)
+        if not run.put(shots_q, _Sample(-1, task, item.index, item.timestamp, frame,
+                                        warmup=True)):
+            return False
+    return True
 
 
 def _encode_stage(run: _Run, source: Source, settings: PipelineSettings,
@@ -332,8 +377,10 @@ def _task_output(run: _Run, task: int, layout: OutputLayout,
                  frames: list[tuple[int, FrameRecord]]) -> TaskOutput:
     with run.cond:
         boxes = [run.boxes.pop(sample, None) for sample, _ in frames]
+        cuts = tuple(r.source_index for _, r in frames if r.source_index in run.cuts)
+        run.cuts.difference_update(cuts)
     records = [replace(record, boxes=found) for (_, record), found in zip(frames, boxes)]
-    return TaskOutput(task, layout.clip_path(task), records)
+    return TaskOutput(task, layout.clip_path(task), records, cuts)
 
 
 def _jpeg_stage(run: _Run, settings: PipelineSettings, layout: OutputLayout,
@@ -376,4 +423,23 @@ def _annotate_stage(run: _Run, settings: PipelineSettings, layout: OutputLayout,
                 run.boxes[w.sample] = boxes
         for w in batch:
             run.mark_done("annotate", w.task)
+        run.moves += 1
+
+
+def _shots_stage(detector: ShotDetector, run: _Run, settings: PipelineSettings,
+                 layout: OutputLayout, shots_q: queue.Queue) -> None:
+    """Shot boundaries over the sampled frames, in order (the detector decides
+    each frame at once). A warm-up frame is only looked back on: its own result
+    is the business of the task that holds it."""
+    while True:
+        work = run.get(shots_q)
+        if work is _END:
+            return
+        cuts = detector.push(work.source_index, work.frame)
+        if work.warmup:
+            continue
+        if cuts:
+            with run.cond:
+                run.cuts.update(cuts)
+        run.mark_done("shots", work.task)
         run.moves += 1

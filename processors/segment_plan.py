@@ -101,6 +101,10 @@ class Segment:
     # job can weigh each segment's progress by its span.
     end_time: float = 0.0
     reason: str = ""  # why the plan is one segment whatever was asked ("" if not forced)
+    # (source index, pts) of the sampled frames just before the segment that
+    # the shot detector looks back on (processors/shots.py: its ``window``):
+    # decoded too, so that a cut on the segment's first frame is found.
+    warmup: tuple[tuple[int, int], ...] = ()
 
     @property
     def whole(self) -> bool:
@@ -131,7 +135,7 @@ class Segment:
                 "seek_pts": self.seek_pts, "seek_dts": self.seek_dts,
                 "indexes": [index for index, _ in self.frames],
                 "pts": [pts for _, pts in self.frames], "end_time": self.end_time,
-                "reason": self.reason}
+                "reason": self.reason, "warmup": [list(pair) for pair in self.warmup]}
 
     @classmethod
     def from_dict(cls, data: dict) -> Segment:
@@ -150,7 +154,9 @@ class Segment:
                        origin_pts=int(data["origin_pts"]), seek_pts=_int_or_none(data["seek_pts"]),
                        seek_dts=_int_or_none(data["seek_dts"]),
                        frames=tuple(zip(map(int, indexes), map(int, pts))),
-                       end_time=float(data["end_time"]), reason=str(data["reason"]))
+                       end_time=float(data["end_time"]), reason=str(data["reason"]),
+                       # absent from a plan made before shots were detected
+                       warmup=tuple((int(i), int(p)) for i, p in data.get("warmup", ())))
         except (KeyError, TypeError, ZeroDivisionError) as exc:
             raise ValueError(f"not a valid segment: {exc!r}") from exc
 
@@ -160,13 +166,20 @@ def _int_or_none(value: object) -> int | None:
 
 
 def plan_segments(path: str | os.PathLike, frame_rate: int, frames_per_task: int,
-                  segments: int, limits: InputLimits = InputLimits()) -> list[Segment]:
+                  segments: int, limits: InputLimits = InputLimits(),
+                  warmup: int | None = None) -> list[Segment]:
     """Split the tasks of the video at ``path`` into at most ``segments`` runs of
     whole tasks, balanced by source duration (fewer when there are fewer tasks).
+
+    ``warmup``: sampled frames each segment also decodes before its first
+    one (default: the shot detector's window).
 
     Raises ContentError for a file that a single pass would refuse at once
     (not a video, no frames, ...), ValueError for a bad argument.
     """
+    if warmup is None:
+        from processors.shots import ShotDetector  # here: see pipeline._stage_threads
+        warmup = ShotDetector().window
     for name, value in (("frame_rate", frame_rate), ("frames_per_task", frames_per_task),
                         ("segments", segments)):
         if value < 1:
@@ -192,11 +205,13 @@ def plan_segments(path: str | os.PathLike, frame_rate: int, frames_per_task: int
     plan = []
     for number, (first, end, end_time) in enumerate(bounds, start=1):
         chosen = sampled[first * frames_per_task:end * frames_per_task]
-        seek = scan.seek_point(scan.pts[chosen[0]]) if first else None
+        before = sampled[max(0, first * frames_per_task - warmup):first * frames_per_task]
+        seek = scan.seek_point(scan.pts[(before or chosen)[0]]) if first else None
         plan.append(Segment(number, len(bounds), first + 1, end, first * frames_per_task,
                             frame_rate, frames_per_task, size, scan.time_base, scan.pts[0],
                             seek[0] if seek else None, seek[1] if seek else None,
-                            tuple((i, scan.pts[i]) for i in chosen), end_time))
+                            tuple((i, scan.pts[i]) for i in chosen), end_time,
+                            warmup=tuple((i, scan.pts[i]) for i in before)))
     return plan
 
 
@@ -301,11 +316,13 @@ class SegmentSource:
         self._container: av.container.InputContainer | None = None
 
     def frames(self) -> Iterator[SourceFrame]:
-        """The segment's sampled frames, in order; stops after the last one."""
+        """The segment's warm-up frames (``warmup`` set), then its sampled
+        frames, in order; stops after the last one."""
         segment = self.segment
-        wanted = {pts for _, pts in segment.frames}
-        pending = iter(segment.frames)
-        index, pts = next(pending)
+        wanted = {pts for _, pts in segment.warmup + segment.frames}
+        pending = iter([(i, p, True) for i, p in segment.warmup] +
+                       [(i, p, False) for i, p in segment.frames])
+        index, pts, warmup = next(pending)
         modes: dict[int, str] = {}  # skip_frame set, per codec context (a fallback reopens)
         for packet in self._packets():
             codec = packet.stream.codec_context
@@ -323,11 +340,12 @@ class SegmentSource:
                         or Fraction(frame.time_base) != segment.time_base:
                     raise SegmentMismatch(f"{self.path.name}: frame {index} (pts {pts}) "
                                           "was not decoded where the plan expects it")
-                yield SourceFrame(index=index, timestamp=segment.timestamp(pts), frame=frame)
+                yield SourceFrame(index=index, timestamp=segment.timestamp(pts), frame=frame,
+                                  warmup=warmup)
                 following = next(pending, None)
                 if following is None:
                     return  # the rest of the video belongs to other segments
-                index, pts = following
+                index, pts, warmup = following
         raise SegmentMismatch(f"{self.path.name}: the video ended before frame {index}")
 
     def _decode(self, packet: av.Packet) -> list[av.VideoFrame]:

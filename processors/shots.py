@@ -24,7 +24,11 @@ Methods (``ShotDetector(method=...)``; figures in BENCHMARKS.md, "Shots"):
 Every method also runs ThresholdDetector (``fades=True``): a fade through
 black is one boundary, at the first frame that comes back above the black
 level (fade_bias=+1); hard-cut votes between near-black frames (DIM_LEVEL)
-are dropped, as they are noise. And with ``motion=True`` a vote is dropped
+are dropped, as they are noise, and so are votes between two frames whose
+coarse pictures (16 pixels wide) mostly agree (COARSE_LEVEL): a cut changes
+most of the picture's layout, heavy sensor noise (which the library's
+detectors see at full strength on a frame already under SMALL_WIDTH) only
+its detail. And with ``motion=True`` a vote is dropped
 where a camera move explains the change (``camera_moved``): at 5 fps a fast
 pan moves the picture a tenth of its width between samples, which every
 library detector takes for a cut.
@@ -49,6 +53,7 @@ from typing import Sequence
 import av
 import cv2
 import numpy as np
+from av.video.reformatter import VideoReformatter
 from scenedetect import (AdaptiveDetector, ContentDetector, FrameTimecode, HashDetector,
                          ThresholdDetector)
 from scenedetect.detector import SceneDetector
@@ -70,6 +75,12 @@ FADE_LEVEL = 12
 # 0..255) are dropped: in a fade the near-black frames are mostly noise, whose
 # hue and hash jump from frame to frame; the fade detector places that boundary.
 DIM_LEVEL = 16
+# Hard-cut votes between two frames whose 16-pixel-wide grey pictures differ by
+# less than this (median absolute difference, 0..255) are dropped. Measured
+# (bench/bench_shots.py footage): at least 22 at every true cut, at most 4.5
+# between frames of uniform noise of amplitude 128 (tests' square video).
+COARSE_LEVEL = 8.0
+COARSE_WIDTH = 16
 # Camera motion: a change that a global shift of at most MOTION_LIMIT of the frame explains, leaving
 # under MOTION_RATIO of the difference, is not a cut.
 MOTION_LIMIT = 1 / 3
@@ -81,17 +92,21 @@ _RATE = 30.0
 
 
 def small_frame(frame: av.VideoFrame | np.ndarray, width: int = SMALL_WIDTH,
-                order: str = "rgb") -> np.ndarray:
+                order: str = "rgb", reformatter: VideoReformatter | None = None) -> np.ndarray:
     """``frame`` at most ``width`` pixels wide (aspect kept), as 8-bit BGR (the
     library's format). ``order``: channel order of an array frame ("rgb" as the
     pipeline's arrays, or "bgr"); a 2-D array is taken as grey. Frames already
-    narrower are not scaled up."""
+    narrower are not scaled up. ``reformatter``: the caller's own swscale
+    context (a thread that shares the frame with others must bring one)."""
     if isinstance(frame, av.VideoFrame):
         w, h = _size(frame.width, frame.height, width)
         # PERFORMANCE: swscale's area filter straight from the yuv420p planes:
         # ~0.4 ms at 1080p where to_ndarray + cv2.resize takes ~5 ms.
-        return frame.reformat(width=w, height=h, format="bgr24",
-                              interpolation="AREA").to_ndarray()
+        # frame.reformat would use the frame's own cached context, which another
+        # stage (annotation's to_ndarray) may be using on the same frame at the
+        # same time: two threads in one swscale context deadlock.
+        return (reformatter or VideoReformatter()).reformat(
+            frame, width=w, height=h, format="bgr24", interpolation="AREA").to_ndarray()
     array = np.asarray(frame)
     if array.dtype != np.uint8 or array.ndim not in (2, 3) or \
             (array.ndim == 3 and array.shape[2] != 3):
@@ -170,22 +185,29 @@ class ShotDetector:
         self._fade_cuts: set[int] = set()
         self._last_no: int | None = None
         self._motion = motion
-        self._grey: np.ndarray | None = None  # the last frame, for the camera-motion test
-        self._moved: set[int] = set()  # frames a camera move explains
+        # Grey frames not decided yet (and the one before), for the camera-motion
+        # test: run only where the detectors vote a cut (PERFORMANCE: it is two
+        # thirds of a push, ~2 ms at 1080p, and most frames get no vote).
+        self._greys: dict[int, np.ndarray] = {}
         self._means: dict[int, float] = {}  # mean brightness of frames not decided yet (and one before)
+        self._reformatter = VideoReformatter()  # this detector's own (see small_frame)
+        self._coarse: np.ndarray | None = None  # the last frame, 16 pixels wide, grey
+        self._alike: set[int] = set()  # frames whose coarse picture is the one before's
 
     def push(self, frame_no: int, frame: av.VideoFrame | np.ndarray,
              order: str = "rgb") -> list[int]:
         """Take the next sampled frame; the cuts now decided (source frame numbers)."""
         if self._last_no is not None and frame_no <= self._last_no:
             raise ValueError(f"frame {frame_no} after frame {self._last_no}: frames go forward")
-        small = small_frame(frame, self.width, order)
+        small = small_frame(frame, self.width, order, self._reformatter)
         self._means[self._seq] = float(small.mean())
+        coarse = _coarse(small)
+        if self._coarse is not None and \
+                float(np.median(np.abs(coarse - self._coarse))) < COARSE_LEVEL:
+            self._alike.add(self._seq)
+        self._coarse = coarse
         if self._motion:
-            grey = _motion_grey(small)
-            if self._grey is not None and camera_moved(self._grey, grey):
-                self._moved.add(self._seq)
-            self._grey = grey
+            self._greys[self._seq] = _motion_grey(small)
         timecode = FrameTimecode(self._seq, fps=_RATE)
         for detector, _ in self._members:
             for cut in detector.process_frame(timecode, small):
@@ -202,6 +224,10 @@ class ShotDetector:
         could (the adaptive member cannot see past the end)."""
         return self._decide(self._seq - 1, at_end=True)
 
+    def _camera_moved(self, seq: int) -> bool:
+        """Whether a camera move explains the change into frame ``seq``."""
+        return self._motion and seq > 0 and camera_moved(self._greys[seq - 1], self._greys[seq])
+
     def _vote(self, seq: int) -> None:
         if seq > 0:  # never before the first frame pushed
             self._votes[seq] = self._votes.get(seq, 0) + 1
@@ -213,17 +239,25 @@ class ShotDetector:
             seq, frame_no = self._first, self._frame_nos.popleft()
             self._first += 1
             votes = self._votes.pop(seq, 0)
-            if seq in self._moved or \
-                    (seq > 0 and min(self._means[seq - 1], self._means[seq]) < DIM_LEVEL):
-                votes = 0
-            self._moved.discard(seq)
-            self._means.pop(seq - 1, None)
             if at_end and self.delay and seq > self._seq - 1 - self.delay:
                 need = min(need, len(self._members) - 1) or 1  # adaptive abstains here
+            if votes >= need and (seq in self._alike or self._camera_moved(seq) or (
+                    seq > 0 and min(self._means[seq - 1], self._means[seq]) < DIM_LEVEL)):
+                votes = 0
+            self._alike.discard(seq)
+            self._means.pop(seq - 1, None)
+            self._greys.pop(seq - 1, None)
             if seq > 0 and (votes >= need or seq in self._fade_cuts):
                 cuts.append(frame_no)
             self._fade_cuts.discard(seq)
         return cuts
+
+
+def _coarse(small: np.ndarray) -> np.ndarray:
+    grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+    h, w = grey.shape
+    return cv2.resize(grey, (COARSE_WIDTH, max(1, round(h * COARSE_WIDTH / w))),
+                      interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
 def _motion_grey(small: np.ndarray) -> np.ndarray:

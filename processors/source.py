@@ -13,6 +13,9 @@ class SourceFrame:
     index: int  # source frame number: 0-based, presentation order
     timestamp: Fraction  # seconds from the first frame
     frame: av.VideoFrame
+    # A frame before a segment's first sample, decoded only so that the shot
+    # detector sees what comes before (processors/segment_plan.py): not a sample.
+    warmup: bool = False
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,8 @@ class FrameStore(Store):
         one query."""
         order = {task_id: i for i, task_id in enumerate(task_ids)}
         frames = self.c.frames.find({"taskId": {"$in": list(task_ids)}},
-                                    {"taskId": 1, "frameId": 1, "boxes": 1, "isUserAnnotated": 1})
+                                    {"taskId": 1, "frameId": 1, "sourceFrame": 1, "boxes": 1,
+                                     "isUserAnnotated": 1})
         return sorted(frames, key=lambda f: (order[f["taskId"]], f["frameId"]))
 
     @idempotent

@@ -21,8 +21,9 @@ class RunStore(Store):
 
     @idempotent
     def stage_task(self, upload_id: Any, run_id: str, number: int, task: dict,
-                   frames: list[dict]) -> None:
-        """Record a finished task of a run: its frames first, then the task.
+                   frames: list[dict], cuts: list[dict] = ()) -> None:
+        """Record a finished task of a run: its frames first, then the task (with
+        the shot ``cuts`` found in it: jobs/shots.py).
 
         Idempotent: a resumed run that redoes task ``number`` (same
         deterministic task id) first drops the frames its crashed attempt left.
@@ -32,7 +33,8 @@ class RunStore(Store):
             self.c.frames.insert_many(frames, ordered=False)
         self.c.staging.replace_one({"_id": task["_id"]},
                                    {"uploadId": to_id(upload_id), "runId": run_id,
-                                    "number": number, "task": task}, upsert=True)
+                                    "number": number, "task": task, "cuts": list(cuts)},
+                                   upsert=True)
 
     def run_is_current(self, upload_id: Any, run_id: str) -> bool:
         """The upload's job is still on ``run_id`` and active (not replaced, not ended)."""
@@ -63,8 +65,9 @@ class RunStore(Store):
         self.c.staging.delete_many({"uploadId": to_id(upload_id), "runId": run_id})
 
     def commit_run(self, job_id: str, upload_id: Any, run_id: str, upload_fields: dict,
-                   events: list[Event] = ()) -> bool:
-        """Swap the upload's tasks for the run's staged tasks, atomically.
+                   events: list[Event] = (), task_fields: dict[int, dict] | None = None) -> bool:
+        """Swap the upload's tasks for the run's staged tasks, atomically
+        (``task_fields``: more fields of task number n, e.g. its ``shots``).
 
         Fenced on the job's ``runId``: a run that was replaced commits nothing.
         Returns False in that case.
@@ -72,10 +75,11 @@ class RunStore(Store):
         # Standalone mongod: delete-then-insert never shows old and new tasks
         # together, only (for a moment) fewer tasks.
         return self.atomically(
-            lambda s: self._commit(s, job_id, upload_id, run_id, upload_fields, events))
+            lambda s: self._commit(s, job_id, upload_id, run_id, upload_fields, events,
+                                   task_fields or {}))
 
     def _commit(self, session: Any, job_id: str, upload_id: Any, run_id: str,
-                upload_fields: dict, events: list[Event]) -> bool:
+                upload_fields: dict, events: list[Event], task_fields: dict[int, dict]) -> bool:
         job = self.c.jobs.find_one({"_id": job_id, "runId": run_id}, session=session)
         if job is None:
             return False
@@ -85,7 +89,8 @@ class RunStore(Store):
         staged = self.staged_tasks(upload, run_id, session)
         self.c.tasks.delete_many({"uploadId": upload}, session=session)
         if staged:
-            self.c.tasks.insert_many([doc["task"] for doc in staged], session=session)
+            self.c.tasks.insert_many([{**doc["task"], **task_fields.get(doc["number"], {})}
+                                      for doc in staged], session=session)
         self.c.uploads.update_one({"_id": upload}, {"$set": upload_fields}, session=session)
         self.c.jobs.update_one({"_id": job_id},
                                {"$set": {"state": JobState.COMMITTED, "oldTasks": old}},

@@ -61,6 +61,9 @@ class Shot:
     fade_out: int = 0  # frames to black at the end
     noise: float = 2.5  # sensor noise, grey levels (sigma)
     fine: bool = False  # fine stripes over the background (hard for hashes under pans)
+    # Background colours kept within 70..185 per channel: a detector of pure
+    # colours (tests/tracking_scene.colour_detector) finds only the movers.
+    muted: bool = False
 
 
 @dataclass
@@ -159,6 +162,8 @@ def render(shots: Sequence[Shot], size: tuple[int, int]) -> Iterator[np.ndarray]
         span_x = max(_offset(shot, t)[0] for t in (0, shot.frames - 1)) + width + 1
         span_y = max(_offset(shot, t)[1] for t in (0, shot.frames - 1)) + height + 1
         canvas = _background(shot.texture, span_x, span_y, shot.fine)
+        if shot.muted:
+            canvas = (70 + canvas.astype(np.float32) * (115 / 255)).astype(np.uint8)
         rng = np.random.default_rng(1000 * index + shot.texture)
         for t in range(shot.frames):
             x, y = _offset(shot, t)

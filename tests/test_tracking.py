@@ -94,6 +94,18 @@ def test_a_track_lost_at_a_turn_is_joined_to_its_continuation():
     assert assign_tracks(far, 5)[-1] == [2]
 
 
+def test_a_shot_boundary_ends_every_track():
+    """A car parked at one place on both sides of a cut: two tracks; nor is a
+    track lost just before the cut joined to one starting after it."""
+    frames = [[TrackBox("car", 100, 50, 40, 20, 0.9)] for _ in range(10)]
+    cut = [i == 5 for i in range(10)]
+    assert {row[0] for row in assign_tracks(frames, 5)} == {1}
+    assert [row[0] for row in assign_tracks(frames, 5, new_shots=cut)] == [1] * 5 + [2] * 5
+    gap = frames[:4] + [[]] + frames[5:]
+    assert [row[0] for row in assign_tracks(gap, 5) if row] == [1] * 9
+    assert [row[0] for row in assign_tracks(gap, 5, new_shots=cut) if row] == [1] * 4 + [2] * 5
+
+
 def test_two_classes_never_share_a_track():
     """A car and a person on the very same spot: two tracks."""
     frames = [[TrackBox("car", 10 + 4 * i, 10, 40, 40, 0.9),
@@ -223,10 +235,10 @@ def test_mot_and_coco_exports_carry_the_stored_tracks(config, mongo, contents):
     version = make_version(mongo, exportFormats=["YOLO", "COCO", "MOT"],
                            splitCount=[{"type": "train", "percentage": 100}])
     assert build_here(config, mongo, version)["status"] == 1
-    root = dataset_dir(contents, version) / "mot" / "u1"
+    root = dataset_dir(contents, version) / "mot" / "u1-s0"  # no shots recorded: one
     info = dict(line.split("=", 1) for line in (root / "seqinfo.ini").read_text().splitlines()
                 if "=" in line)
-    assert info == {"name": "u1", "imDir": "img1", "frameRate": "5", "seqLength": "5",
+    assert info == {"name": "u1-s0", "imDir": "img1", "frameRate": "5", "seqLength": "5",
                     "imWidth": str(WIDTH), "imHeight": str(HEIGHT), "imExt": ".jpg"}
     assert sorted(p.name for p in (root / "img1").iterdir()) == \
         [f"{n:06d}.jpg" for n in range(1, 6)]
@@ -245,6 +257,7 @@ def test_mot_and_coco_exports_carry_the_stored_tracks(config, mongo, contents):
     coco = json.loads((dataset_dir(contents, version) / "annotations" / "train.json").read_text())
     assert sorted(image["frame_index"] for image in coco["images"]) == list(range(5))
     assert {image["video"] for image in coco["images"]} == {"u1"}
+    assert {image["shot"] for image in coco["images"]} == {0}
     tracks = Counter(a.get("track_id") for a in coco["annotations"])
     assert tracks == Counter({1: 5, 2: 2, 3: 2, None: 2})
 

@@ -1,0 +1,54 @@
+"""A video upload's shots, from the cuts its staged tasks recorded.
+
+The pipeline reports, with each task, the source frames of the task where a
+new shot starts (``TaskOutput.cuts``: what one pass over the whole video finds
+there, whichever process cut the task: processors/shots.py, segment warm-up).
+They are staged with the task (``cuts`` of its AnnotationTaskStaging
+document), so a run resumed after a kill -9 still knows the cuts of the tasks
+it skips, and the segments' cuts meet at the commit. From the staged tasks,
+in number order, come the upload's ``shots`` and each task's ``shots`` (the
+indices of the upload's shots it holds): a prefix of the tasks gives its
+tasks the same indices as the whole, so a task published early keeps them.
+"""
+from __future__ import annotations
+
+from processors.pipeline import TaskOutput
+
+
+def task_cuts(out: TaskOutput) -> list[dict]:
+    """A finished task's cuts as staged: ``{frame, time}`` (source frame, seconds)."""
+    cuts = set(out.cuts)
+    return [{"frame": f.source_index, "time": f.timestamp} for f in out.frames
+            if f.source_index in cuts]
+
+
+def cut_frames(staged: list[dict]) -> set[int]:
+    """The source frames where a new shot starts, over ``staged`` tasks."""
+    return {cut["frame"] for doc in staged for cut in doc.get("cuts") or ()}
+
+
+def shot_starts(upload: dict | None) -> set[int]:
+    """The cuts an upload recorded (its shots but the first): where tracks end."""
+    return {shot["start"] for shot in ((upload or {}).get("shots") or [])[1:]}
+
+
+def shot_plan(staged: list[dict]) -> tuple[list[dict], list[list[int]]]:
+    """The upload's shots ``[{start, end, startTime}]`` (first and last sampled
+    source frame of each, its start in seconds) and each task's shot indices,
+    from ``staged`` tasks 1, 2, ... in order."""
+    shots: list[dict] = []
+    per_task: list[list[int]] = []
+    for doc in staged:
+        task = doc["task"]
+        cuts = {cut["frame"]: cut["time"] for cut in doc.get("cuts") or ()}
+        first = None
+        for frame in task["original_frames"]:
+            if not shots or frame in cuts:
+                shots.append({"start": frame, "end": frame,
+                              "startTime": cuts.get(frame, task["frameStartTime"])})
+            shots[-1]["end"] = frame
+            if first is None:
+                first = len(shots) - 1
+        per_task.append(list(range(first if first is not None else len(shots) - 1,
+                                   len(shots))))
+    return shots, per_task
