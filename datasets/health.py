@@ -100,6 +100,9 @@ class Tracks:
     per_class: Counter = field(default_factory=Counter)
     lengths: list[int] = field(default_factory=lambda: [0] * len(LENGTH_EDGES))
     sequences: int = 0
+    # Shots per upload: MOT writes one sequence per upload and shot, named
+    # "<uploadId>-s<k>" (datasets/export.py), so a tracker never trains across a cut.
+    shots: Counter = field(default_factory=Counter)
 
     def add_sequence(self, gt: Path, names: list[str]) -> None:
         counts: Counter = Counter()  # one sequence's ids at a time: bounded by its tracks
@@ -111,6 +114,7 @@ class Tracks:
                     counts[int(fields[1])] += 1
                     classes[int(fields[1])] = int(fields[7]) - 1
         self.sequences += 1
+        self.shots[gt.parent.parent.name.rsplit("-s", 1)[0]] += 1
         for track, length in counts.items():
             cls = classes[track]
             self.per_class[names[cls] if 0 <= cls < len(names) else str(cls + 1)] += 1

@@ -48,7 +48,8 @@ def summary(health: Health) -> dict:
     if health.tracks is not None:
         result["tracks"] = {"sequences": health.tracks.sequences,
                             "perClass": dict(sorted(health.tracks.per_class.items())),
-                            "lengths": dict(zip(_length_labels(), health.tracks.lengths))}
+                            "lengths": dict(zip(_length_labels(), health.tracks.lengths)),
+                            "shotsPerUpload": dict(sorted(health.tracks.shots.items()))}
     return result
 
 

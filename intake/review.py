@@ -26,7 +26,9 @@ def review_page(mongo: MongoManager, upload_id: str, limits: Limits = Limits()) 
     return render(ReviewUpload(
         upload_id=str(upload["_id"]),
         status=STATUS_TEXT.get(upload.get("status"), "unknown"),
-        tasks=tasks, timings=upload.get("timings"), tracks=upload.get("tracks")), limits)
+        tasks=tasks, timings=upload.get("timings"), tracks=upload.get("tracks"),
+        # Each shot after the first starts at a cut: drawn on the track timeline.
+        shots=[float(s["startTime"]) for s in (upload.get("shots") or [])[1:]]), limits)
 
 
 def _task(mongo: MongoManager, number: int, task: dict) -> ReviewTask:

@@ -143,6 +143,8 @@ def test_numbers_equal_the_yolo_coco_and_mot_files(clean, tmp_path):
             lengths[(gt.parent.parent.name, track)] += 1
     assert summary["tracks"]["perClass"] == {k: len(v) for k, v in sorted(ids.items())}
     assert sum(summary["tracks"]["lengths"].values()) == len(lengths)
+    sequences = Counter(p.name.rsplit("-s", 1)[0] for p in clean.glob("mot/*") if p.is_dir())
+    assert summary["tracks"]["shotsPerUpload"] == dict(sorted(sequences.items())) != {}
     # The COCO files alone (a version exported without YOLO) give the same numbers.
     coco_only = tmp_path / "coco-only"
     shutil.copytree(clean, coco_only, ignore=shutil.ignore_patterns("labels", "data.yaml"))

@@ -9,6 +9,7 @@ export has one sequence per shot."""
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 
@@ -138,6 +139,7 @@ def test_one_pass_segments_and_a_rerun_find_the_same_shots_and_tracks(shots_env,
 def test_a_built_dataset_has_a_mot_sequence_per_shot(shots_env, mongo, make_config, contents):
     from app import create_app
     from dataset_data import make_version
+    from intake.review import review_page
     client = create_app(load_config(env=shots_env)).test_client()
     assert post(client, "u1").status_code == 202
     run_all(shots_env)
@@ -156,6 +158,11 @@ def test_a_built_dataset_has_a_mot_sequence_per_shot(shots_env, mongo, make_conf
     coco = json.loads((root / "annotations" / "train.json").read_text())
     shots = sorted((image["frame_index"], image["shot"]) for image in coco["images"])
     assert [shot for _, shot in shots] == [0] * 10 + [1] * 8 + [2] * 5 + [3] * 17
+    # The pictures show them: the version's health report counts the upload's
+    # shots, and the upload's review page draws its cuts on the track timeline.
+    report = (root / "report" / "index.html").read_text()
+    assert re.search(r'id="shots">[^<]*u1: 4\b', report), report[:2000]
+    assert "shots at the dashed ones" in review_page(mongo, "u1")
 
 
 def test_a_run_killed_mid_video_resumes_to_the_same_shots_and_tracks(shots_env, mongo):
