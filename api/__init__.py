@@ -39,11 +39,14 @@ def _bound_database_work(app: Flask, seconds: float) -> None:
     """All the database work of one request ends within ``seconds``: a database
     that stops answering (frozen, partitioned) gets a 503 in seconds, instead
     of holding the request, and every request queued behind it, until pymongo's
-    heartbeat gives up on the server (about 15 s)."""
+    heartbeat gives up on the server (about 15 s). A review page reads a whole
+    upload: it gets ``review.DEADLINE_FACTOR`` times as long (set here, as a
+    nested deadline can only shorten this one)."""
     inner = app.wsgi_app
 
     def bounded(environ: dict, start_response: Callable) -> Iterable[bytes]:
-        with deadline(seconds):
+        factor = review.DEADLINE_FACTOR if review.is_review(environ.get("PATH_INFO", "")) else 1
+        with deadline(seconds * factor):
             return inner(environ, start_response)
     app.wsgi_app = bounded  # type: ignore[method-assign]
 

@@ -30,6 +30,18 @@ from logging_setup import set_upload_id
 
 bp = Blueprint("review", __name__, url_prefix="/api/processContent")
 
+# The database deadline of a review request, as a multiple of every other
+# request's (mongodb.request_timeout_ms): reading a long upload's frames for its
+# page takes ~1.5 s per 150 tasks on the embedded database (BENCHMARKS.md), so
+# the usual 3 s would refuse the page of any upload over ~2 h at 5 fps. A
+# person waits for this page; a frozen database still ends it in seconds.
+DEADLINE_FACTOR = 10
+
+
+def is_review(path: str) -> bool:
+    """The request is for a review page (its database work may take longer)."""
+    return path.startswith("/api/processContent/") and path.endswith("/review")
+
 # The page inlines its images and styles; this makes the browser refuse to
 # fetch anything else (and says so in its console), and keeps the signed link
 # out of any Referer and any cache.

@@ -190,3 +190,20 @@ def test_a_long_upload_gets_a_bounded_page(tmp_path):
     assert page_counts(html) == {"tasks": 8, "frames": 80, "boxes": 80, "tracks": 8}
     assert html.count('class="thumb"') + html.count("(unreadable)") == 5
     assert html.count("(unreadable)") == 1 and "5 of the 8 task clips" in html
+
+
+def test_a_review_request_gets_a_longer_database_deadline(aa_client, monkeypatch):
+    """The page of a long upload reads all its frames: its request's database
+    deadline is DEADLINE_FACTOR times the others' (3 s would refuse any upload
+    over ~2 h at 5 fps); the status keeps the usual one."""
+    from pymongo import _csot
+
+    from api import review
+
+    seen = {}
+    monkeypatch.setattr(review, "review_page",
+                        lambda mongo, upload_id: seen.update(review=_csot.get_timeout()) or "")
+    assert aa_client.get("/api/processContent/nope/review", headers=KEY).status_code == 200
+    assert seen["review"] == pytest.approx(3.0 * review.DEADLINE_FACTOR, abs=0.5)
+    assert review.is_review("/api/processContent/u1/review")
+    assert not review.is_review("/api/processContent/u1")
