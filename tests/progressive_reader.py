@@ -2,9 +2,12 @@
 "published tasks are final" (README "Progressive results and events")."""
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 
 class Reader(threading.Thread):
@@ -63,3 +66,32 @@ class Reader(threading.Thread):
                 self.problems.append(f"the frames of {task['taskName']} changed")
         assert not self.problems, self.problems[:5]
         assert len(self.seen) == self.tasks and self.polls > 20
+
+
+def kill_job_mid_run(mongo, executor, reader: Reader, start: Callable[[], object],
+                     staged: int, total: int, job_id: str = "processContent:u1") -> None:
+    """Run an upload under ``executor`` (a supervisor with one job process) while
+    ``reader`` watches what it publishes: ``start()`` posts it; once ``staged``
+    of its ``total`` task clips are staged, kill -9 the job process, then wait
+    for the resumed run to end. Stops the reader and the supervisor."""
+    from conftest import wait_for
+
+    from processes import owner_pid_here
+
+    reader.start()
+    try:
+        start()
+        job = wait_for(lambda: (j := mongo.jobs.get_job(job_id)) and j.get("owner") and j,
+                       what="a job process to claim the job")
+        wait_for(lambda: mongo.collections.staging.count_documents({}) >= staged,
+                 what="tasks to be staged")
+        os.kill(owner_pid_here(job["owner"]), signal.SIGKILL)
+        assert mongo.collections.staging.count_documents({}) < total, \
+            "the job ended before the kill"
+        wait_for(lambda: mongo.jobs.get_job(job_id)["state"] in ("done", "failed"),
+                 what="the job to end")
+    finally:
+        reader.stop.set()
+        os.killpg(executor.pid, signal.SIGTERM)
+        executor.wait(timeout=30)
+    reader.finish()

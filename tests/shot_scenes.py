@@ -230,6 +230,14 @@ def decode(path: Path) -> Iterator[tuple[int, av.VideoFrame]]:
             yield index, frame if frame.format.name == "yuv420p" else frame.reformat(format="yuv420p")
 
 
+def encoded(folder: Path, name: str, shots: Sequence[Shot]) -> tuple[list, Truth]:
+    """The scene written to ``folder/name`` and read back: its decoded frames
+    (as ``decode`` gives them) and its ground truth."""
+    path = folder / name
+    truth = encode(path, shots)
+    return list(decode(path)), truth
+
+
 # --- the scenes the tests use ---------------------------------------------------------------
 
 RED, WHITE, BLUE = (220, 30, 30), (250, 250, 250), (30, 60, 230)

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import json
 import re
-import os
-import signal
 
 import pytest
-from conftest import AUTH_KEY, wait_for
-from progressive_reader import Reader
+from conftest import AUTH_KEY
+from progressive_reader import Reader, kill_job_mid_run
 from shot_scenes import Mover, Shot, encode
 from test_annotation import model_dirs, post_aa, run_all, versions_env  # noqa: F401
 from test_datasets import build_here
@@ -24,7 +22,6 @@ from tracking_scene import COLOURS, colour_detector
 
 from config import load_config
 from jobs.dataset import dataset_dir
-from processes import owner_pid_here
 
 CAR, PERSON = COLOURS[0], COLOURS[4]  # the colour detector's "car" and "person"
 PARKED = Mover(CAR, (40, 24), (140, 120))  # at the same place on both sides of cuts
@@ -177,22 +174,8 @@ def test_a_run_killed_mid_video_resumes_to_the_same_shots_and_tracks(shots_env, 
     assert all(abs(a - b) <= 1 for a, b in zip(starts, [0, 60, 105, 135])) and len(starts) == 4
     executor = start_executor({**shots_env, "PROCESSING_WORKERS": "1"})
     reader = Reader(mongo, 24)  # published tasks and their track ids never change
-    reader.start()
-    try:
-        assert post(client, "u1", frame_rate=30).status_code == 202
-        job = wait_for(lambda: (j := mongo.jobs.get_job("processContent:u1")) and j.get("owner")
-                       and j, what="a job process to claim the job")
-        wait_for(lambda: mongo.collections.staging.count_documents({}) >= 8,
-                 what="tasks to be staged")
-        os.kill(owner_pid_here(job["owner"]), signal.SIGKILL)
-        assert mongo.collections.staging.count_documents({}) < 24, "the job ended before the kill"
-        wait_for(lambda: mongo.jobs.get_job("processContent:u1")["state"] in ("done", "failed"),
-                 what="the job to end")
-    finally:
-        reader.stop.set()
-        os.killpg(executor.pid, signal.SIGTERM)
-        executor.wait(timeout=30)
-    reader.finish()
+    kill_job_mid_run(mongo, executor, reader, staged=8, total=24, start=lambda: (
+        post(client, "u1", frame_rate=30).status_code == 202 or pytest.fail("not accepted")))
     assert mongo.jobs.get_job("processContent:u1")["attempts"] == 2
     resumed = mongo.uploads.get_upload("u1")
     assert resumed["shots"] == ref["shots"]

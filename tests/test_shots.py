@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from shot_scenes import RED, Mover, Shot, cuts_scene, decode, encode
+from shot_scenes import RED, Mover, Shot, cuts_scene, decode, encode, encoded
 
 from processors.shots import ShotDetector, camera_moved, detect_cuts
 
 
 @pytest.fixture(scope="module")
 def cuts_video(tmp_path_factory):
-    path = tmp_path_factory.mktemp("shots") / "cuts.mp4"
-    truth = encode(path, cuts_scene())
-    return list(decode(path)), truth
+    return encoded(tmp_path_factory.mktemp("shots"), "cuts.mp4", cuts_scene())
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from shot_scenes import cuts_scene, decode, encode, still_scene
+from shot_scenes import cuts_scene, encoded, still_scene
 
 from processors.still import METRICS, StillFilter
 
@@ -37,16 +37,12 @@ def run_filter(frames, truth, step: int) -> tuple[list[int], list[int], list[int
 
 @pytest.fixture(scope="module")
 def still_video(tmp_path_factory):
-    path = tmp_path_factory.mktemp("still") / "still.mp4"
-    truth = encode(path, still_scene())
-    return list(decode(path)), truth
+    return encoded(tmp_path_factory.mktemp("still"), "still.mp4", still_scene())
 
 
 @pytest.fixture(scope="module")
 def cuts_video(tmp_path_factory):
-    path = tmp_path_factory.mktemp("still") / "cuts.mp4"
-    truth = encode(path, cuts_scene())
-    return list(decode(path)), truth
+    return encoded(tmp_path_factory.mktemp("still"), "cuts.mp4", cuts_scene())
 
 
 @pytest.mark.parametrize("step", [1, 3, 6])

@@ -8,14 +8,12 @@ tracks and a noisy detector (tests/tracking_scene.py).
 from __future__ import annotations
 
 import json
-import os
-import signal
 from collections import Counter
 
 import pytest
 from conftest import AUTH_KEY, service_env, wait_for
 from dataset_data import HEIGHT, WIDTH, box, make_task, make_version
-from progressive_reader import Reader
+from progressive_reader import Reader, kill_job_mid_run
 from queue_fixtures import celery_workers, needs_redis, redis_server  # noqa: F401
 from test_annotation import (  # noqa: F401
     aa_client,
@@ -40,7 +38,6 @@ from tracking_scene import (
 from annotation.tracking import TrackBox, TrackerSettings, assign_tracks, parse_tracker
 from config import load_config
 from jobs.dataset import dataset_dir
-from processes import owner_pid_here
 
 
 def test_the_noisy_scene_at_5_fps():
@@ -275,21 +272,8 @@ def test_a_run_killed_mid_video_resumes_to_the_same_tracks(versions_env, mongo, 
     run_all(env)
     executor = start_executor({**env, "PROCESSING_WORKERS": "1"})
     reader = Reader(mongo, 36)  # published tasks and their track ids never change
-    reader.start()
-    try:
-        assert post_aa(client, **post).status_code == 202
-        job = wait_for(lambda: (j := mongo.jobs.get_job("processContent:u1")) and j.get("owner")
-                       and j, what="a job process to claim the job")
-        wait_for(lambda: mongo.collections.staging.count_documents({}) >= 3, what="tasks to be staged")
-        os.kill(owner_pid_here(job["owner"]), signal.SIGKILL)
-        assert mongo.collections.staging.count_documents({}) < 36, "the job ended before the kill"
-        wait_for(lambda: mongo.jobs.get_job("processContent:u1")["state"] in ("done", "failed"),
-                 what="the job to end")
-    finally:
-        reader.stop.set()
-        os.killpg(executor.pid, signal.SIGTERM)
-        executor.wait(timeout=30)
-    reader.finish()
+    kill_job_mid_run(mongo, executor, reader, staged=3, total=36, start=lambda: (
+        post_aa(client, **post).status_code == 202 or pytest.fail("not accepted")))
     assert sum(1 for _, frames in reader.seen.values() for frame in frames
                for box in frame["boxes"] if "trackId" in box) > 100
     assert mongo.jobs.get_job("processContent:u1")["attempts"] == 2
