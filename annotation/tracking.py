@@ -7,7 +7,7 @@ ByteTrack: Kalman-predicted boxes matched by IoU). One tracker per label, so
 objects of two classes never share a track. Two steps of our own on the
 library's tracks: a track that starts is joined to one that ended shortly
 before near where it was (``OnlineTracks._join``), and short gaps are filled
-(``_Filler``).
+(``annotation.gap_fill``).
 
 Tracks end at shot boundaries (issue 19): a frame pushed with ``new_shot``
 starts the trackers afresh, and no track is joined across it, so no id holds
@@ -31,6 +31,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from annotation.gap_fill import GapFiller, fill_frames
 from annotation.track_library import library_tracker, to_detections
 
 KINDS = ("sort", "bytetrack", "none")
@@ -100,7 +101,7 @@ def fill_gaps(frames: Sequence[Sequence[TrackBox]], tracks: Sequence[Sequence[in
               frame_rate: float, seconds: float) -> list[list[tuple[int, TrackBox]]]:
     """Per frame, the (track id, box) interpolated into the track gaps of at most
     ``seconds`` (linearly between the boxes either side, the lower score)."""
-    filler = _Filler(_fill_frames(seconds, frame_rate))
+    filler = GapFiller(fill_frames(seconds, frame_rate))
     filled: list[list[tuple[int, TrackBox]]] = []
     for boxes, ids in zip(frames, tracks):
         filler.add(boxes, ids)
@@ -154,8 +155,8 @@ class OnlineTracks:
             # The library's own count, whatever rounding it does of frame_rate.
             self._lost = library_tracker(settings, frame_rate).maximum_frames_without_update
             self._join_wait = self._lost + 1
-        self._filler = _Filler(_fill_frames(settings.fill_seconds, frame_rate)
-                               if settings.enabled else 0)
+        self._filler = GapFiller(fill_frames(settings.fill_seconds, frame_rate)
+                                 if settings.enabled else 0)
 
     @property
     def horizon(self) -> int:
@@ -323,58 +324,10 @@ class _Track:
         self.continued = False  # a later track continues it already
 
 
-class _Filler:
-    """Fills track gaps of at most ``most`` frames, frame by frame: a frame's
-    fills are final once the ``most`` frames after it are added."""
-
-    def __init__(self, most: int) -> None:
-        self.most = most
-        self._last: dict[int, tuple[int, TrackBox]] = {}  # id -> its last box
-        self._filled: deque[list[tuple[int, TrackBox]]] = deque()
-        self._first = self._next = 0  # the frame _filled[0] is, frames added
-
-    def add(self, boxes: Sequence[TrackBox], ids: Sequence[int | None]) -> None:
-        number, self._next = self._next, self._next + 1
-        self._filled.append([])
-        for box, track in zip(boxes, ids):
-            if track is None:
-                continue
-            before = self._last.get(track)
-            if before is not None and 0 < number - before[0] - 1 <= self.most:
-                start, previous = before
-                for step in range(1, number - start):
-                    self._filled[start + step - self._first].append(
-                        (track, _between(previous, box, step / (number - start))))
-            self._last[track] = (number, box)
-
-    def take(self, end: bool) -> list[list[tuple[int, TrackBox]]]:
-        """The fills of the frames no later box can fill (all of them at the end)."""
-        upto = self._next if end else self._next - self.most
-        out = []
-        while self._filled and self._first < upto:
-            out.append(self._filled.popleft())
-            self._first += 1
-        # A box this far back can no longer start a gap short enough to fill.
-        self._last = {track: last for track, last in self._last.items()
-                      if self._next - last[0] - 1 <= self.most}
-        return out
-
-
-def _fill_frames(seconds: float, frame_rate: float) -> int:
-    return int(seconds * frame_rate + 1e-9)
-
-
 def _distance(a: TrackBox, b: TrackBox) -> float:
     """Between the centres, in box sizes of ``a``."""
     dx, dy = (b.x + b.w / 2) - (a.x + a.w / 2), (b.y + b.h / 2) - (a.y + a.h / 2)
     return (dx * dx + dy * dy) ** 0.5 / max(1e-6, (a.w * a.h) ** 0.5)
-
-
-def _between(a: TrackBox, b: TrackBox, share: float) -> TrackBox:
-    def mix(x: float, y: float) -> float:
-        return x + (y - x) * share
-    return TrackBox(a.label, mix(a.x, b.x), mix(a.y, b.y), mix(a.w, b.w), mix(a.h, b.h),
-                    min(a.score, b.score))
 
 
 def parse_tracker(value: Any) -> TrackerSettings:

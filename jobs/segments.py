@@ -31,7 +31,8 @@ from jobs.timings import RunClock
 from mongo_manager import MongoManager
 from processes import owner_pid_here
 from processors.readers import VIDEO, video_duration
-from processors.segment_plan import Segment, SegmentMismatch, open_segment, plan_segments
+from processors.segment_plan import Segment, open_segment, plan_segments
+from processors.segment_source import SegmentMismatch
 from storage.contents import RunPaths
 
 log = logging.getLogger(__name__)

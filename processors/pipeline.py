@@ -16,20 +16,18 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import Callable, Iterator
 
-import av
 import numpy as np
 
 from naming import frame_file_name, task_clip_name, task_frames_folder
 from processors.clip_writer import ClipWriter, EncoderSettings
-from processors.frame_ops import encode_jpeg, normalize
+from processors.frame_ops import normalize
+from processors.pipeline_run import END, Run, Sample
 from processors.sampling import TimestampSampler, task_number
-from processors.source import Source, SourceInfo
-from processors.threads import context_thread, put_unless_stopped
-
-if TYPE_CHECKING:
-    from processors.shots import ShotDetector
+from processors.side_stages import annotate_stage, jpeg_stage, shots_stage, warm_up
+from processors.source import Source
+from processors.threads import context_thread
 
 QUEUE_FRAMES = 24  # frames in flight per queue: ~75 MB of yuv420p at 1080p
 # ... but no more than this many bytes of frames per queue, down to QUEUE_MIN
@@ -37,7 +35,6 @@ QUEUE_FRAMES = 24  # frames in flight per queue: ~75 MB of yuv420p at 1080p
 QUEUE_BYTES = 96 * 1024 * 1024
 QUEUE_MIN = 4
 PROGRESS_INTERVAL = 0.5  # seconds between Progress events
-_END = object()
 
 
 @dataclass(frozen=True)
@@ -105,59 +102,6 @@ class Progress:
     fraction: float  # 0..1 of the source consumed
 
 
-@dataclass
-class _Sample:
-    sample: int
-    task: int
-    source_index: int
-    timestamp: Fraction
-    frame: av.VideoFrame
-    warmup: bool = False  # for the shot detector only (not a sample of a task)
-
-
-class _Run:
-    """Shared state of one pipeline run: stop flag, first error, side-stage progress."""
-
-    def __init__(self) -> None:
-        self.stop = threading.Event()
-        self.error: BaseException | None = None
-        self.position = 0.0
-        self.moves = 0  # items any stage finished: changes while the run is alive
-        # (stage, task) -> frames of the task that the JPEG / annotation stage finished
-        self.done: dict[tuple[str, int], int] = {}
-        self.boxes: dict[int, list] = {}  # sample -> annotation result
-        self.cuts: set[int] = set()  # source frames starting a shot, not reported yet
-        self.cond = threading.Condition()
-
-    def mark_done(self, stage: str, task: int, count: int = 1) -> None:
-        with self.cond:
-            self.done[(stage, task)] = self.done.get((stage, task), 0) + count
-            self.cond.notify_all()
-
-    def wait_done(self, stage: str, task: int, count: int) -> None:
-        """A task is reported only once its JPEGs (and boxes) are done too."""
-        with self.cond:
-            while self.done.get((stage, task), 0) < count and not self.stop.is_set():
-                self.cond.wait(timeout=0.2)
-
-    def fail(self, exc: BaseException) -> None:
-        if self.error is None:
-            self.error = exc
-        self.stop.set()
-
-    def put(self, q: queue.Queue, item: object) -> bool:
-        """Blocking put that gives up when the run is stopped."""
-        return put_unless_stopped(q, item, self.stop)
-
-    def get(self, q: queue.Queue) -> object:
-        while True:
-            try:
-                return q.get(timeout=0.2)
-            except queue.Empty:
-                if self.stop.is_set():
-                    return _END
-
-
 def run_pipeline(source: Source, settings: PipelineSettings, layout: OutputLayout,
                  skip_tasks: frozenset[int] = frozenset(),
                  should_stop: Callable[[], bool] = lambda: False, *,
@@ -175,7 +119,7 @@ def run_pipeline(source: Source, settings: PipelineSettings, layout: OutputLayou
     # them, so a run whose outputs were discarded while a starved stage still
     # ran (a stalled job its watchdog failed) cannot bring them back.
     layout.make_roots()
-    run = _Run()
+    run = Run()
     run.position = start
     events: queue.Queue = queue.Queue()
     threads = _stage_threads(run, source, settings, layout, events,
@@ -192,7 +136,7 @@ def run_pipeline(source: Source, settings: PipelineSettings, layout: OutputLayou
         raise run.error
 
 
-def _stage_threads(run: _Run, source: Source, settings: PipelineSettings,
+def _stage_threads(run: Run, source: Source, settings: PipelineSettings,
                    layout: OutputLayout, events: queue.Queue,
                    span: tuple[frozenset[int], int, float]) -> list[threading.Thread]:
     """The decoder, the encoder and the side stages (JPEG, annotation, shots),
@@ -203,9 +147,9 @@ def _stage_threads(run: _Run, source: Source, settings: PipelineSettings,
     # Side stages: each gets every sampled frame and reports per task.
     sides: dict[str, tuple[queue.Queue, Callable]] = {}
     if layout.frame_dir:
-        sides["jpeg"] = (queue.Queue(depth), _jpeg_stage)
+        sides["jpeg"] = (queue.Queue(depth), jpeg_stage)
     if settings.annotate:
-        sides["annotate"] = (queue.Queue(depth), _annotate_stage)
+        sides["annotate"] = (queue.Queue(depth), annotate_stage)
     warm = None  # (the shot stage's queue, the sampled frames a decision looks back on)
     if settings.detect_shots:
         # Imported here: PySceneDetect and its dependencies are ~12 MiB that a
@@ -214,7 +158,7 @@ def _stage_threads(run: _Run, source: Source, settings: PipelineSettings,
         detector = ShotDetector()
         if detector.delay:  # a segment's last cuts would need frames past its end
             raise ValueError("the pipeline's shot detector must decide each frame at once")
-        sides["shots"] = (queue.Queue(depth), partial(_shots_stage, detector))
+        sides["shots"] = (queue.Queue(depth), partial(shots_stage, detector))
         warm = (sides["shots"][0], detector.window)
     return [
         context_thread(_guard(run, _decode_stage), name="decode",
@@ -226,7 +170,7 @@ def _stage_threads(run: _Run, source: Source, settings: PipelineSettings,
          for name, (side_q, stage) in sides.items()]
 
 
-def _events(run: _Run, events: queue.Queue, should_stop: Callable[[], bool],
+def _events(run: Run, events: queue.Queue, should_stop: Callable[[], bool],
             start: float, end: float) -> Iterator[Progress | TaskOutput]:
     """The encoder's finished tasks, and Progress whenever a stage moved on."""
     reported = 0
@@ -237,7 +181,7 @@ def _events(run: _Run, events: queue.Queue, should_stop: Callable[[], bool],
             event = None
         if should_stop():
             run.stop.set()
-        if event is _END or (run.stop.is_set() and event is None):
+        if event is END or (run.stop.is_set() and event is None):
             return
         if event is not None:
             yield event
@@ -265,7 +209,7 @@ def _fraction(position: float, start: float, end: float) -> float:
     return min(1.0, max(0.0, (position - start) / (end - start))) if end > start else 0.0
 
 
-def _guard(run: _Run, stage: Callable) -> Callable:
+def _guard(run: Run, stage: Callable) -> Callable:
     """``stage``, its error handed to the caller's thread (it runs in a
     context_thread, in a copy of the caller's context)."""
     def wrapper(*args: object) -> None:
@@ -276,7 +220,7 @@ def _guard(run: _Run, stage: Callable) -> Callable:
     return wrapper
 
 
-def _decode_stage(run: _Run, source: Source, settings: PipelineSettings,
+def _decode_stage(run: Run, source: Source, settings: PipelineSettings,
                   skip: frozenset[int], first_sample: int, end: float,
                   outputs: list[queue.Queue], warm: tuple[queue.Queue, int] | None) -> None:
     info = source.info
@@ -311,32 +255,19 @@ def _decode_stage(run: _Run, source: Source, settings: PipelineSettings,
             if task in skip:
                 behind.append(item)
                 continue
-            if behind and not _warm_up(run, warm[0], behind, info, task):
+            if behind and not warm_up(run, warm[0], behind, info, task):
                 return
             frame = normalize(item.frame, info.rotation, info.width, info.height)
-            work = _Sample(sample - 1, task, item.index, item.timestamp, frame)
+            work = Sample(sample - 1, task, item.index, item.timestamp, frame)
             if not all(run.put(q, work) for q in outputs):
                 return
         run.position = end
     finally:
         for q in outputs:
-            run.put(q, _END)
+            run.put(q, END)
 
 
-def _warm_up(run: _Run, shots_q: queue.Queue, behind: deque, info: SourceInfo,
-             task: int) -> bool:
-    """Hand the shot detector the frames before the next one it decides on (the
-    same pixels one pass gives it: normalised); False when the run stopped."""
-    while behind:
-        item = behind.popleft()
-        frame = normalize(item.frame, info.rotation, info.width, info.height)
-        if not run.put(shots_q, _Sample(-1, task, item.index, item.timestamp, frame,
-                                        warmup=True)):
-            return False
-    return True
-
-
-def _encode_stage(run: _Run, source: Source, settings: PipelineSettings,
+def _encode_stage(run: Run, source: Source, settings: PipelineSettings,
                   layout: OutputLayout, encode_q: queue.Queue, events: queue.Queue,
                   sides: list[str]) -> None:
     info = source.info
@@ -345,9 +276,9 @@ def _encode_stage(run: _Run, source: Source, settings: PipelineSettings,
     try:
         while True:
             work = run.get(encode_q)
-            if work is _END and run.stop.is_set():
+            if work is END and run.stop.is_set():
                 return  # stopped or failed: the open clip is discarded below
-            if work is _END or work.task != task:
+            if work is END or work.task != task:
                 if writer is not None:
                     writer.close()
                     writer = None
@@ -356,7 +287,7 @@ def _encode_stage(run: _Run, source: Source, settings: PipelineSettings,
                     if run.stop.is_set():
                         return
                     events.put(_task_output(run, task, layout, frames))
-                if work is _END:
+                if work is END:
                     return
                 task, frames = work.task, []
                 writer = ClipWriter(layout.clip_path(task), info.width, info.height,
@@ -370,10 +301,10 @@ def _encode_stage(run: _Run, source: Source, settings: PipelineSettings,
     finally:
         if writer is not None:
             writer.abort()
-        events.put(_END)
+        events.put(END)
 
 
-def _task_output(run: _Run, task: int, layout: OutputLayout,
+def _task_output(run: Run, task: int, layout: OutputLayout,
                  frames: list[tuple[int, FrameRecord]]) -> TaskOutput:
     with run.cond:
         boxes = [run.boxes.pop(sample, None) for sample, _ in frames]
@@ -381,65 +312,3 @@ def _task_output(run: _Run, task: int, layout: OutputLayout,
         run.cuts.difference_update(cuts)
     records = [replace(record, boxes=found) for (_, record), found in zip(frames, boxes)]
     return TaskOutput(task, layout.clip_path(task), records, cuts)
-
-
-def _jpeg_stage(run: _Run, settings: PipelineSettings, layout: OutputLayout,
-                jpeg_q: queue.Queue) -> None:
-    first_sample: dict[int, int] = {}
-    while True:
-        work = run.get(jpeg_q)
-        if work is _END:
-            return
-        start = first_sample.setdefault(work.task, work.sample)
-        path = layout.frame_path(work.task, work.sample - start + 1)
-        path.parent.mkdir(exist_ok=True)  # not parents: see run_pipeline
-        path.write_bytes(encode_jpeg(work.frame, settings.jpeg_quality))
-        run.mark_done("jpeg", work.task)
-        run.moves += 1
-
-
-def _annotate_stage(run: _Run, settings: PipelineSettings, layout: OutputLayout,
-                    annotate_q: queue.Queue) -> None:
-    """Batches sampled frames for the detector; a batch is cut short when no frame
-    is waiting, so the model never idles while a full batch gathers."""
-    ended = False
-    while not ended:
-        batch = []
-        work = run.get(annotate_q)
-        while work is not _END:
-            batch.append(work)
-            if len(batch) >= settings.annotate_batch:
-                break
-            try:
-                work = annotate_q.get_nowait()
-            except queue.Empty:
-                break
-        ended = work is _END
-        if not batch:
-            continue
-        found = settings.annotate([w.frame.to_ndarray(format="rgb24") for w in batch])
-        with run.cond:
-            for w, boxes in zip(batch, found):
-                run.boxes[w.sample] = boxes
-        for w in batch:
-            run.mark_done("annotate", w.task)
-        run.moves += 1
-
-
-def _shots_stage(detector: ShotDetector, run: _Run, settings: PipelineSettings,
-                 layout: OutputLayout, shots_q: queue.Queue) -> None:
-    """Shot boundaries over the sampled frames, in order (the detector decides
-    each frame at once). A warm-up frame is only looked back on: its own result
-    is the business of the task that holds it."""
-    while True:
-        work = run.get(shots_q)
-        if work is _END:
-            return
-        cuts = detector.push(work.source_index, work.frame)
-        if work.warmup:
-            continue
-        if cuts:
-            with run.cond:
-                run.cuts.update(cuts)
-        run.mark_done("shots", work.task)
-        run.moves += 1

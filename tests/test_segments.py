@@ -27,14 +27,8 @@ from processors.pipeline import (
     run_pipeline,
 )
 from processors.sampling import TimestampSampler
-from processors.segment_plan import (
-    Segment,
-    SegmentMismatch,
-    SegmentSource,
-    open_segment,
-    plan_segments,
-    run_segment,
-)
+from processors.segment_plan import Segment, open_segment, plan_segments, run_segment
+from processors.segment_source import SegmentMismatch, SegmentSource
 from processors.video_source import VideoSource
 
 SIZE = (160, 120)
