@@ -27,6 +27,8 @@ def request_body() -> dict[str, Any]:
     """JSON, urlencoded or multipart bodies as one flat dict."""
     _read_within_limit()
     if request.is_json:
+        if _nested_deeper_than(request.get_data(cache=True), MAX_JSON_DEPTH):
+            raise BadRequest({"body": "invalid JSON body: nested too deeply"})
         try:
             data = request.get_json()
         except HTTPBadRequest:  # not JSON: bad syntax or encoding, a number too long
@@ -37,6 +39,35 @@ def request_body() -> dict[str, Any]:
             raise BadRequest({"body": "must be a JSON object"})
         return data
     return {**request.args.to_dict(), **request.form.to_dict()}
+
+
+# No request of this API nests deeper than a few levels. Refused before parsing:
+# the json module gives up on deep nesting only with a RecursionError, near
+# the interpreter's limit, where a finalizer that the garbage collector runs
+# meanwhile fails too (an "unraisable exception", seen in a test run).
+MAX_JSON_DEPTH = 64
+
+
+def _nested_deeper_than(data: bytes, limit: int) -> bool:
+    """Brackets outside strings open more than ``limit`` levels somewhere."""
+    if data.count(b"[") + data.count(b"{") <= limit:
+        return False  # the usual body: too few brackets to nest that deep
+    depth, in_string, escaped = 0, False, False
+    for byte in data:
+        if escaped:  # the character after a backslash, in a string
+            escaped = False
+        elif in_string:
+            escaped = byte == 0x5C  # backslash
+            in_string = byte != 0x22  # a quote ends it
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > limit:
+                return True
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return False
 
 
 def _read_within_limit() -> None:

@@ -244,6 +244,20 @@ def test_deeply_nested_json_is_400(client, mongo, path, raw):
     assert response.json["errors"] == {"body": "invalid JSON body: nested too deeply"}
 
 
+@pytest.mark.parametrize("raw, deep", [
+    (b"[" * 65, True), (b"[" * 64 + b"]" * 64, False),
+    (b'{"a": "' + b"[" * 500 + b'"}', False),  # brackets in a string do not nest
+    (b'{"a": "\\"' + b"[" * 500 + b'"}', False),  # nor after an escaped quote
+    (b'{"a": "\\\\", "b":' + b"[" * 65 + b"}", True),  # an escaped backslash ends no string
+    (b'{"upload_id": "u1", "frame_rate": 5}', False)])
+def test_nesting_is_measured_before_parsing(raw, deep):
+    """Deep nesting is refused before the json module recurses into it: its
+    RecursionError comes near the interpreter's limit, where a finalizer run
+    by the garbage collector meanwhile fails as well."""
+    from api.auth import MAX_JSON_DEPTH, _nested_deeper_than
+    assert _nested_deeper_than(raw, MAX_JSON_DEPTH) is deep
+
+
 @pytest.mark.parametrize("raw", [b"{", b"", b'{"a":' + b"9" * 5000 + b"}",
                                  b'{"a": "\xff"}', b"\xef\xbb\xbf{}\x00"])
 def test_invalid_json_is_400(client, mongo, raw):
