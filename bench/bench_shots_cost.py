@@ -18,13 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, machine, median, run_child, table, test_video  # noqa: E402
+from common import ROOT, cut_video, machine, median, run_child, table, test_video  # noqa: E402
 
 FRAME_RATE, FRAMES_PER_TASK = 5, 120
 
@@ -32,27 +30,7 @@ FRAME_RATE, FRAMES_PER_TASK = 5, 120
 def child(video: str, shots: bool) -> None:
     """One upload's pipeline, outputs into a temp dir; prints tasks, frames, cuts."""
     sys.path.insert(0, str(ROOT))
-    from processors.clip_writer import EncoderSettings
-    from processors.pipeline import OutputLayout, PipelineSettings, TaskOutput, run_pipeline
-    from processors.video_source import VideoSource
-
-    settings = PipelineSettings(frame_rate=FRAME_RATE, frames_per_task=FRAMES_PER_TASK,
-                                keep_frames=True, encoder=EncoderSettings("veryfast", 23),
-                                detect_shots=shots)
-    start = time.perf_counter()
-    tasks = frames = cuts = 0
-    with tempfile.TemporaryDirectory(prefix="bench-shots-") as tmp:
-        source = VideoSource(video)
-        try:
-            layout = OutputLayout(Path(tmp) / "tasks", Path(tmp) / "frames", source.info.name)
-            for event in run_pipeline(source, settings, layout):
-                if isinstance(event, TaskOutput):
-                    tasks, frames, cuts = tasks + 1, frames + len(event.frames), \
-                        cuts + len(event.cuts)
-        finally:
-            source.close()
-    print(json.dumps({"tasks": tasks, "frames": frames, "cuts": cuts,
-                      "pipeline_s": time.perf_counter() - start}))
+    print(json.dumps(cut_video(video, FRAME_RATE, FRAMES_PER_TASK, detect_shots=shots)))
 
 
 def main() -> int:

@@ -33,12 +33,12 @@ import json
 import os
 import sys
 import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, ffmpeg_exe, machine, median, run_child, table, test_video  # noqa: E402
+from common import (ROOT, cut_video, ffmpeg_exe, machine, median, run_child,  # noqa: E402
+                    table, test_video)
 
 FRAME_RATE, FRAMES_PER_TASK = 5, 120
 
@@ -46,31 +46,7 @@ FRAME_RATE, FRAMES_PER_TASK = 5, 120
 def child(video: str, root: str) -> None:
     """The measured work of "ours": one job's pipeline, outputs into a temp dir."""
     sys.path.insert(0, root)
-    from processors.clip_writer import EncoderSettings
-    from processors.pipeline import (
-        OutputLayout,
-        PipelineSettings,
-        TaskOutput,
-        run_pipeline,
-    )
-    from processors.video_source import VideoSource
-
-    start = time.perf_counter()
-    settings = PipelineSettings(frame_rate=FRAME_RATE, frames_per_task=FRAMES_PER_TASK,
-                                keep_frames=True, encoder=EncoderSettings("veryfast", 23))
-    tasks = frames = 0
-    with tempfile.TemporaryDirectory(prefix="bench-ours-") as tmp:
-        source = VideoSource(video)
-        try:
-            layout = OutputLayout(Path(tmp) / "tasks", Path(tmp) / "frames", source.info.name)
-            for event in run_pipeline(source, settings, layout):
-                if isinstance(event, TaskOutput):
-                    tasks += 1
-                    frames += len(event.frames)
-        finally:
-            source.close()
-        elapsed = time.perf_counter() - start
-    print(json.dumps({"tasks": tasks, "frames": frames, "pipeline_s": elapsed}))
+    print(json.dumps(cut_video(video, FRAME_RATE, FRAMES_PER_TASK)))
 
 
 def main() -> int:

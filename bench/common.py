@@ -13,6 +13,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +83,35 @@ def run_child(cmd: list[str], env: dict | None = None) -> ChildRun:
         raise RuntimeError(f"{cmd[:3]}... exited {proc.returncode}:\n{stderr[-2000:]}")
     return ChildRun(wall=wall, cpu=usage.ru_utime + usage.ru_stime,
                     maxrss_mb=usage.ru_maxrss / 1024, stdout=stdout)
+
+
+def cut_video(video: str, frame_rate: int, frames_per_task: int, **settings: object) -> dict:
+    """One upload's pipeline as the benchmarks' "ours" runs it (VideoSource +
+    run_pipeline, JPEGs kept, veryfast/crf 23, outputs into a temp dir); the
+    task, frame and cut counts and the seconds it took. Imports the pipeline
+    from whatever tree is first on ``sys.path`` (a child may put another
+    checkout there: ``--extra NAME=ROOT``), which may predate ``cuts``."""
+    from processors.clip_writer import EncoderSettings
+    from processors.pipeline import OutputLayout, PipelineSettings, TaskOutput, run_pipeline
+    from processors.video_source import VideoSource
+
+    start = time.perf_counter()
+    config = PipelineSettings(frame_rate=frame_rate, frames_per_task=frames_per_task,
+                              keep_frames=True, encoder=EncoderSettings("veryfast", 23),
+                              **settings)
+    counts = {"tasks": 0, "frames": 0, "cuts": 0}
+    with tempfile.TemporaryDirectory(prefix="bench-ours-") as tmp:
+        source = VideoSource(video)
+        try:
+            layout = OutputLayout(Path(tmp) / "tasks", Path(tmp) / "frames", source.info.name)
+            for event in run_pipeline(source, config, layout):
+                if isinstance(event, TaskOutput):
+                    counts["tasks"] += 1
+                    counts["frames"] += len(event.frames)
+                    counts["cuts"] += len(getattr(event, "cuts", ()))
+        finally:
+            source.close()
+        return {**counts, "pipeline_s": time.perf_counter() - start}
 
 
 def median(values: list[float]) -> float:
