@@ -30,7 +30,7 @@ from annotation.tracking import FinalFrame, OnlineTracks
 from job_types import ContentJob, ContentParams
 from jobs import watchdog
 from jobs.context import JobContext
-from jobs.shots import cut_frames, shot_plan
+from jobs.shots import ShotPlan, cut_frames
 from jobs.timings import with_stage
 from jobs.tracks import own_boxes, track_input, tracker_settings, with_tracks
 from naming import auto_box_source
@@ -88,6 +88,7 @@ class Publisher:
                        if settings is not None else None)
         self.source = auto_box_source(params.auto_anno_version)
         self.fed = 0  # tasks given to the tracker
+        self.shot_plan = ShotPlan()  # of the tasks up to the last publication
         # frames pushed, not final yet (push order), with their own boxes
         self.waiting: list[tuple[dict, list[dict]]] = []
         self.final: dict = {}  # frame id -> its boxes with track ids, once final
@@ -159,9 +160,10 @@ class Publisher:
                  extra: list, final: bool = False) -> bool:
         chosen = staged[ready:count]
         if self.params.content_type == VIDEO:  # the shots each holds, final already
-            _, task_shots = shot_plan(staged[:count])
+            for doc in staged[len(self.shot_plan.per_task):count]:
+                self.shot_plan.add(doc)
             chosen = [{**doc, "task": {**doc["task"], "shots": shots}}
-                      for doc, shots in zip(chosen, task_shots[ready:count])]
+                      for doc, shots in zip(chosen, self.shot_plan.per_task[ready:count])]
         watchdog.progressed(f"publishing tasks {ready + 1}-{count}")
         for doc in chosen:
             publish_task_files(self.paths, Path(doc["task"]["videoPath"]).name, doc["number"])

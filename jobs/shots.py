@@ -32,14 +32,20 @@ def shot_starts(upload: dict | None) -> set[int]:
     return {shot["start"] for shot in ((upload or {}).get("shots") or [])[1:]}
 
 
-def shot_plan(staged: list[dict]) -> tuple[list[dict], list[list[int]]]:
+class ShotPlan:
     """The upload's shots ``[{start, end, startTime}]`` (first and last sampled
     source frame of each, its start in seconds) and each task's shot indices,
-    from ``staged`` tasks 1, 2, ... in order."""
-    shots: list[dict] = []
-    per_task: list[list[int]] = []
-    for doc in staged:
-        task = doc["task"]
+    taken from staged tasks 1, 2, ... in order, each once: a progressive run
+    adds the tasks it publishes as it goes rather than reading its whole
+    prefix again at every publication."""
+
+    def __init__(self) -> None:
+        self.shots: list[dict] = []
+        self.per_task: list[list[int]] = []
+
+    def add(self, doc: dict) -> list[int]:
+        """The next staged task: the indices of the shots it holds."""
+        task, shots = doc["task"], self.shots
         cuts = {cut["frame"]: cut["time"] for cut in doc.get("cuts") or ()}
         first = None
         for frame in task["original_frames"]:
@@ -49,6 +55,14 @@ def shot_plan(staged: list[dict]) -> tuple[list[dict], list[list[int]]]:
             shots[-1]["end"] = frame
             if first is None:
                 first = len(shots) - 1
-        per_task.append(list(range(first if first is not None else len(shots) - 1,
-                                   len(shots))))
-    return shots, per_task
+        held = list(range(first if first is not None else len(shots) - 1, len(shots)))
+        self.per_task.append(held)
+        return held
+
+
+def shot_plan(staged: list[dict]) -> tuple[list[dict], list[list[int]]]:
+    """The shots and each task's shot indices of ``staged`` tasks 1, 2, ... (ShotPlan)."""
+    plan = ShotPlan()
+    for doc in staged:
+        plan.add(doc)
+    return plan.shots, plan.per_task
