@@ -16,8 +16,9 @@ from typing import Callable, Mapping
 from urllib.parse import urlsplit
 
 from exceptions import ConfigError
-from settings import (DEFAULTS, X264_PRESETS, AnnotationConfig, Config, EventsConfig,
-                      MongoConfig, ProcessingConfig, QueueConfig, S3Config, ServerConfig)
+from settings import (DEFAULTS, TASK_SPLITS, X264_PRESETS, AnnotationConfig, Config,
+                      EventsConfig, MongoConfig, ProcessingConfig, QueueConfig, S3Config,
+                      ServerConfig)
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,9 @@ def _processing(get: "_Getter") -> ProcessingConfig:
     preset = get.text("processing", "preset")
     if preset not in X264_PRESETS:
         raise ConfigError(f"processing.preset must be one of {', '.join(X264_PRESETS)}")
+    task_split = get.text("processing", "task_split")
+    if task_split not in TASK_SPLITS:
+        raise ConfigError(f"processing.task_split must be one of {', '.join(TASK_SPLITS)}")
     workers_text = get.text("processing", "workers")
     workers = os.cpu_count() or 1
     if workers_text:
@@ -149,7 +153,9 @@ def _processing(get: "_Getter") -> ProcessingConfig:
     return ProcessingConfig(
         frames_per_task=get.integer("processing", "frames_per_task", 1, 100000),
         workers=workers, keep_frames=get.boolean("processing", "keep_frames"), preset=preset,
-        detect_shots=get.boolean("processing", "detect_shots"),
+        detect_shots=get.boolean("processing", "detect_shots"), task_split=task_split,
+        skip_still=get.boolean("processing", "skip_still"),
+        min_shot_frames=get.integer("processing", "min_shot_frames", 1, 100000),
         crf=get.integer("processing", "crf", 0, 51),
         jpeg_quality=get.integer("processing", "jpeg_quality", 1, 100),
         lease_seconds=get.number("processing", "lease_seconds", 2, 3600),

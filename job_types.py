@@ -8,7 +8,7 @@ run started from them, a segment's copy of them or a retry resumes identically.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from typing import Any, Generic, Mapping, TypeVar
 
@@ -27,10 +27,14 @@ class ContentParams:
     request_type: RequestType
     content_type: int
     frames_per_task: int
+    # How a video is split into tasks and whether still frames are left out
+    # (processors/task_split.py); a job stored before they existed ran without.
+    task_split: str = field(default="fixed", kw_only=True)
+    skip_still: int = field(default=0, kw_only=True)
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> ContentParams:
-        values = {field.name: doc[field.name] for field in fields(cls)}
+        values = {f.name: doc[f.name] for f in fields(cls) if f.name in doc or not f.kw_only}
         return cls(**{**values, "request_type": RequestType(values["request_type"])})
 
     def to_doc(self) -> dict[str, Any]:

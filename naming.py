@@ -12,17 +12,17 @@ FRAME_SUFFIX = ".jpg"
 _AUTO_PREFIX = "auto:v"
 
 
-def task_name(number: int, video_name: str) -> str:
+def task_name(number: int | str, video_name: str) -> str:
     """An AnnotationTask's ``taskName``, and the stem of its clip."""
     return f"task-{number}-{video_name}"
 
 
-def task_clip_name(number: int, video_name: str) -> str:
+def task_clip_name(number: int | str, video_name: str) -> str:
     """The file name of task ``number``'s clip (in the upload's clips folder)."""
     return task_name(number, video_name) + CLIP_SUFFIX
 
 
-def task_frames_folder(number: int) -> str:
+def task_frames_folder(number: int | str) -> str:
     """The folder of task ``number``'s JPEGs (in the upload's frames folder)."""
     return f"task-{number}"
 

@@ -25,7 +25,8 @@ DEFAULTS: dict[str, dict[str, str]] = {
                    "segment_seconds": "300", "stall_seconds": "300",
                    "max_frame_pixels": str(4096 * 4096), "max_image_mb": "256",
                    "max_zip_mb": "16384", "max_zip_ratio": "200", "min_free_mb": "1024",
-                   "detect_shots": "true"},
+                   "detect_shots": "true", "task_split": "fixed", "skip_still": "false",
+                   "min_shot_frames": "5"},
     "annotation": {"device": "auto", "threads": "1", "batch_size": "8"},
     "s3": {"endpoint_url": "", "bucket": "", "region": "", "upload_threads": "16",
            "max_attempts": "8", "part_mb": "8", "connect_timeout_seconds": "5",
@@ -37,6 +38,8 @@ DEFAULTS: dict[str, dict[str, str]] = {
                "backoff_seconds": "1", "max_backoff_seconds": "300"},
 }
 
+# How a video is split into tasks (processors/task_split.py, request field task_split).
+TASK_SPLITS = ("fixed", "shots")
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
                 "slower", "veryslow")
 
@@ -103,6 +106,13 @@ class ProcessingConfig:
     # Find a video's shot boundaries while cutting (processors/shots.py): tracks
     # end at them, the upload lists its shots. Off only to measure its cost.
     detect_shots: bool = True
+    # What a request that does not say gets (processors/task_split.py):
+    # "fixed" tasks or tasks that follow "shots"; leave still frames out.
+    task_split: str = "fixed"
+    skip_still: bool = False
+    # task_split "shots": a cut ends a task only if it holds this many samples
+    # (shorter shots are gathered with what follows, tracks still end there).
+    min_shot_frames: int = 5
 
 
 @dataclass(frozen=True)

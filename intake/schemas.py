@@ -18,11 +18,15 @@ from typing import Any, Collection, Mapping
 from exceptions import BadRequest, NotFound
 from job_states import ANNOTATING_TYPES, RequestType, canonical_id
 from job_types import ContentParams
+from settings import ProcessingConfig
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # ids become folder names
 REQUEST_TYPES = {RequestType.CUT: "tasks only", RequestType.CUT_AND_ANNOTATE: "tasks plus "
                  "auto-annotations", RequestType.ANNOTATE: "auto-annotations only"}
 CONTENT_TYPES = {1: "video", 2: "images"}
+TASK_SPLIT_MEANINGS = {"fixed": "every frames_per_task sampled frames",
+                       "shots": "also at each shot cut: a clip never spans a cut (shots "
+                                "shorter than processing.min_shot_frames are gathered)"}
 MAX_FRAME_RATE = 120
 MAX_VERSION = 10**6
 # The request types that cut content, and so need frame_rate and content_path.
@@ -35,14 +39,16 @@ class FieldSpec:
     """One request field: how it is checked and how it is documented."""
 
     name: str
-    kind: str  # "identifier", "integer" or "path"
+    kind: str  # "identifier", "integer", "choice" (one of ``values``' keys) or "path"
     description: str
     minimum: int | None = None  # integers: the accepted range
     maximum: int | None = None
     default: int | None = None  # used when absent; None: no default
+    # Absent: the server's processing.<name> (the request holds None until then).
+    from_config: bool = False
     required: bool = False  # always required
     required_for: tuple[int, ...] = ()  # required for these request types
-    values: Mapping[int, str] | None = None  # integers: what each value means
+    values: Mapping[Any, str] | None = None  # integers, choices: what each value means
     example: Any = None  # shown in the docs; API tests send it as a first request
 
     def is_required(self, request_type: int | None) -> bool:
@@ -72,6 +78,8 @@ class FieldSpec:
         if self.kind == "integer":
             schema = {"type": "integer", "minimum": self.minimum, "maximum": self.maximum}
             return {**schema, "enum": sorted(self.values)} if self.values else schema
+        if self.kind == "choice":
+            return {"type": "string", "enum": list(self.values or ())}
         # a path: its existence and confinement are checked at run time
         return {"type": "string", "minLength": 1, "pattern": NO_PARENT_PATTERN}
 
@@ -82,6 +90,8 @@ class FieldSpec:
         if self.required_for:
             text += (" Required for request_type "
                      + " and ".join(map(str, self.required_for)) + ".")
+        if self.from_config:
+            text += f" Absent: the server's processing.{self.name}."
         return text
 
 
@@ -105,6 +115,12 @@ PROCESS_FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("frame_rate", "integer", "Frames sampled per second of video (images: the "
               "task clip's playback rate).", 1, MAX_FRAME_RATE, required_for=CUTTING_TYPES,
               example=5),
+    FieldSpec("task_split", "choice", "How a video is cut into task clips (images: "
+              "ignored).", values=TASK_SPLIT_MEANINGS, from_config=True),
+    FieldSpec("skip_still", "integer", "Leave out sampled frames of a video that show "
+              "nothing new next to the last kept frame of their shot (images: ignored).",
+              0, 1, values={0: "keep every sampled frame", 1: "leave still frames out"},
+              from_config=True),
     FieldSpec("content_path", "path", "The video or images, relative to the contents "
               "folder (or absolute inside it); no '..', no symlink out of it; must exist "
               "(else 404).", required_for=CUTTING_TYPES, example="uploads/cam1.mp4"),
@@ -164,10 +180,16 @@ class ProcessRequest:
     auto_anno_version: int
     request_type: RequestType
     content_type: int
+    task_split: str | None  # None: the server's default
+    skip_still: int | None
 
-    def as_params(self, frames_per_task: int) -> ContentParams:
-        """What a job needs to run (and to resume identically)."""
-        return ContentParams(**asdict(self), frames_per_task=frames_per_task)
+    def as_params(self, processing: ProcessingConfig) -> ContentParams:
+        """What a job needs to run (and to resume identically): the server's
+        defaults filled in."""
+        values = {**asdict(self), "task_split": self.task_split or processing.task_split,
+                  "skip_still": int(processing.skip_still) if self.skip_still is None
+                  else self.skip_still}
+        return ContentParams(**values, frames_per_task=processing.frames_per_task)
 
 
 def parse_process_request(form: Mapping[str, Any], contents_dir: Path,
@@ -182,6 +204,10 @@ def parse_process_request(form: Mapping[str, Any], contents_dir: Path,
         required = spec.is_required(values.get("request_type"))
         if spec.kind == "identifier":
             values[spec.name] = _identifier(form, spec.name, errors)
+        elif spec.from_config and _present(form, spec.name) is None:
+            values[spec.name] = None
+        elif spec.kind == "choice":
+            values[spec.name] = _choice(form, spec.name, errors, spec.values or {})
         elif spec.kind == "integer":
             # Absent and not needed: the default, or 0 ("not used") where there is none.
             default = None if required else (spec.default or 0)
@@ -228,6 +254,15 @@ def _identifier(form: Mapping[str, Any], name: str, errors: dict[str, str]) -> s
         errors[name] = "must be a string of 1-64 letters, digits, '_' or '-'"
         return ""
     return canonical_id(value)  # it names folders and jobs: one name per upload
+
+
+def _choice(form: Mapping[str, Any], name: str, errors: dict[str, str],
+            choices: Mapping[str, str]) -> str | None:
+    value = _present(form, name)
+    if not isinstance(value, str) or value not in choices:
+        errors[name] = "must be one of " + ", ".join(repr(c) for c in choices)
+        return None
+    return value
 
 
 def _integer(form: Mapping[str, Any], name: str, errors: dict[str, str], low: int, high: int,

@@ -18,7 +18,10 @@ from storage.space import check_room
 ACCEPT_TRIES = 3
 # Stored request fields that must match for a repeated request to be "the same".
 SAME_REQUEST_FIELDS = ("request_type", "content_type", "frame_rate", "frames_per_task",
-                       "sourceFilePath", "request_annotation_version")
+                       "sourceFilePath", "request_annotation_version", "task_split",
+                       "skip_still")
+# What an upload recorded before a field existed ran with.
+UNRECORDED = {"task_split": "fixed", "skip_still": 0}
 
 
 def accept(req: ProcessRequest, mongo: MongoManager, config: Config,
@@ -37,7 +40,7 @@ def accept(req: ProcessRequest, mongo: MongoManager, config: Config,
     fields = _upload_fields(req, config)
     job_id = upload_job_id(req.upload_id)
     run_id = new_id()
-    params = req.as_params(config.processing.frames_per_task)
+    params = req.as_params(config.processing)
     for _ in range(ACCEPT_TRIES):
         # The job first: a run commits its upload's final state before its job
         # leaves the active states, so a job read as ended has its upload final.
@@ -85,7 +88,8 @@ def _already_done(req: ProcessRequest, fields: dict, existing: dict | None,
         _check_annotatable(existing, mongo, req.upload_id)
     if not existing or existing.get("status") != UploadStatus.COMPLETED or req.force_write:
         return None
-    if all(existing.get(k) == v for k, v in fields.items() if k in SAME_REQUEST_FIELDS) \
+    if all(existing.get(k, UNRECORDED.get(k)) == v for k, v in fields.items()
+           if k in SAME_REQUEST_FIELDS) \
             and existing.get("projectId") == to_id(req.project_id):
         return 200, {**describe(existing), "message": "already processed; nothing redone "
                      "(send force_write=1 to process it again)"}
@@ -118,8 +122,10 @@ def _upload_fields(req: ProcessRequest, config: Config) -> dict:
               "request_annotation_version": req.auto_anno_version,
               "content_type": req.content_type, "force_write": req.force_write}
     if req.request_type != RequestType.ANNOTATE:  # keeps the cutting parameters
+        params = req.as_params(config.processing)
         fields.update({"frame_rate": req.frame_rate,
                        "frames_per_task": config.processing.frames_per_task,
+                       "task_split": params.task_split, "skip_still": params.skip_still,
                        "sourceFilePath": req.content_path, "taskCount": 0})
     return fields
 

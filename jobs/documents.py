@@ -26,7 +26,8 @@ def build_task(out: TaskOutput, info: SourceInfo, params: ContentParams, paths: 
                run_id: str) -> tuple[dict, list[dict]]:
     """The AnnotationTask and AnnotationFrame documents of one finished task."""
     task_id = task_object_id(run_id, out.number)
-    name = task_name(out.number, info.name)
+    label = out.label or str(out.number)
+    name = task_name(label, info.name)
     version = params.auto_anno_version \
         if params.request_type == RequestType.CUT_AND_ANNOTATE else 0
     frames = out.frames
@@ -48,7 +49,7 @@ def build_task(out: TaskOutput, info: SourceInfo, params: ContentParams, paths: 
         frame_docs.append({
             "taskId": task_id, "frameId": f.frame_id, "sourceFrame": f.source_index,
             "timestamp": f.timestamp,
-            "imagePath": str(paths.frames / task_frames_folder(out.number) / f.image_path.name)
+            "imagePath": str(paths.frames / task_frames_folder(label) / f.image_path.name)
             if f.image_path else None,
             "boxes": boxes, "isEmpty": not boxes, "isUserAnnotated": False})
     return task, frame_docs

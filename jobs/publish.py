@@ -31,6 +31,7 @@ from job_types import ContentJob, ContentParams
 from jobs import watchdog
 from jobs.context import JobContext
 from jobs.shots import ShotPlan, cut_frames
+from jobs.task_order import chained, label
 from jobs.timings import with_stage
 from jobs.tracks import own_boxes, track_input, tracker_settings, with_tracks
 from naming import auto_box_source
@@ -121,8 +122,8 @@ class Publisher:
         """Publish the remaining tasks and commit the run (``fields``: the
         upload's final state). False when the run was replaced."""
         staged = self._staged()
-        if [doc["number"] for doc in staged] != list(range(1, task_count + 1)):
-            raise RuntimeError(f"the run staged tasks {[doc['number'] for doc in staged]}")
+        if len(staged) != task_count:
+            raise RuntimeError(f"the run staged {len(staged)} tasks in order of {task_count}")
         if self.tracks is not None:
             self._track(staged, finish=True)
             # The tracking this process did for the run (each segment's process
@@ -137,9 +138,8 @@ class Publisher:
         return done
 
     def _staged(self) -> list[dict]:
-        """The staged tasks numbered 1, 2, ... without a gap."""
-        staged = self.ctx.mongo.runs.staged_tasks(self.upload_id, self.run_id)
-        return [doc for i, doc in enumerate(staged) if doc["number"] == i + 1]
+        """The staged tasks that follow the first without a gap (jobs/task_order.py)."""
+        return chained(self.ctx.mongo.runs.staged_tasks(self.upload_id, self.run_id))
 
     def _ready(self) -> int:
         return self.ctx.mongo.uploads.ready_task_count(self.upload_id)
@@ -166,10 +166,10 @@ class Publisher:
                       for doc, shots in zip(chosen, self.shot_plan.per_task[ready:count])]
         watchdog.progressed(f"publishing tasks {ready + 1}-{count}")
         for doc in chosen:
-            publish_task_files(self.paths, Path(doc["task"]["videoPath"]).name, doc["number"])
+            publish_task_files(self.paths, Path(doc["task"]["videoPath"]).name, label(doc))
         self._write_tracks(chosen)
-        task_events = [events.task_ready(self.upload_id, doc["number"], doc["task"])
-                       for doc in chosen]
+        task_events = [events.task_ready(self.upload_id, number, doc["task"])
+                       for number, doc in enumerate(chosen, ready + 1)]
         done = self.ctx.mongo.runs.publish_tasks(self.job_id, self.run_id, self.upload_id, ready,
                                                  chosen, fields, task_events + extra, final)
         if done and chosen:

@@ -27,6 +27,7 @@ from jobs.context import Heartbeat, JobContext
 from jobs.failure import run_guarded
 from jobs.publish import Publisher, publisher_for
 from jobs.staging import commit_tasks, discard, fail_upload, input_limits, run_paths, stage_pipeline
+from jobs.task_order import check_complete
 from jobs.timings import RunClock
 from mongo_manager import MongoManager
 from processes import owner_pid_here
@@ -201,9 +202,7 @@ def commit_segments(job: ContentJob, ctx: JobContext, paths: RunPaths) -> bool:
         mongo.segments.wait_for_segments(job.id, run_id, ctx.owner)  # a retry came too early
         return False
     staged = mongo.runs.staged_tasks(params.upload_id, run_id)
-    expected = list(range(1, len(staged) + 1))
-    if [doc["number"] for doc in staged] != expected:
-        raise RuntimeError(f"segments staged tasks {[d['number'] for d in staged]}")
+    check_complete(staged)  # every segment staged all its tasks
     # The run's clock started when its fan-out began cutting (the upload's startedAt).
     clock = RunClock(job, (mongo.uploads.get_upload(params.upload_id) or {}).get("startedAt"))
     frames = sum(doc["task"]["frameCount"] for doc in staged)

@@ -16,10 +16,12 @@ from processors.pipeline import TaskOutput
 
 
 def task_cuts(out: TaskOutput) -> list[dict]:
-    """A finished task's cuts as staged: ``{frame, time}`` (source frame, seconds)."""
-    cuts = set(out.cuts)
-    return [{"frame": f.source_index, "time": f.timestamp} for f in out.frames
-            if f.source_index in cuts]
+    """A finished task's cuts as staged: ``{frame, time, before}`` (source frame,
+    seconds, the sampled frame before it: where the shot before ends)."""
+    before = dict(zip(out.cuts, out.cut_ends)) if out.cut_ends else {}
+    return [{"frame": f.source_index, "time": f.timestamp,
+             **({"before": before[f.source_index]} if f.source_index in before else {})}
+            for f in out.frames if f.source_index in set(out.cuts)]
 
 
 def cut_frames(staged: list[dict]) -> set[int]:
@@ -44,17 +46,22 @@ class ShotPlan:
         self.per_task: list[list[int]] = []
 
     def add(self, doc: dict) -> list[int]:
-        """The next staged task: the indices of the shots it holds."""
+        """The next staged task: the indices of the shots it holds. A shot ends
+        on its last sampled frame, even one left out as still (``before`` of
+        the cut after it, ``lastSample`` of the task)."""
         task, shots = doc["task"], self.shots
-        cuts = {cut["frame"]: cut["time"] for cut in doc.get("cuts") or ()}
+        cuts = {cut["frame"]: cut for cut in doc.get("cuts") or ()}
         first = None
         for frame in task["original_frames"]:
             if not shots or frame in cuts:
-                shots.append({"start": frame, "end": frame,
-                              "startTime": cuts.get(frame, task["frameStartTime"])})
+                if shots and "before" in cuts.get(frame, {}):
+                    shots[-1]["end"] = max(shots[-1]["end"], cuts[frame]["before"])
+                shots.append({"start": frame, "end": frame, "startTime":
+                              cuts[frame]["time"] if frame in cuts else task["frameStartTime"]})
             shots[-1]["end"] = frame
             if first is None:
                 first = len(shots) - 1
+        shots[-1]["end"] = max(shots[-1]["end"], doc.get("lastSample", -1))
         held = list(range(first if first is not None else len(shots) - 1, len(shots)))
         self.per_task.append(held)
         return held

@@ -19,6 +19,7 @@ from jobs.context import Heartbeat, JobContext
 from jobs.documents import build_task
 from jobs.publish import Publisher
 from jobs.shots import shot_plan, task_cuts
+from jobs.task_order import check_complete, left_out
 from jobs.tracks import track_run
 from processors.clip_writer import EncoderSettings
 from processors.input_guard import MIB, InputLimits, redact
@@ -55,7 +56,10 @@ def stage_pipeline(job: ContentJob, ctx: JobContext, paths: RunPaths, source: So
             if isinstance(event, TaskOutput):
                 task, frames = build_task(event, source.info, params, paths, run_id)
                 mongo.runs.stage_task(params.upload_id, run_id, event.number, task, frames,
-                                      task_cuts(event))
+                                      task_cuts(event), {"label": event.label,
+                                                         "next": event.next,
+                                                         "leftOut": event.left_out,
+                                                         "lastSample": event.last_sample})
                 if mongo.runs.unstage_if_ended(params.upload_id, run_id, task["_id"]):
                     raise JobCancelled("the run ended while this task was staged")
                 done.add(event.number)
@@ -89,9 +93,10 @@ def commit_tasks(job: ContentJob, ctx: JobContext, paths: RunPaths, task_count: 
     was cut in one pass (a plan of segments has no timeline to repair)."""
     params, run_id, mongo = job.params, job.run_id, ctx.mongo
     staged = mongo.runs.staged_tasks(params.upload_id, run_id)
+    check_complete(staged)
     shots, task_shots = shot_plan(staged) if params.content_type == VIDEO else (None, [])
     fields = completed_upload(timings, timelineRepairs=timeline_repairs(source, params),
-                              shots=shots, stillFramesLeftOut=0)
+                              shots=shots, stillFramesLeftOut=left_out(staged))
     lease = ctx.config.processing.lease_seconds
     if not mongo.jobs.renew_lease(job.id, run_id, ctx.owner, lease):
         raise JobCancelled("the run was replaced before its files were moved into place")
@@ -105,7 +110,8 @@ def commit_tasks(job: ContentJob, ctx: JobContext, paths: RunPaths, task_count: 
     move_into_place(paths)
     # The new tasks are all ready at once: one upload.task_ready each, as a
     # progressive run sends them, then upload.completed.
-    ready = [events.task_ready(params.upload_id, doc["number"], doc["task"]) for doc in staged]
+    ready = [events.task_ready(params.upload_id, number, doc["task"])
+             for number, doc in enumerate(staged, 1)]
     if not mongo.runs.commit_run(job.id, params.upload_id, run_id, fields,
                                  ready + [events.completed(params.upload_id, task_count)],
                                  {doc["number"]: {"shots": shots}
@@ -153,6 +159,7 @@ def input_limits(config: Config) -> InputLimits:
 
 def pipeline_settings(config: Config, params: ContentParams) -> PipelineSettings:
     processing = config.processing
+    video = params.content_type == VIDEO  # shots and still frames: videos only
     annotate = None
     # Annotate the sampled frames while cutting.
     if params.request_type == RequestType.CUT_AND_ANNOTATE:
@@ -163,5 +170,7 @@ def pipeline_settings(config: Config, params: ContentParams) -> PipelineSettings
                             jpeg_quality=processing.jpeg_quality,
                             encoder=EncoderSettings(processing.preset, processing.crf),
                             annotate=annotate, annotate_batch=config.annotation.batch_size,
-                            detect_shots=processing.detect_shots
-                            and params.content_type == VIDEO)
+                            detect_shots=processing.detect_shots and video,
+                            task_split=params.task_split if video else "fixed",
+                            min_shot_frames=processing.min_shot_frames,
+                            skip_still=bool(params.skip_still) and video)

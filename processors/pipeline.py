@@ -13,7 +13,6 @@ import queue
 import threading
 from collections import deque
 from dataclasses import dataclass, field, replace
-from functools import partial
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterator
@@ -25,8 +24,9 @@ from processors.clip_writer import ClipWriter, EncoderSettings
 from processors.frame_ops import normalize
 from processors.pipeline_run import END, Run, Sample
 from processors.sampling import TimestampSampler, task_number
-from processors.side_stages import annotate_stage, jpeg_stage, shots_stage, warm_up
+from processors.side_stages import annotate_stage, jpeg_stage, split_stage, warm_up
 from processors.source import Source
+from processors.task_split import SplitSettings, TaskSplitter
 from processors.threads import context_thread
 
 QUEUE_FRAMES = 24  # frames in flight per queue: ~75 MB of yuv420p at 1080p
@@ -49,6 +49,21 @@ class PipelineSettings:
     annotate_batch: int = 8
     # Find shot boundaries (processors/shots.py) on the sampled frames (videos).
     detect_shots: bool = False
+    # Videos (processors/task_split.py): tasks also end at shot cuts ("shots"),
+    # unless the one cut short would hold fewer than min_shot_frames samples;
+    # still frames are left out (skip_still).
+    task_split: str = "fixed"
+    min_shot_frames: int = 1
+    skip_still: bool = False
+
+    def split(self) -> SplitSettings | None:
+        """The split stage's settings; None when tasks are the fixed grid of
+        every sampled frame and no shot is looked for."""
+        by_shots = self.task_split == "shots"
+        if not (self.detect_shots or by_shots or self.skip_still):
+            return None
+        return SplitSettings(self.frames_per_task, by_shots, self.min_shot_frames,
+                             self.skip_still)
 
 
 @dataclass(frozen=True)
@@ -59,10 +74,10 @@ class OutputLayout:
     frame_dir: Path | None
     video_name: str
 
-    def clip_path(self, task: int) -> Path:
+    def clip_path(self, task: int | str) -> Path:
         return self.clip_dir / task_clip_name(task, self.video_name)
 
-    def frame_path(self, task: int, frame_id: int) -> Path | None:
+    def frame_path(self, task: int | str, frame_id: int) -> Path | None:
         if self.frame_dir is None:
             return None
         return self.frame_dir / task_frames_folder(task) / frame_file_name(frame_id)
@@ -85,12 +100,19 @@ class FrameRecord:
 
 @dataclass(frozen=True)
 class TaskOutput:
-    number: int
+    number: int  # the task's key: its order among the upload's tasks (task_split.py)
     clip_path: Path
     frames: list[FrameRecord]
     # Source frames of the task where a new shot starts (detect_shots): the
     # cuts one pass over the whole video finds there, whatever part was cut.
     cuts: tuple[int, ...] = ()
+    label: str = ""  # names its clip and frame folder
+    next: int = 0  # the key of the task after it
+    left_out: int = 0  # still frames left out of it (skip_still)
+    # The sampled source frame before each cut (a shot's last, even if left
+    # out), and the task's last sampled source frame, kept or not.
+    cut_ends: tuple[int, ...] = ()
+    last_sample: int = -1
 
 
 @dataclass(frozen=True)
@@ -139,35 +161,59 @@ def run_pipeline(source: Source, settings: PipelineSettings, layout: OutputLayou
 def _stage_threads(run: Run, source: Source, settings: PipelineSettings,
                    layout: OutputLayout, events: queue.Queue,
                    span: tuple[frozenset[int], int, float]) -> list[threading.Thread]:
-    """The decoder, the encoder and the side stages (JPEG, annotation, shots),
-    joined by bounded queues; ``span``: the tasks to skip, the first sample, the
-    end time."""
+    """The decoder, the split stage (when there is one), the encoder and the
+    side stages (JPEG, annotation), joined by bounded queues; ``span``: the
+    tasks to skip, the first sample, the end time."""
     depth = queue_depth(source.info.width, source.info.height)
     encode_q: queue.Queue = queue.Queue(depth)
-    # Side stages: each gets every sampled frame and reports per task.
+    # Side stages: each gets every frame the encoder gets and reports per task.
     sides: dict[str, tuple[queue.Queue, Callable]] = {}
     if layout.frame_dir:
         sides["jpeg"] = (queue.Queue(depth), jpeg_stage)
     if settings.annotate:
         sides["annotate"] = (queue.Queue(depth), annotate_stage)
-    warm = None  # (the shot stage's queue, the sampled frames a decision looks back on)
-    if settings.detect_shots:
+    outputs = [encode_q] + [q for q, _ in sides.values()]
+    threads = [context_thread(_guard(run, stage), name=name, args=(run, settings, layout, side_q))
+               for name, (side_q, stage) in sides.items()]
+    threads.append(context_thread(_guard(run, _encode_stage), name="encode",
+                                  args=(run, source, settings, layout, encode_q, events,
+                                        list(sides))))
+    skip, first_sample, end = span
+    split = _splitter(settings)
+    warm = None  # (the split stage's queue, the sampled frames a decision looks back on)
+    if split is not None:
+        splitter, window = split
+        split_q: queue.Queue = queue.Queue(depth)
+        run.next_task, run.left_out, run.last_sample = (
+            splitter.next_task, splitter.left_out, splitter.last_sample)
+        threads.append(context_thread(_guard(run, split_stage), name="split",
+                                      args=(splitter, skip, outputs, run, split_q)))
+        # The decoder hands it every sample: it skips tasks once it placed them.
+        outputs, skip, warm = [split_q], frozenset(), (split_q, window)
+    return [context_thread(_guard(run, _decode_stage), name="decode",
+                           args=(run, source, settings, skip, first_sample, end, outputs,
+                                 warm))] + threads
+
+
+def _splitter(settings: PipelineSettings) -> tuple[TaskSplitter, int] | None:
+    """The split stage's splitter, and how many frames before a segment its
+    shot detector looks back on; None when there is no split stage."""
+    split = settings.split()
+    if split is None:
+        return None
+    detector, still, window = None, None, 0
+    if settings.detect_shots or split.by_shots:
         # Imported here: PySceneDetect and its dependencies are ~12 MiB that a
         # job refused before cutting (a frame too large) should not pay.
         from processors.shots import ShotDetector
         detector = ShotDetector()
         if detector.delay:  # a segment's last cuts would need frames past its end
             raise ValueError("the pipeline's shot detector must decide each frame at once")
-        sides["shots"] = (queue.Queue(depth), partial(shots_stage, detector))
-        warm = (sides["shots"][0], detector.window)
-    return [
-        context_thread(_guard(run, _decode_stage), name="decode",
-                       args=(run, source, settings, *span,
-                             [encode_q] + [q for q, _ in sides.values()], warm)),
-        context_thread(_guard(run, _encode_stage), name="encode",
-                       args=(run, source, settings, layout, encode_q, events, list(sides))),
-    ] + [context_thread(_guard(run, stage), name=name, args=(run, settings, layout, side_q))
-         for name, (side_q, stage) in sides.items()]
+        window = detector.window
+    if split.skip_still:
+        from processors.still import StillFilter
+        still = StillFilter()
+    return TaskSplitter(split, detector, still), window
 
 
 def _events(run: Run, events: queue.Queue, should_stop: Callable[[], bool],
@@ -258,7 +304,9 @@ def _decode_stage(run: Run, source: Source, settings: PipelineSettings,
             if behind and not warm_up(run, warm[0], behind, info, task):
                 return
             frame = normalize(item.frame, info.rotation, info.width, info.height)
-            work = Sample(sample - 1, task, item.index, item.timestamp, frame)
+            # Where it goes on the fixed grid; a split stage may place it elsewhere.
+            work = Sample(sample - 1, task, item.index, item.timestamp, frame, label=str(task),
+                          frame_id=(sample - 1) % settings.frames_per_task + 1)
             if not all(run.put(q, work) for q in outputs):
                 return
         run.position = end
@@ -272,7 +320,7 @@ def _encode_stage(run: Run, source: Source, settings: PipelineSettings,
                   sides: list[str]) -> None:
     info = source.info
     writer: ClipWriter | None = None
-    task, frames = 0, []
+    task, label, frames = 0, "", []
     try:
         while True:
             work = run.get(encode_q)
@@ -286,29 +334,32 @@ def _encode_stage(run: Run, source: Source, settings: PipelineSettings,
                         run.wait_done(side, task, len(frames))
                     if run.stop.is_set():
                         return
-                    events.put(_task_output(run, task, layout, frames))
+                    events.put(_task_output(run, task, label, layout, frames))
                 if work is END:
                     return
-                task, frames = work.task, []
-                writer = ClipWriter(layout.clip_path(task), info.width, info.height,
+                task, label, frames = work.task, work.label, []
+                writer = ClipWriter(layout.clip_path(label), info.width, info.height,
                                     settings.frame_rate, settings.encoder)
             writer.write(work.frame)
             run.moves += 1
-            frame_id = len(frames) + 1
-            frames.append((work.sample, FrameRecord(frame_id, work.source_index,
-                                                    float(work.timestamp),
-                                                    layout.frame_path(task, frame_id))))
+            frames.append((work.sample, work.before if work.new_shot else None, FrameRecord(
+                work.frame_id, work.source_index, float(work.timestamp),
+                layout.frame_path(label, work.frame_id))))
     finally:
         if writer is not None:
             writer.abort()
         events.put(END)
 
 
-def _task_output(run: Run, task: int, layout: OutputLayout,
-                 frames: list[tuple[int, FrameRecord]]) -> TaskOutput:
+def _task_output(run: Run, task: int, label: str, layout: OutputLayout,
+                 frames: list[tuple[int, int | None, FrameRecord]]) -> TaskOutput:
+    """``frames``: (sample, the frame before it if a shot starts at it, record)."""
     with run.cond:
-        boxes = [run.boxes.pop(sample, None) for sample, _ in frames]
-        cuts = tuple(r.source_index for _, r in frames if r.source_index in run.cuts)
-        run.cuts.difference_update(cuts)
-    records = [replace(record, boxes=found) for (_, record), found in zip(frames, boxes)]
-    return TaskOutput(task, layout.clip_path(task), records, cuts)
+        boxes = [run.boxes.pop(sample, None) for sample, _, _ in frames]
+    records = [replace(record, boxes=found) for (_, _, record), found in zip(frames, boxes)]
+    cuts = [(record.source_index, before) for _, before, record in frames if before is not None]
+    # A split stage set these before it handed on the next task's first frame.
+    return TaskOutput(task, layout.clip_path(label), records, tuple(c for c, _ in cuts), label,
+                      run.next_task.get(task, task + 1), run.left_out.get(task, 0),
+                      tuple(b for _, b in cuts),
+                      run.last_sample.get(task, records[-1].source_index))

@@ -23,6 +23,12 @@ class Sample:
     timestamp: Fraction
     frame: av.VideoFrame
     warmup: bool = False  # for the shot detector only (not a sample of a task)
+    # Where it goes (processors/task_split.py): the task's clip and folder name,
+    # the frame's 1-based number in it, whether a new shot starts at it.
+    label: str = ""
+    frame_id: int = 0
+    new_shot: bool = False
+    before: int = -1  # new_shot: the sampled source frame before it (the last shot's end)
 
 
 class Run:
@@ -36,7 +42,12 @@ class Run:
         # (stage, task) -> frames of the task that the JPEG / annotation stage finished
         self.done: dict[tuple[str, int], int] = {}
         self.boxes: dict[int, list] = {}  # sample -> annotation result
-        self.cuts: set[int] = set()  # source frames starting a shot, not reported yet
+        # Set by the split stage (processors/task_split.py) before it hands on
+        # the frame after a task: the key of the task that follows, and how
+        # many still frames it left out of the task.
+        self.next_task: dict[int, int] = {}
+        self.left_out: dict[int, int] = {}
+        self.last_sample: dict[int, int] = {}  # its last sampled frame, kept or not
         self.cond = threading.Condition()
 
     def mark_done(self, stage: str, task: int, count: int = 1) -> None:

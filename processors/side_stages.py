@@ -1,6 +1,7 @@
-"""The pipeline's side stages (processors/pipeline.py): each gets every sampled
-frame from the decoder and reports per task, so the encoder can hand a task on
-only once its JPEGs, boxes and shot decisions are done too."""
+"""The pipeline's stages beside the encoder (processors/pipeline.py). The
+split stage, when there is one, sits between the decoder and the others; the
+side stages each get every frame the encoder gets and report per task, so the
+encoder can hand a task on only once its JPEGs and boxes are done too."""
 from __future__ import annotations
 
 import queue
@@ -13,7 +14,7 @@ from processors.source import SourceInfo
 
 if TYPE_CHECKING:
     from processors.pipeline import OutputLayout, PipelineSettings
-    from processors.shots import ShotDetector
+    from processors.task_split import TaskSplitter
 
 
 def warm_up(run: Run, shots_q: queue.Queue, behind: deque, info: SourceInfo,
@@ -31,13 +32,11 @@ def warm_up(run: Run, shots_q: queue.Queue, behind: deque, info: SourceInfo,
 
 def jpeg_stage(run: Run, settings: PipelineSettings, layout: OutputLayout,
                jpeg_q: queue.Queue) -> None:
-    first_sample: dict[int, int] = {}
     while True:
         work = run.get(jpeg_q)
         if work is END:
             return
-        start = first_sample.setdefault(work.task, work.sample)
-        path = layout.frame_path(work.task, work.sample - start + 1)
+        path = layout.frame_path(work.label, work.frame_id)
         path.parent.mkdir(exist_ok=True)  # not parents: see pipeline.run_pipeline
         path.write_bytes(encode_jpeg(work.frame, settings.jpeg_quality))
         run.mark_done("jpeg", work.task)
@@ -72,20 +71,30 @@ def annotate_stage(run: Run, settings: PipelineSettings, layout: OutputLayout,
         run.moves += 1
 
 
-def shots_stage(detector: ShotDetector, run: Run, settings: PipelineSettings,
-                layout: OutputLayout, shots_q: queue.Queue) -> None:
-    """Shot boundaries over the sampled frames, in order (the detector decides
-    each frame at once). A warm-up frame is only looked back on: its own result
-    is the business of the task that holds it."""
-    while True:
-        work = run.get(shots_q)
-        if work is END:
-            return
-        cuts = detector.push(work.source_index, work.frame)
-        if work.warmup:
-            continue
-        if cuts:
-            with run.cond:
-                run.cuts.update(cuts)
-        run.mark_done("shots", work.task)
-        run.moves += 1
+def split_stage(splitter: TaskSplitter, skip: frozenset[int], outputs: list[queue.Queue],
+                run: Run, split_q: queue.Queue) -> None:
+    """Between the decoder and the other stages when shots or still frames
+    matter: places each sampled frame (processors/task_split.py) and hands on
+    those kept, of tasks not in ``skip`` (staged by an earlier, interrupted
+    run: their frames still go through the shot detector). A warm-up frame is
+    only looked back on."""
+    try:
+        while True:
+            work = run.get(split_q)
+            if work is END:
+                splitter.end()
+                return
+            run.moves += 1
+            if work.warmup:
+                splitter.look(work.source_index, work.frame)
+                continue
+            placed = splitter.place(work.sample, work.source_index, work.frame)
+            if placed is None or placed.task in skip:
+                continue
+            work.task, work.label, work.frame_id, work.new_shot, work.before = (
+                placed.task, placed.label, placed.frame_id, placed.new_shot, placed.before)
+            if not all(run.put(q, work) for q in outputs):
+                return
+    finally:
+        for q in outputs:
+            run.put(q, END)

@@ -52,7 +52,7 @@ def move_into_place(paths: RunPaths) -> None:
         staging.rename(final)
 
 
-def publish_task_files(paths: RunPaths, clip_name: str, number: int) -> None:
+def publish_task_files(paths: RunPaths, clip_name: str, number: int | str) -> None:
     """Move one staged task's clip and JPEGs to their final places (a task
     published while its run goes on).
 

@@ -21,9 +21,11 @@ class RunStore(Store):
 
     @idempotent
     def stage_task(self, upload_id: Any, run_id: str, number: int, task: dict,
-                   frames: list[dict], cuts: list[dict] = ()) -> None:
+                   frames: list[dict], cuts: list[dict] = (), order: dict | None = None) -> None:
         """Record a finished task of a run: its frames first, then the task (with
-        the shot ``cuts`` found in it: jobs/shots.py).
+        the shot ``cuts`` found in it: jobs/shots.py, and ``order``: its
+        ``label``, the ``next`` task's number and its ``leftOut`` still
+        frames, jobs/task_order.py).
 
         Idempotent: a resumed run that redoes task ``number`` (same
         deterministic task id) first drops the frames its crashed attempt left.
@@ -33,7 +35,8 @@ class RunStore(Store):
             self.c.frames.insert_many(frames, ordered=False)
         self.c.staging.replace_one({"_id": task["_id"]},
                                    {"uploadId": to_id(upload_id), "runId": run_id,
-                                    "number": number, "task": task, "cuts": list(cuts)},
+                                    "number": number, "task": task, "cuts": list(cuts),
+                                    **(order or {})},
                                    upsert=True)
 
     def run_is_current(self, upload_id: Any, run_id: str) -> bool:

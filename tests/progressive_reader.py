@@ -10,6 +10,19 @@ from pathlib import Path
 from typing import Callable
 
 
+def in_order(labels: list[str]) -> bool:
+    """Task names' numbers 1, 2, ... without a gap; with task_split "shots" a
+    cell's later tasks are "<cell>.2", "<cell>.3", ... (processors/task_split.py)."""
+    last = (0, 1)  # before cell 1
+    for label in labels:
+        cell, _, part = label.partition(".")
+        found = (int(cell), int(part or 1))
+        if found not in ((last[0], last[1] + 1), (last[0] + 1, 1)) or found[0] == 0:
+            return False
+        last = found
+    return True
+
+
 class Reader(threading.Thread):
     """Polls the upload's tasks the way the Node.js backend reads them."""
 
@@ -31,9 +44,8 @@ class Reader(threading.Thread):
         tasks = self.mongo.frames.tasks_of(self.upload_id)
         ready = (self.mongo.uploads.get_upload(self.upload_id) or {}).get("readyTaskCount") or 0
         self.polls += 1
-        numbers = [int(task["taskName"].split("-")[1]) for task in tasks]
-        if numbers != list(range(1, len(numbers) + 1)):
-            self.problems.append(f"tasks out of order: {numbers}")
+        if not in_order([task["taskName"].split("-")[1] for task in tasks]):
+            self.problems.append(f"tasks out of order: {[t['taskName'] for t in tasks]}")
         if ready < len(tasks):
             self.problems.append(f"readyTaskCount {ready} < {len(tasks)} visible")
         if tasks and self.first_ready_at is None:

@@ -62,6 +62,12 @@ def boxes_of(mongo, upload_id: str) -> list[tuple[int, int, str, float, int]]:
     return found
 
 
+def described(mongo, upload_id: str) -> list[tuple]:
+    """Each task's name (the upload's aside), sampled frames and shots."""
+    return [(t["taskName"].replace(upload_id, ""), t["original_frames"], t["shots"])
+            for t in mongo.frames.tasks_of(upload_id)]
+
+
 def shot_index(starts: list[int], source_frame: int) -> int:
     return max(i for i, start in enumerate(starts) if start <= source_frame)
 
@@ -133,6 +139,46 @@ def test_one_pass_segments_and_a_rerun_find_the_same_shots_and_tracks(shots_env,
     assert [b[1:] for b in boxes_of(mongo, "one")] == [b[1:] for b in reference]
 
 
+def test_tasks_follow_the_shots_and_still_frames_are_left_out(shots_env, mongo):
+    """task_split "shots" and skip_still through the API (min_shot_frames 5):
+    one pass and segments (a cut on a segment's first frame) make the same
+    tasks; a cut 8 samples into a cell splits it (task-2.2), one 3 samples in
+    is gathered (its shot is short); still frames (the parked car alone) are
+    left out and counted; events number the tasks 1..n."""
+    from app import create_app
+    from event_receiver import events_env
+    from test_events import outbox
+    env = {**shots_env, **events_env("http://127.0.0.1:9/hooks")}  # recorded, not sent
+    client = create_app(load_config(env=env)).test_client()
+    for upload_id, extra in (("one", {}), ("seg", {"PROCESSING_SEGMENT_SECONDS": "2"})):
+        assert post(client, upload_id, task_split="shots", skip_still=1).status_code == 202
+        run_all({**env, **extra})
+        assert mongo.uploads.get_upload(upload_id)["status"] == 1
+    one, seg = mongo.uploads.get_upload("one"), mongo.uploads.get_upload("seg")
+    assert seg["timings"]["segments"] == 4
+    assert (one["task_split"], one["skip_still"], one["taskCount"]) == ("shots", 1, 5)
+    tasks = mongo.frames.tasks_of("one")
+    assert [t["taskName"].split("-")[1] for t in tasks] == ["1", "2", "2.2", "3", "4"]
+    assert [t["shots"] for t in tasks] == [[0], [1], [2], [2, 3], [3]]
+    starts = [shot["start"] for shot in one["shots"]]
+    assert starts == STARTS_5FPS
+    for task in tasks:  # a task spans a cut only after a short piece of a shot
+        inside = [f for f in task["original_frames"][1:] if f in starts]
+        assert all(task["original_frames"].index(f) < 5 for f in inside)
+    kept = sum(t["frameCount"] for t in tasks)
+    assert one["stillFramesLeftOut"] == 40 - kept >= 8  # 40 sampled; shot 1: the car alone
+    assert described(mongo, "seg") == described(mongo, "one")
+    assert (seg["shots"], seg["stillFramesLeftOut"]) == (one["shots"], one["stillFramesLeftOut"])
+    check_tracks(boxes_of(mongo, "one"), STARTS_5FPS)
+    assert boxes_of(mongo, "seg") == boxes_of(mongo, "one")
+    for upload_id in ("one", "seg"):
+        ready = [e["data"] for e in outbox(mongo, upload_id) if e["type"] == "upload.task_ready"]
+        assert [(e["task_number"], e["task_name"]) for e in ready] == \
+            [(n, t["taskName"]) for n, t in enumerate(mongo.frames.tasks_of(upload_id), 1)]
+    status = client.get("/api/processContent/seg", headers={"X-Auth-Key": AUTH_KEY}).json
+    assert status["stillFramesLeftOut"] == one["stillFramesLeftOut"]
+
+
 def test_a_built_dataset_has_a_mot_sequence_per_shot(shots_env, mongo, make_config, contents):
     from app import create_app
     from dataset_data import make_version
@@ -162,24 +208,31 @@ def test_a_built_dataset_has_a_mot_sequence_per_shot(shots_env, mongo, make_conf
     assert "shots at the dashed ones" in review_page(mongo, "u1")
 
 
-def test_a_run_killed_mid_video_resumes_to_the_same_shots_and_tracks(shots_env, mongo):
-    """Every frame sampled (24 task clips); the kill comes after the task with
-    the first cut was staged, so the resumed run skips it and must still know."""
+@pytest.mark.parametrize("fields", [{}, {"task_split": "shots", "skip_still": 1}],
+                         ids=["fixed", "shots+still"])
+def test_a_run_killed_mid_video_resumes_to_the_same_shots_and_tracks(shots_env, mongo, fields):
+    """Every frame sampled (24 task clips of fixed tasks, 26 following shots);
+    the kill comes after the task with the first cut was staged, so the
+    resumed run skips it and must still know."""
     from app import create_app
     client = create_app(load_config(env=shots_env)).test_client()
-    assert post(client, "ref", frame_rate=30).status_code == 202
+    assert post(client, "ref", frame_rate=30, **fields).status_code == 202
     run_all(shots_env)
     ref = mongo.uploads.get_upload("ref")
     starts = [shot["start"] for shot in ref["shots"]]
     assert all(abs(a - b) <= 1 for a, b in zip(starts, [0, 60, 105, 135])) and len(starts) == 4
+    total = ref["taskCount"]
+    assert total == (26 if fields else 24)
     executor = start_executor({**shots_env, "PROCESSING_WORKERS": "1"})
-    reader = Reader(mongo, 24)  # published tasks and their track ids never change
-    kill_job_mid_run(mongo, executor, reader, staged=8, total=24, start=lambda: (
-        post(client, "u1", frame_rate=30).status_code == 202 or pytest.fail("not accepted")))
+    reader = Reader(mongo, total)  # published tasks and their track ids never change
+    kill_job_mid_run(mongo, executor, reader, staged=8, total=total, start=lambda: (
+        post(client, "u1", frame_rate=30, **fields).status_code == 202
+        or pytest.fail("not accepted")))
     assert mongo.jobs.get_job("processContent:u1")["attempts"] == 2
     resumed = mongo.uploads.get_upload("u1")
-    assert resumed["shots"] == ref["shots"]
-    assert [t["shots"] for t in mongo.frames.tasks_of("u1")] == \
-        [t["shots"] for t in mongo.frames.tasks_of("ref")]
+    assert (resumed["shots"], resumed["stillFramesLeftOut"]) == \
+        (ref["shots"], ref["stillFramesLeftOut"])
+    assert (ref["stillFramesLeftOut"] > 0) == bool(fields)
+    assert described(mongo, "u1") == described(mongo, "ref")
     check_tracks(boxes_of(mongo, "ref"), starts)
     assert boxes_of(mongo, "u1") == boxes_of(mongo, "ref")

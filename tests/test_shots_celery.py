@@ -1,10 +1,10 @@
 """Shots on two real Celery workers (issue 19): a generated video of five shots
 (three hard cuts, then a fade through black), auto-annotated by the exact
-colour detector (tests/tracking_scene.py) at 5 fps, cut in five 2-second
-segments shared by two workers. The upload's shots, each task's shots and
-frames, and every box's trackId are those of a one-pass run of the same
-video and of the ground truth; no trackId holds boxes on both sides of a
-boundary. The fade is one boundary inside it, at the first sample back above
+colour detector (tests/tracking_scene.py) at 5 fps with task_split "shots"
+and skip_still 1, cut in five 2-second segments shared by two workers. The
+upload's shots and left-out frames, each task's shots and frames, and every
+box's trackId are those of a one-pass run of the same video and of the
+ground truth; no trackId holds boxes on both sides of a boundary. The fade is one boundary inside it, at the first sample back above
 the black level (processors/shots.py), and that sample is the first frame of
 segment 5: only the black sample of its warm-up lets the segment see it."""
 from __future__ import annotations
@@ -40,12 +40,21 @@ SHOTS_5FPS = [{"start": 0, "end": 54, "startTime": 0.0},
               {"start": 108, "end": 132, "startTime": 3.6},
               {"start": 138, "end": 234, "startTime": 4.6},
               {"start": 240, "end": 294, "startTime": 8.0}]
-TASK_SHOTS = [[0], [1, 2], [2, 3], [3], [4]]  # fixed tasks of 10 samples (60 frames)
+# task_split "shots", skip_still 1, tasks of 10 samples (60 frames), min_shot_frames 5:
+# (name, frameStart, frameEnd, original_frames, shots). The cut at 108 (8 samples
+# into task 2) splits it; the one at 138 (3 into task 3) is gathered. Still
+# frames (the parked car or the person alone) are left out: 18 of 50.
+TASKS = [("1", 0, 54, list(range(0, 60, 6)), [0]),
+         ("2", 60, 60, [60], [1]),
+         ("2.2", 108, 108, [108], [2]),
+         ("3", 120, 174, [120] + list(range(138, 180, 6)), [2, 3]),
+         ("4", 180, 234, list(range(180, 240, 6)), [3]),
+         ("5", 240, 246, [240, 246], [4])]
 
 
 def tasks_of(mongo, upload_id: str) -> list[tuple]:
-    return [(t["frameStart"], t["frameEnd"], t["original_frames"], t["shots"])
-            for t in mongo.frames.tasks_of(upload_id)]
+    return [(t["taskName"].split("-")[1], t["frameStart"], t["frameEnd"], t["original_frames"],
+             t["shots"]) for t in mongo.frames.tasks_of(upload_id)]
 
 
 def check_tracks(boxes: list[tuple], starts: list[int]) -> None:
@@ -68,7 +77,7 @@ def test_two_celery_workers_cut_a_video_in_segments_to_the_one_pass_shots_and_tr
     env = {**env, "ANNOTATION_VERSION_9": str(scene_model)}
     post = lambda client, upload_id: post_aa(  # noqa: E731
         client, upload_id=upload_id, content_path="uploads/shots.mp4", auto_anno_version=9,
-        frame_rate=5)
+        frame_rate=5, task_split="shots", skip_still=1)
     # One pass, in this process, before any worker runs: no broker, no segments.
     one_pass = {k: v for k, v in env.items() if not k.startswith("QUEUE_")}
     assert post(create_app(load_config(env=one_pass)).test_client(), "one").status_code == 202
@@ -94,11 +103,10 @@ def test_two_celery_workers_cut_a_video_in_segments_to_the_one_pass_shots_and_tr
     starts = [shot["start"] for shot in SHOTS_5FPS]
     (fade_start, fade_end), = truth.fades
     assert [s for s in starts if fade_start <= s < fade_end] == [240]
-    expected = [(60 * k, 60 * k + 54, list(range(60 * k, 60 * k + 60, 6)), shots)
-                for k, shots in enumerate(TASK_SHOTS)]
-    assert tasks_of(mongo, "one") == expected and tasks_of(mongo, "seg") == expected
+    assert tasks_of(mongo, "one") == TASKS and tasks_of(mongo, "seg") == TASKS
+    assert one["stillFramesLeftOut"] == seg["stillFramesLeftOut"] == 18
     reference = boxes_of(mongo, "one")
     check_tracks(reference, starts)
     assert boxes_of(mongo, "seg") == reference
     status = client.get("/api/processContent/seg", headers={"X-Auth-Key": AUTH_KEY}).json
-    assert status["shots"] == SHOTS_5FPS and status["stillFramesLeftOut"] == 0
+    assert status["shots"] == SHOTS_5FPS and status["stillFramesLeftOut"] == 18
