@@ -74,6 +74,11 @@ def test_status_needs_key(client, mongo):
     ({"content_type": 3}, {"content_type"}),
     ({"auto_anno_version": -1}, {"auto_anno_version"}),
     ({"content_path": None}, {"content_path"}),
+    ({"task_split": "Shots"}, {"task_split"}),
+    ({"task_split": 1}, {"task_split"}),
+    ({"task_split": ["shots"]}, {"task_split"}),
+    ({"skip_still": 2}, {"skip_still"}),
+    ({"skip_still": "yes"}, {"skip_still"}),
     ({"request_type": 1, "auto_anno_version": 0}, {"auto_anno_version"}),
     ({"upload_id": None, "frame_rate": "x", "content_type": 9},
      {"upload_id", "frame_rate", "content_type"}),
@@ -93,9 +98,30 @@ def test_bad_fields_are_all_listed(client, mongo, video, fields, bad):
     {"frame_rate": 5.0},
     {"auto_anno_version": "3"},
     {"upload_id": "5f0c6b2e9d3e4a1b2c3d4e5f", "project_id": "5f0c6b2e9d3e4a1b2c3d4e60"},
+    {"task_split": "shots", "skip_still": "1"},
+    {"task_split": " fixed ", "skip_still": None},
 ])
 def test_valid_variants_accepted(client, mongo, video, fields):
     assert client.post("/api/processContent", json=valid(**fields)).status_code == 202
+
+
+@pytest.mark.parametrize("sent,server,stored", [
+    ({}, {}, ("fixed", 0)),
+    ({}, {"PROCESSING_TASK_SPLIT": "shots", "PROCESSING_SKIP_STILL": "true"}, ("shots", 1)),
+    ({"task_split": "fixed", "skip_still": 0},
+     {"PROCESSING_TASK_SPLIT": "shots", "PROCESSING_SKIP_STILL": "true"}, ("fixed", 0)),
+])
+def test_task_split_and_skip_still_default_to_the_config(make_config, mongo, video, sent,
+                                                         server, stored):
+    """What a request does not say, the server's processing settings decide; the
+    job and the upload record what was decided (a resumed run decides the same)."""
+    from app import create_app
+    client = create_app(make_config(**server)).test_client()
+    assert client.post("/api/processContent", json=valid(**sent)).status_code == 202
+    params = mongo.jobs.get_job("processContent:u1")["params"]
+    upload = mongo.uploads.get_upload("u1")
+    assert (params["task_split"], params["skip_still"]) == stored
+    assert (upload["task_split"], upload["skip_still"]) == stored
 
 
 @pytest.mark.parametrize("request_type", [1, 2])

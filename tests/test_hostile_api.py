@@ -54,7 +54,8 @@ plausible = st.one_of(
     st.from_regex(ID_PATTERN, fullmatch=True),
     st.integers(-2, MAX_FRAME_RATE + 2), st.integers(-2, 2).map(str),
     st.sampled_from(["uploads/cam1.mp4", "contents/uploads/cam1.mp4", "uploads", "../x",
-                     "uploads/\udc80.mp4", "uploads/link.mp4", "a" * 300, " ", "\x00"]))
+                     "uploads/\udc80.mp4", "uploads/link.mp4", "a" * 300, " ", "\x00",
+                     "fixed", "shots", "Shots"]))
 field_values = st.one_of(json_values, plausible)
 bodies = st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=8), field_values,
                          max_size=len(FIELDS) + 2)
@@ -127,6 +128,7 @@ def test_parser_accepts_only_valid_requests(hostile_contents, body):
     assert isinstance(req, ProcessRequest)
     assert ID_PATTERN.match(req.upload_id) and ID_PATTERN.match(req.project_id)
     assert 1 <= req.frame_rate <= MAX_FRAME_RATE or req.request_type == 2
+    assert req.task_split in (None, "fixed", "shots") and req.skip_still in (None, 0, 1)
     root = hostile_contents.resolve()
     if req.content_path:  # what the job document will hold: inside, existing, UTF-8
         path = Path(req.content_path)
