@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import base64
 import io
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import jinja2
 import matplotlib

@@ -9,7 +9,6 @@ frames and task clips, and the track timeline uses the same palette.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 

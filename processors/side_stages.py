@@ -17,14 +17,14 @@ if TYPE_CHECKING:
     from processors.task_split import TaskSplitter
 
 
-def warm_up(run: Run, shots_q: queue.Queue, behind: deque, info: SourceInfo,
+def warm_up(run: Run, split_q: queue.Queue, behind: deque, info: SourceInfo,
             task: int) -> bool:
     """Hand the shot detector the frames before the next one it decides on (the
     same pixels one pass gives it: normalised); False when the run stopped."""
     while behind:
         item = behind.popleft()
         frame = normalize(item.frame, info.rotation, info.width, info.height)
-        if not run.put(shots_q, Sample(-1, task, item.index, item.timestamp, frame,
+        if not run.put(split_q, Sample(-1, task, item.index, item.timestamp, frame,
                                        warmup=True)):
             return False
     return True

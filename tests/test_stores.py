@@ -59,7 +59,7 @@ def test_a_job_document_reads_as_a_job_whose_params_write_back_unchanged(mongo):
 
     params = {"upload_id": "u1", "project_id": "p1", "frame_rate": 5, "content_path": "/c/v.mp4",
               "force_write": 0, "auto_anno_version": 3, "request_type": 1, "content_type": 1,
-              "frames_per_task": 10}
+              "frames_per_task": 10, "task_split": "shots", "skip_still": 1}
     mongo.jobs.start_job("processContent:u1", "processContent", params, "r1", replace_active=True)
     job = Job.from_doc(mongo.jobs.get_job("processContent:u1"))
     assert (job.id, job.kind, job.state, job.run_id, job.attempts, job.progressive) == \
@@ -72,3 +72,7 @@ def test_a_job_document_reads_as_a_job_whose_params_write_back_unchanged(mongo):
     assert list(segment.to_doc()) == [*params, "parent", "segments", "total_tasks", "segment"]
     with pytest.raises(KeyError):  # a document missing a parameter is not run half-typed
         ContentParams.from_doc({"upload_id": "u1"})
+    # ... but one stored before task_split and skip_still existed ran without them
+    legacy = {k: v for k, v in params.items() if k not in ("task_split", "skip_still")}
+    assert ContentParams.from_doc(legacy).to_doc() == {**legacy, "task_split": "fixed",
+                                                       "skip_still": 0}
