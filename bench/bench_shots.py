@@ -8,7 +8,10 @@
    dark shots, other views of one place, a fade), sampling every frame (a cut
    found within +-1 source frame) and at 5 fps (every 6th frame: the first
    sampled frame of the new shot, exactly). Cuts found inside a fade are
-   counted apart (a fade is found when one falls inside it).
+   counted apart (a fade is found when one falls inside it). Every method
+   runs on grey frames, as the pipeline's does (adaptive ones on BGR: the
+   library's AdaptiveDetector needs it); "(colour)": the default on BGR, its
+   content member on HSV planes as PySceneDetect's ContentDetector.
 2. Still frames: for each distance of processors/still.py, the largest
    distance between truly still frames and the smallest between frames where
    something changed (against the last changed frame, as the filter compares),
@@ -58,13 +61,16 @@ def score(found: list[int], expected: list[int], fades: list[tuple[int, int]],
 
 def cut_figures(videos: list[tuple[Path, object]]) -> list[list[object]]:
     rows = []
-    contenders = [(m, True) for m in METHODS] + [(DEFAULT_METHOD, False)]
+    # (method, camera-motion test, colour): the pipeline's detector compares grey
+    # frames; "(colour)" is the same detector with ContentDetector's HSV planes.
+    contenders = [(m, True, False) for m in METHODS] + [(DEFAULT_METHOD, False, False),
+                                                        (DEFAULT_METHOD, True, True)]
     for step, slack, label in ((1, 1, "every frame, +-1"), (6, 0, "5 fps, exact")):
         totals = {c: np.zeros(5, int) for c in contenders}
         fades = 0
         for path, truth in videos:
             # One decode feeds every contender.
-            detectors = {c: ShotDetector(c[0], motion=c[1]) for c in contenders}
+            detectors = {c: ShotDetector(c[0], motion=c[1], colour=c[2]) for c in contenders}
             found = {c: [] for c in contenders}
             sampled = []
             for i, frame in decode(path):
@@ -77,9 +83,10 @@ def cut_figures(videos: list[tuple[Path, object]]) -> list[list[object]]:
             for c, detector in detectors.items():
                 totals[c] += score(found[c] + detector.flush(), truth.expected_cuts(sampled),
                                    expected_fades, slack)
-        for (method, motion), (tp, fp, fn, fade_found, in_fade) in totals.items():
+        for (method, motion, colour), (tp, fp, fn, fade_found, in_fade) in totals.items():
             p, r = tp / max(1, tp + fp), tp / max(1, tp + fn)
-            rows.append([label, method + ("" if motion else " (no motion test)"), tp + fn, tp, fp,
+            name = method + ("" if motion else " (no motion test)") + (" (colour)" if colour else "")
+            rows.append([label, name, tp + fn, tp, fp,
                          fn, f"{p:.3f}", f"{r:.3f}", f"{2 * p * r / max(1e-9, p + r):.3f}",
                          f"{fade_found}/{fades}", in_fade])
     return rows
@@ -170,6 +177,8 @@ def speed_figures(count: int) -> list[list[object]]:
               for rgb in render(shots, (1920, 1080))]
     rows = []
     contenders = [(f"ShotDetector('{m}').push", lambda m=m: ShotDetector(m).push) for m in METHODS]
+    contenders.append((f"ShotDetector('{DEFAULT_METHOD}', colour=True).push",
+                       lambda: ShotDetector(DEFAULT_METHOD, colour=True).push))
     contenders.append(("StillFilter().keep", lambda: (lambda i, f: StillFilter().keep(f))))
     for name, make in contenders:
         step = make()

@@ -2,9 +2,12 @@
 
 The pipeline hands each sampled frame (a yuv420p ``av.VideoFrame``, or an RGB
 array) to ``ShotDetector.push`` with its source frame number; the detector
-downscales it (``small_frame``: ~0.4 ms at 1080p through swscale's area
-filter) and runs PySceneDetect's per-frame detectors on the small copy. No
-second decode: the frames are the ones the pipeline already has.
+downscales it (``small_grey``: ~0.45 ms at 1080p through swscale's area
+filter, luma only; ``small_frame`` in BGR, ~0.7 ms, where content needs it)
+and runs PySceneDetect's per-frame detectors on the small copy (the content,
+hash and fade ones with the library's arithmetic in processors/shot_scores.py,
+without importing it). No second decode: the frames are the ones the
+pipeline already has.
 
 Methods (``ShotDetector(method=...)``; figures in BENCHMARKS.md, "Shots"):
 
@@ -54,9 +57,9 @@ import av
 import cv2
 import numpy as np
 from av.video.reformatter import VideoReformatter
-from scenedetect import (AdaptiveDetector, ContentDetector, FrameTimecode, HashDetector,
-                         ThresholdDetector)
-from scenedetect.detector import SceneDetector
+
+from processors.shot_scores import (ContentScore, FadeScore, HashScore, LibraryScore,
+                                    camera_moved, median)
 
 SMALL_WIDTH = 256  # pixels: enough for a cut, ~30x fewer than 1080p
 # method -> (members, votes a cut needs)
@@ -81,10 +84,6 @@ DIM_LEVEL = 16
 # between frames of uniform noise of amplitude 128 (tests' square video).
 COARSE_LEVEL = 8.0
 COARSE_WIDTH = 16
-# Camera motion: a change that a global shift of at most MOTION_LIMIT of the frame explains, leaving
-# under MOTION_RATIO of the difference, is not a cut.
-MOTION_LIMIT = 1 / 3
-MOTION_RATIO = 0.5
 MOTION_WIDTH = 128  # pixels of the grey frame the shift is measured on
 # The library needs a rate for its timecodes; with min_scene_len=0 it is never
 # used for a decision, so the sampled frames are simply numbered 0, 1, 2, ...
@@ -118,6 +117,19 @@ def small_frame(frame: av.VideoFrame | np.ndarray, width: int = SMALL_WIDTH,
     elif order != "bgr":
         raise ValueError(f"order must be 'rgb' or 'bgr', not {order!r}")
     return _area_resize(np.ascontiguousarray(array), width)
+
+
+def small_grey(frame: av.VideoFrame | np.ndarray, width: int = SMALL_WIDTH,
+               order: str = "rgb", reformatter: VideoReformatter | None = None) -> np.ndarray:
+    """``frame`` as ``small_frame`` gives it, in 8-bit grey (full range, within
+    a level of OpenCV's BGR2GRAY of ``small_frame``'s)."""
+    if isinstance(frame, av.VideoFrame):
+        w, h = _size(frame.width, frame.height, width)
+        # PERFORMANCE: the luma plane alone, through swscale's area filter:
+        # ~0.4 ms at 1080p where BGR takes ~0.7 (most of a push's cost).
+        return (reformatter or VideoReformatter()).reformat(
+            frame, width=w, height=h, format="gray", interpolation="AREA").to_ndarray()
+    return cv2.cvtColor(small_frame(frame, width, order), cv2.COLOR_BGR2GRAY)
 
 
 def _size(w: int, h: int, width: int) -> tuple[int, int]:
@@ -159,6 +171,16 @@ class ShotDetector:
     ``[frame_no]`` when a shot starts at this very frame, else ``[]``.
     The first frame pushed never starts a shot (there is nothing before it).
 
+    Frames: the hash, fade, coarse and camera-motion tests run on a grey
+    small frame, which swscale makes from the luma plane alone; content
+    (HSV) needs BGR, which costs half as much again at 1080p. Where a cut
+    needs every member's vote (content+hash) content is scored only on
+    frames the hash voted for, from the frame before and this one (kept),
+    so most frames cost the grey frame alone (PERFORMANCE: a 1080p push
+    ~0.6 ms against ~0.95). The other methods with content or adaptive (the
+    library's AdaptiveDetector takes BGR) make a BGR frame of each, as does
+    ``colour=True`` (the grey one is then OpenCV's grey of it).
+
     In the pipeline: push every sampled frame (after ``normalize``, the
     yuv420p frame the clip gets) with its source index; a segment pushes the
     ``window`` sampled frames before its first one and drops their cuts.
@@ -166,15 +188,23 @@ class ShotDetector:
 
     def __init__(self, method: str = DEFAULT_METHOD, fades: bool = True,
                  width: int = SMALL_WIDTH, params: Params = Params(),
-                 motion: bool = True) -> None:
+                 motion: bool = True, colour: bool = False) -> None:
         if method not in METHODS:
             raise ValueError(f"method must be one of {tuple(METHODS)}, not {method!r}")
         if width < 8:
             raise ValueError(f"width {width} is too small to see a cut")
         self.method, self.width, self.params = method, width, params
+        members, need = METHODS[method]
+        # Content's HSV score may wait for the other members' votes where all
+        # must agree (content+hash); adaptive needs BGR frames, content alone too.
+        self._lazy = "content" in members and need == len(members) > 1 and \
+            "adaptive" not in members and not colour
+        self.colour = colour or ("content" in members and not self._lazy) or "adaptive" in members
         self._members = _members(method, params)
-        self._fade = ThresholdDetector(threshold=FADE_LEVEL, fade_bias=1.0, min_scene_len=0) \
-            if fades else None
+        self._need = need
+        self._before: tuple[av.VideoFrame | np.ndarray, str] | None = None  # (frame, order)
+        self._bgr: tuple[int, np.ndarray] | None = None  # the last BGR frame made, by sequence
+        self._fade = FadeScore(FADE_LEVEL) if fades else None
         self.delay = max(delay for _, delay in self._members)
         # Adaptive's score of its oldest window frame needs the frame before it.
         self.window = params.window_width + 1 if self.delay else 1
@@ -199,25 +229,54 @@ class ShotDetector:
         """Take the next sampled frame; the cuts now decided (source frame numbers)."""
         if self._last_no is not None and frame_no <= self._last_no:
             raise ValueError(f"frame {frame_no} after frame {self._last_no}: frames go forward")
-        small = small_frame(frame, self.width, order, self._reformatter)
-        self._means[self._seq] = float(small.mean())
-        coarse = _coarse(small)
-        if self._coarse is not None and \
-                float(np.median(np.abs(coarse - self._coarse))) < COARSE_LEVEL:
-            self._alike.add(self._seq)
-        self._coarse = coarse
-        if self._motion:
-            self._greys[self._seq] = _motion_grey(small)
-        timecode = FrameTimecode(self._seq, fps=_RATE)
-        for detector, _ in self._members:
-            for cut in detector.process_frame(timecode, small):
-                self._vote(cut.frame_num)
+        if self.colour:
+            small = small_frame(frame, self.width, order, self._reformatter)
+            grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)  # shared by the hash and the tests below
+        else:
+            small = grey = small_grey(frame, self.width, order, self._reformatter)
+        # numpy's mean to the last bit (an exact sum, one division), ~5x faster
+        mean = sum(cv2.sumElems(small)) / small.size
+        self._means[self._seq] = mean
+        self._run_members(small, grey, (frame, order))
         if self._fade is not None:
-            self._fade_cuts.update(cut.frame_num for cut in self._fade.process_frame(timecode, small))
+            self._fade_cuts.update(self._fade.process(self._seq, mean))
         self._last_no = frame_no
         self._frame_nos.append(frame_no)
         self._seq += 1
         return self._decide(self._seq - 1 - self.delay)
+
+    def _run_members(self, small: np.ndarray, grey: np.ndarray,
+                     frame: tuple[av.VideoFrame | np.ndarray, str]) -> None:
+        """The votes on frame ``_seq``, and what the tests in ``_decide`` need."""
+        coarse = _coarse(grey)
+        if self._coarse is not None and \
+                float(median(np.abs(coarse - self._coarse))) < COARSE_LEVEL:
+            self._alike.add(self._seq)
+        self._coarse = coarse
+        if self._motion:
+            self._greys[self._seq] = _motion_grey(grey)
+        for detector, _ in self._members:
+            if self._lazy and isinstance(detector, ContentScore):
+                continue
+            for cut in detector.process(self._seq, small, grey):
+                self._vote(cut)
+        if self._lazy:
+            # PERFORMANCE: the BGR frames (~0.7 ms each at 1080p, where the grey
+            # one takes ~0.45) only where content's vote can make a cut: the
+            # same decisions as scoring every frame, as a vote needs both.
+            if self._before is not None and self._votes.get(self._seq, 0) >= self._need - 1:
+                before = self._bgr[1] if self._bgr and self._bgr[0] == self._seq - 1 else \
+                    self._small_bgr(*self._before)
+                self._bgr = (self._seq, self._small_bgr(*frame))
+                if ContentScore.score(before, self._bgr[1]) >= self.params.content_threshold:
+                    self._vote(self._seq)
+            # A VideoFrame is not written to again; an array may be the caller's
+            # buffer for the next frame: its small copy is kept instead.
+            self._before = frame if isinstance(frame[0], av.VideoFrame) else \
+                (self._small_bgr(*frame), "bgr")
+
+    def _small_bgr(self, frame: av.VideoFrame | np.ndarray, order: str) -> np.ndarray:
+        return small_frame(frame, self.width, order, self._reformatter)
 
     def flush(self) -> list[int]:
         """The cuts among the last ``delay`` frames, decided by the members that
@@ -253,15 +312,13 @@ class ShotDetector:
         return cuts
 
 
-def _coarse(small: np.ndarray) -> np.ndarray:
-    grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+def _coarse(grey: np.ndarray) -> np.ndarray:
     h, w = grey.shape
     return cv2.resize(grey, (COARSE_WIDTH, max(1, round(h * COARSE_WIDTH / w))),
                       interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
-def _motion_grey(small: np.ndarray) -> np.ndarray:
-    grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+def _motion_grey(grey: np.ndarray) -> np.ndarray:
     h, w = grey.shape
     if w > MOTION_WIDTH:
         grey = cv2.resize(grey, (MOTION_WIDTH, max(1, round(h * MOTION_WIDTH / w))),
@@ -269,83 +326,21 @@ def _motion_grey(small: np.ndarray) -> np.ndarray:
     return grey.astype(np.float32)
 
 
-def camera_moved(before: np.ndarray, after: np.ndarray) -> bool:
-    """Whether a global shift of ``before`` explains ``after``: the shift is
-    under MOTION_LIMIT of the frame and leaves, where the two overlap, a median
-    difference under MOTION_RATIO of the plain one. The shift is measured by
-    phase correlation over the whole frame and over each quarter, as a large
-    moving object can outweigh the background in the whole; the median lets
-    such an object be (a minority of the pixels) without spoiling the fit."""
-    h, w = after.shape
-    if h < 16 or w < 16 or before.shape != after.shape:
-        return False
-    plain = float(np.median(np.abs(after - before)))
-    if plain == 0:
-        return False
-    best = plain
-    for sx, sy in _shifts(before, after):
-        if (sx, sy) == (0, 0) or abs(sx) > MOTION_LIMIT * w or abs(sy) > MOTION_LIMIT * h:
-            continue  # no camera move (objects moving at most), or too far for one
-        # after(x, y) ~ before(x - sx, y - sy): compare where both see the same place.
-        moved = after[max(0, sy):h + min(0, sy), max(0, sx):w + min(0, sx)]
-        still = before[max(0, -sy):h - max(0, sy), max(0, -sx):w - max(0, sx)]
-        best = min(best, float(np.median(np.abs(moved - still))))
-    return best < MOTION_RATIO * plain
-
-
-def _shifts(before: np.ndarray, after: np.ndarray, peaks: int = 6) -> list[tuple[int, int]]:
-    """Candidate shifts of ``after`` against ``before``: the highest peaks of
-    their phase correlation (not only the highest, which a large moving object
-    may hold while the background's peak comes second)."""
-    h, w = after.shape
-    window = _hanning(w, h)
-    spectrum = np.fft.rfft2(after * window) * np.conj(np.fft.rfft2(before * window))
-    surface = np.fft.irfft2(spectrum / np.maximum(np.abs(spectrum), 1e-9), s=(h, w))
-    surface = surface.astype(np.float32)
-    tops = surface == cv2.dilate(surface, np.ones((3, 3), np.uint8))
-    ys, xs = np.nonzero(tops)
-    order = np.argsort(surface[ys, xs])[::-1][:peaks]
-    # a peak at (y, x) is a shift of y (or y - h) rows and x (or x - w) columns
-    found = [(int(x - w if x > w // 2 else x), int(y - h if y > h // 2 else y))
-             for y, x in zip(ys[order], xs[order])]
-    return found + _tracked_shift(before, after)
-
-
-def _tracked_shift(before: np.ndarray, after: np.ndarray) -> list[tuple[int, int]]:
-    """The median motion of a grid of points followed by pyramidal Lucas-Kanade:
-    where the background is smooth, phase correlation finds only the movers."""
-    h, w = after.shape
-    ys, xs = np.mgrid[h // 10:h:h // 5, w // 16:w:w // 8]
-    points = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float32).reshape(-1, 1, 2)
-    moved, status, _ = cv2.calcOpticalFlowPyrLK(before.astype(np.uint8), after.astype(np.uint8),
-                                                points, None, winSize=(21, 21), maxLevel=3)
-    kept = status.ravel() == 1
-    if kept.sum() < len(points) // 2:
-        return []
-    dx, dy = np.median((moved - points)[kept].reshape(-1, 2), axis=0)
-    return [(round(float(dx)), round(float(dy)))]
-
-
-_HANNING: dict[tuple[int, int], np.ndarray] = {}
-
-
-def _hanning(w: int, h: int) -> np.ndarray:
-    if (w, h) not in _HANNING:
-        _HANNING[(w, h)] = cv2.createHanningWindow((w, h), cv2.CV_32F)
-    return _HANNING[(w, h)]
-
-
-def _members(method: str, p: Params) -> list[tuple[SceneDetector, int]]:
-    """The library detectors a method runs, each with its look-ahead in frames."""
+def _members(method: str, p: Params) -> list[tuple[ContentScore | HashScore | LibraryScore, int]]:
+    """The detectors a method runs, each with its look-ahead in frames."""
     made = {
-        "content": lambda: (ContentDetector(threshold=p.content_threshold, min_scene_len=0), 0),
-        "hash": lambda: (HashDetector(threshold=p.hash_threshold, min_scene_len=0), 0),
-        "adaptive": lambda: (AdaptiveDetector(adaptive_threshold=p.adaptive_threshold,
-                                              min_content_val=p.adaptive_min_content,
-                                              window_width=p.window_width, min_scene_len=0),
-                             p.window_width),
+        "content": lambda: (ContentScore(p.content_threshold), 0),
+        "hash": lambda: (HashScore(p.hash_threshold), 0),
+        "adaptive": lambda: (_adaptive(p), p.window_width),
     }
     return [made[name]() for name in METHODS[method][0]]
+
+
+def _adaptive(p: Params) -> LibraryScore:
+    from scenedetect import AdaptiveDetector  # lazy: see processors/shot_scores.py
+    return LibraryScore(AdaptiveDetector(adaptive_threshold=p.adaptive_threshold,
+                                         min_content_val=p.adaptive_min_content,
+                                         window_width=p.window_width, min_scene_len=0), _RATE)
 
 
 def detect_cuts(frames: Sequence[tuple[int, av.VideoFrame | np.ndarray]],
