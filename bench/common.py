@@ -59,6 +59,28 @@ def test_video(seconds: int, width: int = 1920, height: int = 1080, rate: int = 
     return path
 
 
+def fixed_camera_video(seconds: int, width: int = 1920, height: int = 1080) -> Path:
+    """``bench/data/fixedcam-<w>x<h>-<s>s.mp4``, made once: a fixed camera
+    (tests/shot_scenes.py: a textured scene, sensor noise sigma 2.5, libx264
+    crf 23, 30 fps, GOP 2 s) where nothing moves for the first half, then a
+    box enters, crosses a third of the frame and stops: the footage of a
+    traffic, retail or surveillance camera that skip_still is for."""
+    path = DATA / f"fixedcam-{width}x{height}-{seconds}s.mp4"
+    if path.exists():
+        return path
+    sys.path.insert(0, str(ROOT / "tests"))
+    from shot_scenes import RED, Mover, Shot, encode
+    DATA.mkdir(parents=True, exist_ok=True)
+    frames = 30 * seconds
+    box = Mover(RED, (width // 16, width // 16), (-width // 16, height // 2),
+                (width / 3 / (frames // 4), 0.0), enters=frames // 2, stops=frames * 3 // 4)
+    print(f"generating {path.name} ...", file=sys.stderr, flush=True)
+    tmp = path.with_suffix(".tmp.mp4")
+    encode(tmp, [Shot(frames, texture=11, movers=(box,))], size=(width, height))
+    tmp.replace(path)
+    return path
+
+
 @dataclass
 class ChildRun:
     wall: float  # seconds

@@ -203,8 +203,9 @@ def _splitter(settings: PipelineSettings) -> tuple[TaskSplitter, int] | None:
         return None
     detector, still, window = None, None, 0
     if settings.detect_shots or split.by_shots:
-        # Imported here: PySceneDetect and its dependencies are ~12 MiB that a
-        # job refused before cutting (a frame too large) should not pay.
+        # Imported here (with the still filter below): OpenCV's and the
+        # detectors' modules that a job refused before cutting (a frame too
+        # large) should not pay for.
         from processors.shots import ShotDetector
         detector = ShotDetector()
         if detector.delay:  # a segment's last cuts would need frames past its end

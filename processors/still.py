@@ -36,6 +36,7 @@ from typing import Callable
 
 import av
 import cv2
+from av.video.reformatter import VideoReformatter
 import imagehash
 import numpy as np
 from PIL import Image
@@ -48,10 +49,12 @@ THRESHOLD = 8.0  # levels (0..255) in the most changed block and channel: see th
 METRICS = ("block", "ssim", "phash", "dhash")
 
 
-def prepare(frame: av.VideoFrame | np.ndarray, order: str = "rgb") -> np.ndarray:
+def prepare(frame: av.VideoFrame | np.ndarray, order: str = "rgb",
+            reformatter: VideoReformatter | None = None) -> np.ndarray:
     """``frame`` as the distances compare it: small BGR float32, blurred a little
-    (noise that differs from pixel to pixel cancels, an object does not)."""
-    small = small_frame(frame, SMALL_WIDTH, order).astype(np.float32)
+    (noise that differs from pixel to pixel cancels, an object does not).
+    ``reformatter``: the caller's swscale context (processors.shots.small_frame)."""
+    small = small_frame(frame, SMALL_WIDTH, order, reformatter).astype(np.float32)
     return cv2.GaussianBlur(small, (3, 3), 0)
 
 
@@ -109,6 +112,9 @@ class StillFilter:
         self._distance = DISTANCES[metric]
         self._kept: np.ndarray | None = None
         self.left_out = 0
+        # PERFORMANCE: one swscale context for all frames; a new one per frame
+        # costs more than the rest of ``keep`` at 1080p (bench/bench_shots_cost.py).
+        self._reformatter = VideoReformatter()
 
     def reset(self) -> None:
         """A new shot (or a grid line a segment may start on): keep the next frame."""
@@ -116,7 +122,7 @@ class StillFilter:
 
     def keep(self, frame: av.VideoFrame | np.ndarray, order: str = "rgb") -> bool:
         """Whether ``frame`` shows something new (it becomes the reference) or not."""
-        image = prepare(frame, order)
+        image = prepare(frame, order, self._reformatter)
         if self._kept is None or self._kept.shape != image.shape or \
                 self._distance(image, self._kept) >= self.threshold:
             self._kept = image
