@@ -85,9 +85,8 @@ class TaskSplitter:
         settings = self.settings
         cut = bool(self.detector.push(source_index, frame)) if self.detector else False
         grid_line = sample % settings.frames_per_task == 0
-        if grid_line or cut:
-            if self.still is not None:
-                self.still.reset()
+        if (grid_line or cut) and self.still is not None:
+            self.still.reset()  # the first frame of a shot and of a grid cell is kept
         if grid_line or self._task is None:
             self._start_task(sample, part=1)
         elif settings.by_shots and cut and sample - self._start >= settings.min_shot_frames:
