@@ -27,9 +27,10 @@ def save(path: Path, index: int, size=(320, 240), orientation: int | None = None
     return path
 
 
-def process_images(post, run_jobs, mongo, name: str, frame_rate: int = 2) -> list[dict]:
+def process_images(post, run_jobs, mongo, name: str, frame_rate: int = 2,
+                   **fields) -> list[dict]:
     assert post(content_path=f"uploads/{name}", content_type=2,
-                frame_rate=frame_rate).status_code == 202
+                frame_rate=frame_rate, **fields).status_code == 202
     assert run_jobs() == 1
     upload = mongo.uploads.get_upload("u1")
     assert upload["status"] == 1, upload["errorMessage"]
@@ -72,6 +73,19 @@ def test_single_image(contents, post, run_jobs, mongo):
     assert len(tasks) == 1 and tasks[0]["frameCount"] == 1
     assert tasks[0]["taskName"] == "task-1-one"
     assert clip_barcodes(Path(tasks[0]["videoPath"])) == [7]
+
+
+def test_shots_and_still_frames_are_for_videos_only(contents, post, run_jobs, mongo):
+    """task_split and skip_still are ignored for images: three copies of one
+    image are three frames of one fixed task."""
+    folder = contents / "uploads" / "same"
+    folder.mkdir()
+    for n in range(3):
+        save(folder / f"{n}.png", 5)
+    tasks = process_images(post, run_jobs, mongo, "same", task_split="shots", skip_still=1)
+    assert [t["frameCount"] for t in tasks] == [3]
+    upload = mongo.uploads.get_upload("u1")
+    assert (upload["shots"], upload["stillFramesLeftOut"]) == (None, 0)
 
 
 def test_exif_orientation_applied(contents, post, run_jobs, mongo):

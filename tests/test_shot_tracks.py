@@ -139,7 +139,7 @@ def test_one_pass_segments_and_a_rerun_find_the_same_shots_and_tracks(shots_env,
     assert [b[1:] for b in boxes_of(mongo, "one")] == [b[1:] for b in reference]
 
 
-def test_tasks_follow_the_shots_and_still_frames_are_left_out(shots_env, mongo):
+def test_tasks_follow_the_shots_and_still_frames_are_left_out(shots_env, mongo, contents):
     """task_split "shots" and skip_still through the API (min_shot_frames 5):
     one pass and segments (a cut on a segment's first frame) make the same
     tasks; a cut 8 samples into a cell splits it (task-2.2), one 3 samples in
@@ -177,6 +177,13 @@ def test_tasks_follow_the_shots_and_still_frames_are_left_out(shots_env, mongo):
             [(n, t["taskName"]) for n, t in enumerate(mongo.frames.tasks_of(upload_id), 1)]
     status = client.get("/api/processContent/seg", headers={"X-Auth-Key": AUTH_KEY}).json
     assert status["stillFramesLeftOut"] == one["stillFramesLeftOut"]
+    # Other parameters are another request: refused, then replaced with force_write.
+    assert post(client, "one").status_code == 409
+    assert post(client, "one", force_write=1).status_code == 202
+    run_all(env)
+    clips = contents / "tasks" / "p1" / "one"
+    assert sorted(p.name for p in clips.iterdir()) == [f"task-{n}-shots.mp4" for n in range(1, 5)]
+    assert mongo.uploads.get_upload("one")["stillFramesLeftOut"] == 0
 
 
 def test_a_built_dataset_has_a_mot_sequence_per_shot(shots_env, mongo, make_config, contents):
