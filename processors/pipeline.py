@@ -274,8 +274,8 @@ def _decode_stage(run: Run, source: Source, settings: PipelineSettings,
     sampler = TimestampSampler(settings.frame_rate,
                                slack=getattr(source, "sampling_slack", Fraction(0)))
     sample = first_sample  # global: a segment's samples follow those before it
-    # Sampled frames the shot detector has not seen, that the next frame it
-    # sees looks back on: a segment's warm-up, the end of a task skipped.
+    # A segment's warm-up: the sampled frames before its first that the shot
+    # detector looks back on (a split stage places the tasks it skips itself).
     behind: deque = deque(maxlen=warm[1] if warm else 0)
     skip_unsampled = getattr(source, "skip_unsampled", None)
     if skip_unsampled is not None and not source.samples_every_frame:
@@ -300,7 +300,6 @@ def _decode_stage(run: Run, source: Source, settings: PipelineSettings,
             task = task_number(sample, settings.frames_per_task)
             sample += 1
             if task in skip:
-                behind.append(item)
                 continue
             if behind and not warm_up(run, warm[0], behind, info, task):
                 return
