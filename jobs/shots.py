@@ -18,10 +18,9 @@ from processors.pipeline import TaskOutput
 def task_cuts(out: TaskOutput) -> list[dict]:
     """A finished task's cuts as staged: ``{frame, time, before}`` (source frame,
     seconds, the sampled frame before it: where the shot before ends)."""
-    before = dict(zip(out.cuts, out.cut_ends)) if out.cut_ends else {}
-    return [{"frame": f.source_index, "time": f.timestamp,
-             **({"before": before[f.source_index]} if f.source_index in before else {})}
-            for f in out.frames if f.source_index in set(out.cuts)]
+    times = {f.source_index: f.timestamp for f in out.frames}
+    return [{"frame": cut, "time": times[cut], "before": before}
+            for cut, before in zip(out.cuts, out.cut_ends)]
 
 
 def cut_frames(staged: list[dict]) -> set[int]:

@@ -184,8 +184,7 @@ def _stage_threads(run: Run, source: Source, settings: PipelineSettings,
     if split is not None:
         splitter, window = split
         split_q: queue.Queue = queue.Queue(depth)
-        run.next_task, run.left_out, run.last_sample = (
-            splitter.next_task, splitter.left_out, splitter.last_sample)
+        run.splitter = splitter
         threads.append(context_thread(_guard(run, split_stage), name="split",
                                       args=(splitter, skip, outputs, run, split_q)))
         # The decoder hands it every sample: it skips tasks once it placed them.
@@ -358,8 +357,7 @@ def _task_output(run: Run, task: int, label: str, layout: OutputLayout,
         boxes = [run.boxes.pop(sample, None) for sample, _, _ in frames]
     records = [replace(record, boxes=found) for (_, _, record), found in zip(frames, boxes)]
     cuts = [(record.source_index, before) for _, before, record in frames if before is not None]
-    # A split stage set these before it handed on the next task's first frame.
+    next_task, left_out, last_sample = (task + 1, 0, records[-1].source_index) \
+        if run.splitter is None else run.splitter.ending(task)
     return TaskOutput(task, layout.clip_path(label), records, tuple(c for c, _ in cuts), label,
-                      run.next_task.get(task, task + 1), run.left_out.get(task, 0),
-                      tuple(b for _, b in cuts),
-                      run.last_sample.get(task, records[-1].source_index))
+                      next_task, left_out, tuple(b for _, b in cuts), last_sample)

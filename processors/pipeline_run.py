@@ -7,10 +7,14 @@ import queue
 import threading
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 import av
 
 from processors.threads import put_unless_stopped
+
+if TYPE_CHECKING:
+    from processors.task_split import TaskSplitter
 
 END = object()  # the last item of a queue; also what Run.get returns once stopped
 
@@ -42,12 +46,9 @@ class Run:
         # (stage, task) -> frames of the task that the JPEG / annotation stage finished
         self.done: dict[tuple[str, int], int] = {}
         self.boxes: dict[int, list] = {}  # sample -> annotation result
-        # Set by the split stage (processors/task_split.py) before it hands on
-        # the frame after a task: the key of the task that follows, and how
-        # many still frames it left out of the task.
-        self.next_task: dict[int, int] = {}
-        self.left_out: dict[int, int] = {}
-        self.last_sample: dict[int, int] = {}  # its last sampled frame, kept or not
+        # The split stage's (processors/task_split.py), if the run has one: it
+        # records how each task ends before it hands on the frame after it.
+        self.splitter: TaskSplitter | None = None
         self.cond = threading.Condition()
 
     def mark_done(self, stage: str, task: int, count: int = 1) -> None:

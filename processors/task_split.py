@@ -100,6 +100,13 @@ class TaskSplitter:
         self._frame_id += 1
         return Placement(self._task, self._label, self._frame_id, cut, before if cut else -1)
 
+    def ending(self, task: int) -> tuple[int, int, int]:
+        """How task ``task`` ended (known once the frame after it was placed, or
+        ``end`` was called): the key of the task after it, the still frames
+        left out of it, its last sampled source frame (kept or not)."""
+        return self.next_task.get(task, task + 1), self.left_out.get(task, 0), \
+            self.last_sample[task]
+
     def end(self) -> None:
         """No sample follows: the last task is followed by the next grid line's."""
         if self._task is not None:
