@@ -1,5 +1,6 @@
 """A process's claims of jobs, typed: the next job (or one by id), one job by id
-for a Celery message, and the release of jobs held by this host's dead processes."""
+for a Celery message, the release of jobs held by this host's dead processes,
+and a job read as it is now."""
 from __future__ import annotations
 
 from config import Config
@@ -14,6 +15,12 @@ def claim(mongo: MongoManager, owner: str, lease_seconds: float,
     """Claim the oldest queued job (or ``job_id``), or one whose holder's lease ran
     out (``mongo.jobs.claim_job``), as the ``Job`` it is; None if there is none."""
     doc = mongo.jobs.claim_job(owner, lease_seconds, job_id=job_id)
+    return Job.from_doc(doc) if doc is not None else None
+
+
+def read_job(mongo: MongoManager, job_id: str) -> Job | None:
+    """The job as it is now (another process may hold it); None if there is none."""
+    doc = mongo.jobs.get_job(job_id)
     return Job.from_doc(doc) if doc is not None else None
 
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 import logging
 
 from job_states import ACTIVE_JOB_STATES, JobKind, JobState, RequestType, started_upload
-from job_types import ContentJob, Job
+from job_types import ContentJob
 from jobs import segments, watchdog
 from jobs.annotate import annotate_existing
+from jobs.claims import read_job
 from jobs.context import Heartbeat, JobContext
 from jobs.failure import run_guarded
 from jobs.publish import decide_and_record_progressive, publisher_for
@@ -84,8 +85,7 @@ def _cut(job: ContentJob, ctx: JobContext, paths: RunPaths) -> bool:
 
 def _cancelled(job: ContentJob, ctx: JobContext, paths: RunPaths) -> None:
     upload_id, run_id = job.params.upload_id, job.run_id
-    doc = ctx.mongo.jobs.get_job(job.id)
-    current = Job.from_doc(doc) if doc is not None else None
+    current = read_job(ctx.mongo, job.id)
     if current is not None and current.run_id == run_id and current.state in ACTIVE_JOB_STATES:
         # Taken over, not replaced (this process stalled past its lease): the
         # new holder resumes this very run from its staged tasks; keep them.

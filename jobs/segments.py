@@ -23,6 +23,7 @@ from exceptions import JobCancelled
 from job_states import JobKind, JobState
 from job_types import ContentJob, ContentParams, Job, SegmentJob, SegmentParams
 from jobs import watchdog
+from jobs.claims import read_job
 from jobs.context import Heartbeat, JobContext
 from jobs.failure import run_guarded
 from jobs.publish import Publisher, publisher_for
@@ -100,8 +101,7 @@ def fail_segment_job(job: SegmentJob, ctx: JobContext, error: dict) -> None:
 
 def _parent(job: SegmentJob, mongo: MongoManager) -> ContentJob | None:
     """The segment's parent (its upload's job) as it is now; None if it is gone."""
-    doc = mongo.jobs.get_job(job.params.parent)
-    return Job.from_doc(doc) if doc is not None else None
+    return read_job(mongo, job.params.parent)
 
 
 def _cut_segment(job: SegmentJob, ctx: JobContext, paths: RunPaths) -> bool:
@@ -140,8 +140,7 @@ def _first_task_first(job: SegmentJob, ctx: JobContext, heartbeat: Heartbeat) ->
     watchdog.progressed("waiting for the first task")
     while time.monotonic() - started < FIRST_TASK_WAIT \
             and not mongo.uploads.ready_task_count(params.upload_id):
-        doc = mongo.jobs.get_job(f"{params.parent}#1")
-        first = Job.from_doc(doc) if doc is not None else None
+        first = read_job(mongo, f"{params.parent}#1")
         if first is not None and first.state == JobState.QUEUED:  # about to be claimed elsewhere
             if time.monotonic() - started > CLAIM_WAIT:
                 return
@@ -215,6 +214,6 @@ def commit_segments(job: ContentJob, ctx: JobContext, paths: RunPaths) -> bool:
 def _publisher(job_id: str, params: ContentParams, run_id: str, paths: RunPaths,
                ctx: JobContext) -> Publisher | None:
     """The run's publisher when it is progressive (``job_id``: the upload's job)."""
-    doc = ctx.mongo.jobs.get_job(job_id)
-    progressive = doc is not None and Job.from_doc(doc).progressive
+    parent = read_job(ctx.mongo, job_id)
+    progressive = parent is not None and parent.progressive
     return publisher_for(job_id, params, run_id, paths, ctx) if progressive else None

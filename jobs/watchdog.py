@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 from exceptions import JobCancelled
 from job_states import JobState
 from job_types import Job
+from jobs.claims import read_job
 from mongo_manager import DatabaseError
 
 if TYPE_CHECKING:
@@ -150,7 +151,6 @@ class Watchdog:
         """This run, held by this process and not yet committed (a committed
         run's tasks are in place: the stalled clean-up is redone by the next
         holder, the upload must not turn to an error)."""
-        doc = self.ctx.mongo.jobs.get_job(self.job.id)
-        current = Job.from_doc(doc) if doc is not None else None
+        current = read_job(self.ctx.mongo, self.job.id)
         return (current is not None and current.run_id == self.job.run_id
                 and current.owner == self.ctx.owner and current.state == JobState.RUNNING)
