@@ -28,7 +28,6 @@ from jobs.context import Heartbeat, JobContext
 from jobs.failure import run_guarded
 from jobs.publish import Publisher, publisher_for
 from jobs.staging import commit_tasks, discard, fail_upload, input_limits, run_paths, stage_pipeline
-from jobs.task_order import check_complete
 from jobs.timings import RunClock
 from mongo_manager import MongoManager
 from processes import owner_pid_here
@@ -200,8 +199,7 @@ def commit_segments(job: ContentJob, ctx: JobContext, paths: RunPaths) -> bool:
     if mongo.segments.count_done_segments(job.id, run_id) < (job.segments or 0):
         mongo.segments.wait_for_segments(job.id, run_id, ctx.owner)  # a retry came too early
         return False
-    staged = mongo.runs.staged_tasks(params.upload_id, run_id)
-    check_complete(staged)  # every segment staged all its tasks
+    staged = mongo.runs.staged_tasks(params.upload_id, run_id)  # all: commit_tasks checks
     # The run's clock started when its fan-out began cutting (the upload's startedAt).
     clock = RunClock(job, (mongo.uploads.get_upload(params.upload_id) or {}).get("startedAt"))
     frames = sum(doc["task"]["frameCount"] for doc in staged)
